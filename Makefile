@@ -1,0 +1,47 @@
+# ingestload — thin wrappers; everything real lives in the `ingestload` command and pytest.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RATE   ?= 2775
+
+.PHONY: install run ui distributed test test-fast bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## The main job: embedded broker + a one-minute headless run at $(RATE) msg/s, read back per topic.
+run: install
+	$(BIN)/ingestload run --rate $(RATE)
+
+## The same load from Locust's web UI (http://127.0.0.1:8089).
+ui: install
+	$(BIN)/ingestload run --ui --rate $(RATE)
+
+## Master + 2 worker processes on this machine.
+distributed: install
+	$(BIN)/ingestload run --processes 2 --rate 10000
+
+## Every test layer; starts its own embedded broker (or uses $$KAFKA_BOOTSTRAP).
+test: install
+	$(BIN)/python -m pytest
+
+## Unit tests only (no broker).
+test-fast: install
+	$(BIN)/python -m pytest tests/unit
+
+bench: install
+	$(BIN)/python bench/kafka_produce.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

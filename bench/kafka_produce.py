@@ -1,0 +1,183 @@
+"""Kafka path throughput, side by side in one run, on the same broker:
+
+  (a) a bare confluent-kafka produce loop (no Locust, no envelope)  — the ceiling;
+  (b) ingestload's KafkaProducerUser in ONE Locust process, unlimited rate, with a Locust
+      request event per acknowledged message and an envelope header on every message;
+  (c) locust-plugins' KafkaUser with 10 users — the anchor to beat.
+
+Also the MessageFactory's cost per message. Targets (issue #2): (b) ≥ 100,000 acked
+msg/s and ≥ 0.3 × (a).
+
+    python bench/kafka_produce.py [--duration 20] [--kafka-bootstrap HOST:PORT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ingestload.broker import EmbeddedBroker
+from ingestload.catalogue import Catalogue
+from ingestload.factory import MessageFactory
+from ingestload.kafka import ensure_topics
+from ingestload.testing import locust_command, unique_prefix
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def kafka(bootstrap: str | None) -> Iterator[str]:
+    if bootstrap:
+        yield bootstrap
+    else:
+        with EmbeddedBroker() as broker:
+            yield broker.bootstrap
+
+
+def locust_rate(json_prefix: Path, request_type: str) -> tuple[int, float]:
+    """(acked, msg/s) from a Locust JSON stats file, over the first to the last request."""
+    entries = [e for e in json.loads(Path(f"{json_prefix}.json").read_text()) if e["method"] == request_type]
+    acked = sum(e["num_requests"] - e["num_failures"] for e in entries)
+    start = min(e["start_time"] for e in entries)
+    end = max(e["last_request_timestamp"] for e in entries)
+    return acked, acked / max(end - start, 1e-9)
+
+
+class ProduceBench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rows: list[tuple[str, int, float]] = []
+
+    def run_locust(self, label: str, locustfile: Path, request_type: str, args: list[str], env: dict) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "stats"
+            command = locust_command(
+                locustfile,
+                "--headless",
+                "--only-summary",
+                "-t",
+                f"{self.args.duration:g}s",
+                "--json-file",
+                str(out),
+                *args,
+            )
+            done = subprocess.run(
+                command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}
+            )
+            if done.returncode != 0:
+                sys.exit(f"{label} failed:\n{done.stderr[-3000:]}")
+            acked, rate = locust_rate(out, request_type)
+        self.rows.append((label, acked, rate))
+        print(f"  {label}: {rate:,.0f} msg/s", flush=True)
+
+    def main(self) -> None:
+        duration = self.args.duration
+        print(f"Kafka produce benchmark, {duration:g} s per side", flush=True)
+        factory = MessageFactory(Catalogue.load())
+        n = 500_000
+        t = time.perf_counter()
+        for _ in range(n):
+            factory.next(time.time_ns())
+        factory_us = (time.perf_counter() - t) / n * 1e6
+        payload = factory.next(time.time_ns())[1]
+
+        with kafka(self.args.kafka_bootstrap) as bootstrap:
+            prefix = unique_prefix("bench")
+            topics = Catalogue.load().topics(prefix)
+            ensure_topics({"bootstrap.servers": bootstrap}, [*topics, prefix + "anchor"], partitions=3)
+
+            bare = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "bare_produce.py"),
+                    "--bootstrap",
+                    bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    "--duration",
+                    str(duration),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            result = json.loads(bare.stdout)
+            self.rows.append(
+                (
+                    "bare confluent-kafka loop (no Locust)",
+                    result["acked"],
+                    result["acked"] / result["seconds"],
+                )
+            )
+            print(f"  bare loop: {self.rows[-1][2]:,.0f} msg/s", flush=True)
+
+            self.run_locust(
+                "ingestload KafkaProducerUser, 1 process",
+                ROOT / "locustfiles" / "kafka.py",
+                "KAFKA",
+                [
+                    "-u",
+                    "1",
+                    "-r",
+                    "1",
+                    "--rate",
+                    "0",
+                    "--kafka-bootstrap",
+                    bootstrap,
+                    "--topic-prefix",
+                    prefix,
+                    "--status-interval",
+                    "0",
+                ],
+                {},
+            )
+            self.run_locust(
+                f"locust-plugins KafkaUser, {self.args.anchor_users} users",
+                ROOT / "bench" / "locustfiles" / "plugins_kafka_user.py",
+                "ENQUEUE",
+                ["-u", str(self.args.anchor_users), "-r", str(self.args.anchor_users)],
+                {
+                    "BENCH_BOOTSTRAP": bootstrap,
+                    "BENCH_TOPIC": prefix + "anchor",
+                    "BENCH_PAYLOAD_HEX": payload.hex(),
+                },
+            )
+
+        bare_rate = self.rows[0][2]
+        ours = self.rows[1][2]
+        print()
+        print(f"{'side':<44} {'acked':>12} {'msg/s':>12} {'vs bare':>9} {'ingestload ×':>13}")
+        for label, acked, rate in self.rows:
+            print(f"{label:<44} {acked:>12,} {rate:>12,.0f} {rate / bare_rate:>8.2f}× {ours / rate:>12.1f}×")
+        print(f"\nMessageFactory.next: {factory_us:.2f} µs per message ({len(payload)}-byte JSON)")
+        print(
+            f"targets: ingestload ≥ 100,000 msg/s [{'met' if ours >= 100_000 else 'NOT met'}], "
+            f"≥ 0.3× bare [{'met' if ours >= 0.3 * bare_rate else 'NOT met'}], "
+            f"factory ≤ 3 µs [{'met' if factory_us <= 3 else 'NOT met'}]"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per side (default 20)")
+    parser.add_argument(
+        "--anchor-users", type=int, default=10, help="users for locust-plugins' KafkaUser (default 10)"
+    )
+    parser.add_argument(
+        "--kafka-bootstrap", default=None, help="use this Kafka instead of the embedded broker"
+    )
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    ProduceBench(parse_args()).main()

@@ -1,0 +1,112 @@
+"""The envelope: what every message carries so that it can be traced back exactly.
+
+On the Kafka path the envelope is one binary Kafka header, ``ingestload``, 37 bytes::
+
+    offset size  field
+         0    1  version (1)
+         1    8  run id (8 bytes, shown as 16 hex digits)
+         9    8  producer id (unsigned 64-bit, unique per producing process and run)
+        17    8  seq (unsigned 64-bit, contiguous from 0 per producer)
+        25    8  sent_at (signed 64-bit, microseconds since the Unix epoch)
+        33    4  checksum (CRC-32 of the message value)
+
+One packed header costs a fraction of five text headers to build and to read back,
+which matters at hundreds of thousands of messages per second.
+
+Example::
+
+    >>> env = Envelope("00112233445566ff", 7, 0, 1_700_000_000_000_000, checksum(b"{}"))
+    >>> decode(encode(env)) == env
+    True
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import NamedTuple
+
+from ingestload.errors import EnvelopeError
+
+HEADER = "ingestload"
+VERSION = 1
+
+_LAYOUT = struct.Struct(">B8sQQqI")
+_TAIL = struct.Struct(">QqI")
+SIZE = _LAYOUT.size
+#: Byte offset of the seq field, for readers that only need the seq.
+SEQ_OFFSET = 17
+_SEQ = struct.Struct(">Q")
+
+checksum = zlib.crc32
+"""CRC-32 of a payload, as stored in the envelope."""
+
+
+class Envelope(NamedTuple):
+    """The identity of one message."""
+
+    run_id: str
+    """16 hex digits shared by every message of one test run."""
+    producer_id: int
+    """Unsigned 64-bit id of the producing process for this run."""
+    seq: int
+    """Position in the producer's contiguous sequence, from 0."""
+    sent_at_us: int
+    """Microseconds since the epoch when the message was handed to the client."""
+    checksum: int
+    """CRC-32 of the message value as sent."""
+
+
+def encode(env: Envelope) -> bytes:
+    """The header value for ``env``."""
+    return _LAYOUT.pack(
+        VERSION, bytes.fromhex(env.run_id), env.producer_id, env.seq, env.sent_at_us, env.checksum
+    )
+
+
+def decode(value: bytes) -> Envelope:
+    """Parse a header value; raises :class:`EnvelopeError` when it is not one of ours."""
+    if len(value) != SIZE or value[0] != VERSION:
+        raise EnvelopeError(f"not an ingestload v{VERSION} envelope ({len(value)} bytes)")
+    _, run, producer, seq, sent_at, crc = _LAYOUT.unpack(value)
+    return Envelope(run.hex(), producer, seq, sent_at, crc)
+
+
+def seq_of(value: bytes) -> int:
+    """The seq of an encoded envelope, without decoding the rest."""
+    return int(_SEQ.unpack_from(value, SEQ_OFFSET)[0])
+
+
+def find(headers: list[tuple[str, bytes]] | None) -> Envelope | None:
+    """The envelope among a message's headers, or ``None`` for a foreign message."""
+    for key, value in headers or ():
+        if key == HEADER:
+            try:
+                return decode(value)
+            except EnvelopeError:
+                return None
+    return None
+
+
+class EnvelopeWriter:
+    """Builds envelopes for one producer quickly: the constant part is packed once.
+
+    Example::
+
+        writer = EnvelopeWriter("00112233445566ff", producer_id=42)
+        header_value = writer.pack(seq=0, sent_at_us=now_us, crc=checksum(value))
+    """
+
+    __slots__ = ("pack_tail", "prefix", "producer_id", "run_id")
+
+    def __init__(self, run_id: str, producer_id: int) -> None:
+        self.run_id = run_id
+        self.producer_id = producer_id
+        self.prefix = struct.pack(">B8sQ", VERSION, bytes.fromhex(run_id), producer_id)
+        """The constant first 17 bytes (version, run id, producer id)."""
+        self.pack_tail = _TAIL.pack
+        """Packs (seq, sent_at_us, crc) into the last 20 bytes; hot loops call it directly."""
+
+    def pack(self, seq: int, sent_at_us: int, crc: int) -> bytes:
+        """The header value for one message."""
+        return self.prefix + self.pack_tail(seq, sent_at_us, crc)

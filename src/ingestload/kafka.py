@@ -1,0 +1,174 @@
+"""Small, blocking Kafka helpers: create topics, read start offsets, read a run back.
+
+These block the calling thread; inside a Locust process call them only at ``init``
+(before any load), never from a user or a greenlet that runs during the test.
+
+Why :func:`count_run` consumes instead of subtracting watermarks: the embedded Tansu
+broker answers ListOffsets(latest) with the base offset of the last record batch plus
+one, not the true end (seen: 201 for a partition holding 300 records in batches of
+100), while fetch responses and end-of-partition events are right. A start offset read
+that way can only be too low — harmless, as older messages carry another run id — but
+an end offset would undercount. So the end of a partition is taken from
+``enable.partition.eof``.
+
+Example::
+
+    ensure_topics(config, ["gov-alarm", "gov-fault"], partitions=3)
+    start = high_watermarks(config, topics)
+    …
+    count_run(config, topics, start, run_id)      # {"gov-alarm": 1234, …}
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from ingestload.envelope import HEADER
+from ingestload.errors import ConfigError, IngestloadError
+from ingestload.settings import scrub
+
+Offsets = dict[tuple[str, int], int]
+
+
+def _admin(config: Mapping[str, str]) -> object:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        return AdminClient(dict(config))
+    except Exception as e:  # KafkaException for an unknown or invalid property
+        raise ConfigError(f"Kafka client configuration rejected: {scrub(str(e), config)}") from None
+
+
+def ensure_topics(
+    config: Mapping[str, str], topics: Iterable[str], partitions: int, timeout: float = 15.0
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    admin = _admin(config)
+    wanted = sorted(set(topics))
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)  # type: ignore[attr-defined]
+    except KafkaException as e:
+        raise IngestloadError(
+            f"cannot reach Kafka at {config.get('bootstrap.servers')}: {scrub(str(e), config)}; "
+            "is the broker running (ingestload broker) and --kafka-bootstrap right?"
+        ) from None
+    missing = [t for t in wanted if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(  # type: ignore[attr-defined]
+        [NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+            created.append(topic)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise IngestloadError(f"cannot create topic {topic!r}: {scrub(str(e), config)}") from None
+    return sorted(created)
+
+
+def high_watermarks(config: Mapping[str, str], topics: Iterable[str], timeout: float = 10.0) -> Offsets:
+    """The high watermark (next offset) of every partition of ``topics``; missing topics are skipped."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**config, "group.id": "ingestload-watermarks", "enable.auto.commit": "false"})
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        offsets: Offsets = {}
+        for topic in sorted(set(topics)):
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                continue
+            for partition in sorted(info.partitions):
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                offsets[(topic, partition)] = int(high)
+        return offsets
+    finally:
+        consumer.close()
+
+
+def read_to_end(
+    config: Mapping[str, str],
+    topics: Iterable[str],
+    start: Offsets | None = None,
+    *,
+    idle_timeout: float = 10.0,
+    batch: int = 10_000,
+) -> Iterator[list[Any]]:
+    """Yield batches of messages of every partition of ``topics``, from ``start`` (default:
+    the beginning) until each partition reports its end; gives up after ``idle_timeout``
+    seconds without progress.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"ingestload-readback-{uuid.uuid4().hex}",
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "true",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(timeout=idle_timeout)
+        assignment = []
+        for topic in sorted(set(topics)):
+            info = metadata.topics.get(topic)
+            if info is None or info.error is not None:
+                continue
+            for partition in sorted(info.partitions):
+                offset = (start or {}).get((topic, partition), OFFSET_BEGINNING)
+                assignment.append(TopicPartition(topic, partition, offset))
+        if not assignment:
+            return
+        pending = {(tp.topic, tp.partition) for tp in assignment}
+        consumer.assign(assignment)
+        last_progress = time.monotonic()
+        while pending and time.monotonic() - last_progress < idle_timeout:
+            messages = consumer.consume(batch, 0.5)
+            data = []
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    data.append(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((message.topic(), message.partition()))
+                else:
+                    raise IngestloadError(f"reading back {message.topic()}: {scrub(str(error), config)}")
+            if messages:
+                last_progress = time.monotonic()
+            if data:
+                yield data
+        if pending:
+            raise IngestloadError(
+                f"reading back stalled for {idle_timeout:g}s before the end of "
+                + ", ".join(f"{t}[{p}]" for t, p in sorted(pending))
+            )
+    finally:
+        consumer.close()
+
+
+def count_run(
+    config: Mapping[str, str], topics: Iterable[str], start: Offsets | None, run_id: str
+) -> dict[str, int]:
+    """Messages per topic that carry ``run_id`` in their envelope."""
+    wanted = bytes.fromhex(run_id)
+    counts = dict.fromkeys(sorted(set(topics)), 0)
+    for batch in read_to_end(config, topics, start):
+        for message in batch:
+            for key, value in message.headers() or ():
+                if key == HEADER and value[1:9] == wanted:
+                    counts[message.topic()] += 1
+                    break
+    return counts

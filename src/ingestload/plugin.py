@@ -1,0 +1,393 @@
+"""Locust integration: options, per-process state, run ids, rate shares, status, drain at stop.
+
+Importing :mod:`ingestload.users` installs these listeners on ``locust.events``.
+
+What happens in each kind of process:
+
+=========  ===========================================================================
+local      validate settings, create topics and the producer at ``init``; at
+           ``test_start`` a new run id; status lines; at ``test_stopping`` drain.
+master     validate settings and create topics at ``init``; at ``test_start`` a run
+           id (sent to workers inside the spawn message's options) and each worker's
+           share of the target rate (``ingestload_rate``); status lines from worker
+           reports; at ``test_stopping`` the drain protocol below.
+worker     at ``test_start`` (options now as the master sent them) build the producer
+           and begin the run; pace at the share the master sent.
+=========  ===========================================================================
+
+Drain protocol. Locust's master gives workers about half a second after ``quit``, which
+is not enough to receive the last acknowledgements. So on ``test_stopping`` the master
+sends ``ingestload_drain`` to every live worker; each worker stops sending, polls until
+its queue is empty (cooperatively, never a blocking flush), pushes a final stats report
+and answers ``ingestload_drained`` with its counters. The master waits for every answer
+(``--drain-timeout`` plus a grace period) before it lets Locust stop the users; workers
+that never answer are named in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import gevent
+
+from ingestload.catalogue import Catalogue
+from ingestload.errors import ConfigError, IngestloadError
+from ingestload.factory import MessageFactory
+from ingestload.kafka import ensure_topics
+from ingestload.pacer import Pacer
+from ingestload.producer import KafkaProducerClient
+from ingestload.settings import Settings, add_arguments
+from ingestload.status import StatusLine, add_counters, format_summary
+
+log = logging.getLogger("ingestload")
+
+MSG_RATE = "ingestload_rate"
+MSG_DRAIN = "ingestload_drain"
+MSG_DRAINED = "ingestload_drained"
+#: Extra seconds the master waits for drained answers beyond the workers' own drain timeout.
+DRAIN_GRACE = 10.0
+REBALANCE_INTERVAL = 1.0
+_STATE_ATTR = "_ingestload_state"
+
+
+def fail(error: Exception) -> NoReturn:
+    """Print a one-line error and leave before any load starts."""
+    sys.stderr.write(f"ingestload: error: {error}\n")
+    sys.stderr.flush()
+    sys.exit(2)
+
+
+def state_of(environment: Any) -> ProcessState:
+    """The ingestload state of a Locust process (created at ``init``)."""
+    state = getattr(environment, _STATE_ATTR, None)
+    if state is None:
+        raise ConfigError(
+            "ingestload is not initialised in this process; import it in your locustfile "
+            "(from ingestload.users import KafkaProducerUser) and run it with locust"
+        )
+    return state  # type: ignore[no-any-return]
+
+
+def _role(runner: Any) -> str:
+    from locust.runners import MasterRunner, WorkerRunner
+
+    if isinstance(runner, MasterRunner):
+        return "master"
+    if isinstance(runner, WorkerRunner):
+        return "worker"
+    return "local"
+
+
+def _is_kafka_user(user_class: Any) -> bool:
+    return getattr(user_class, "ingestload_path", None) == "kafka"
+
+
+class ProcessState:
+    """Everything ingestload keeps in one Locust process."""
+
+    def __init__(self, environment: Any, runner: Any, settings: Settings) -> None:
+        self.environment = environment
+        self.runner = runner
+        self.role = _role(runner)
+        self.settings = settings
+        self.catalogue = Catalogue.load(settings.catalogue)
+        self._catalogue_path = settings.catalogue
+        self.pacer = Pacer(rate=None)
+        self.client: KafkaProducerClient | None = None
+        self._client_key: tuple[Any, ...] | None = None
+        self.run_id: str | None = None
+        self.uses_kafka = any(_is_kafka_user(u) for u in environment.user_classes)
+        self._greenlets: list[gevent.Greenlet] = []
+        # master only: latest counters per worker, and who answered the drain
+        self.worker_counters: dict[str, dict[str, int]] = {}
+        self.drained: set[str] = set()
+        self.missing_workers: set[str] = set()
+        self._worker_lag = 0.0
+        self._sent_shares: dict[str, float | None] = {}
+
+    # -- setup -----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """``init``: validate against Kafka and register messages; raises on bad input."""
+        settings = self.settings
+        log.info("ingestload %s: %s", self.role, settings.describe())
+        if self.role != "worker" and self.uses_kafka and settings.create_topics:
+            created = ensure_topics(
+                settings.admin_config(), self.catalogue.topics(settings.topic_prefix), settings.partitions
+            )
+            if created:
+                log.info("created topics: %s", ", ".join(created))
+        if self.role == "local" and self.uses_kafka:
+            self._ensure_client()
+        runner, events = self.runner, self.environment.events
+        if self.role == "worker":
+            runner.register_message(MSG_RATE, self._on_rate_message)
+            runner.register_message(MSG_DRAIN, self._on_drain_message, concurrent=True)
+            events.report_to_master.add_listener(self.on_report_to_master)
+        elif self.role == "master":
+            runner.register_message(MSG_DRAINED, self._on_drained_message)
+            events.worker_report.add_listener(self.on_worker_report)
+
+    def _ensure_client(self) -> KafkaProducerClient:
+        """The process's producer client, rebuilt only when its settings changed."""
+        s = self.settings
+        index = int(getattr(self.runner, "worker_index", 0) or 0)
+        key = (tuple(sorted(s.producer_config("-").items())), s.catalogue, s.seed, s.topic_prefix, index)
+        if self.client is None or key != self._client_key:
+            if self.client is not None:
+                self.client.close()
+            if s.catalogue != self._catalogue_path:
+                self.catalogue, self._catalogue_path = Catalogue.load(s.catalogue), s.catalogue
+            factory = MessageFactory(
+                self.catalogue, seed=s.seed * 1_000_003 + index, topic_prefix=s.topic_prefix
+            )
+            self.client = KafkaProducerClient(self.environment, s.producer_config(), factory)
+            self._client_key = key
+        return self.client
+
+    # -- run lifecycle ----------------------------------------------------------------
+
+    def on_test_start(self) -> None:
+        options = self.environment.parsed_options
+        try:
+            self.settings = Settings.from_options(options)
+        except ConfigError as e:
+            log.error("ingestload: %s (keeping the previous settings)", e)
+        if self.role == "worker":
+            self.run_id = getattr(options, "run_id", None) or secrets.token_hex(8)
+        else:
+            self.run_id = self.settings.run_id or secrets.token_hex(8)
+            if options is not None:
+                # The spawn message carries the master's custom options to every worker.
+                options.run_id = self.run_id
+        target = self.settings.rate or None
+        if self.role != "master":
+            self.pacer.reset()
+            if self.uses_kafka:
+                try:
+                    client = self._ensure_client()
+                except IngestloadError as e:
+                    log.error("ingestload: %s", e)
+                    return
+                if not client.warm_up():
+                    log.warning(
+                        "Kafka at %s did not answer a metadata request within 5s",
+                        self.settings.kafka_bootstrap,
+                    )
+                client.begin_run(self.run_id)
+                log.info("run %s: producer %016x", self.run_id, client.producer_id)
+        if self.role == "local":
+            self.pacer.set_rate(target)
+        if self.role == "master":
+            self.worker_counters.clear()
+            self.drained.clear()
+            self.missing_workers.clear()
+            self._sent_shares.clear()
+            self.distribute_rate()
+            self._spawn(self._rate_loop)
+        if self.role != "worker":
+            log.info(
+                "run %s started: target %s",
+                self.run_id,
+                "unlimited" if target is None else f"{target:g} msg/s",
+            )
+            options = self.environment.parsed_options
+            if self.settings.status_interval > 0 and getattr(options, "headless", False):
+                self._spawn(self._status_loop)
+
+    def on_test_stopping(self) -> None:
+        if self.role == "master":
+            self.drain_workers()
+            return
+        self.drain_local()
+
+    def drain_local(self) -> None:
+        """Stop sending and wait for this process's last acknowledgements (no-op when done)."""
+        self.pacer.stop()
+        if self.client is not None and self.client.accepting:
+            undelivered = self.client.drain(self.settings.drain_timeout)
+            if undelivered:
+                log.warning(
+                    "%d messages were still unacknowledged after the %gs drain",
+                    undelivered,
+                    self.settings.drain_timeout,
+                )
+
+    def on_test_stop(self) -> None:
+        for greenlet in self._greenlets:
+            greenlet.kill(block=False)
+        self._greenlets.clear()
+        if self.role != "worker" and self.run_id is not None:
+            log.info("run %s stopped: %s", self.run_id, format_summary(self.totals()))
+
+    def on_quitting(self) -> None:
+        # Locust fires quitting *before* it stops the runner on Ctrl-C / SIGTERM, so the
+        # drain has to happen here too, or closing would purge messages still on their way.
+        if self.role != "master":
+            self.drain_local()
+        if self.client is not None:
+            self.client.close()
+
+    # -- counters and status ------------------------------------------------------------
+
+    def totals(self) -> dict[str, int]:
+        """Cumulative counters for the run, summed over workers on a master."""
+        if self.role == "master":
+            return add_counters(list(self.worker_counters.values()))
+        return add_counters([self.client.counters()] if self.client else [])
+
+    def _take_lag(self) -> float:
+        if self.role == "master":
+            lag, self._worker_lag = self._worker_lag, 0.0
+            return lag
+        return self.pacer.reset_max_lag()
+
+    def _status_loop(self) -> None:
+        assert self.run_id is not None
+        line = StatusLine(self.run_id, self.settings.rate or None)
+        line.line(self.totals(), 0.0)
+        while True:
+            gevent.sleep(self.settings.status_interval)
+            log.info("%s", line.line(self.totals(), self._take_lag()))
+
+    def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
+        if self.client is not None:
+            data["ingestload"] = {
+                **self.client.counters(),
+                "lag_ms": round(self.pacer.reset_max_lag() * 1000, 3),
+                "run_id": self.run_id,
+            }
+
+    def on_worker_report(self, client_id: str, data: Mapping[str, Any]) -> None:
+        report = data.get("ingestload")
+        if report and report.get("run_id") == self.run_id:
+            self.worker_counters[client_id] = report
+            self._worker_lag = max(self._worker_lag, float(report.get("lag_ms", 0)) / 1000)
+
+    # -- rate shares (master) ---------------------------------------------------------
+
+    def _live_workers(self) -> list[Any]:
+        from locust.runners import STATE_INIT, STATE_RUNNING, STATE_SPAWNING
+
+        return [
+            c for c in self.runner.clients.values() if c.state in (STATE_INIT, STATE_SPAWNING, STATE_RUNNING)
+        ]
+
+    def shares(self, workers: list[Any]) -> dict[str, float | None]:
+        """Each worker's part of the target rate, in proportion to its Kafka users."""
+        total = self.settings.rate or None
+        if total is None or not workers:
+            return {w.id: None for w in workers} if total is None else {}
+        kafka_classes = {u.__name__ for u in self.environment.user_classes if _is_kafka_user(u)}
+        weights = {
+            w.id: sum(n for cls, n in w.user_classes_count.items() if cls in kafka_classes) for w in workers
+        }
+        if not any(weights.values()):
+            weights = dict.fromkeys(weights, 1)
+        scale = total / sum(weights.values())
+        return {wid: weight * scale for wid, weight in weights.items()}
+
+    def distribute_rate(self) -> None:
+        for worker_id, share in self.shares(self._live_workers()).items():
+            previous = self._sent_shares.get(worker_id, -1.0)
+            if share is None and previous is None:
+                continue
+            if share is not None and previous is not None and abs(share - previous) <= 1e-9 * max(1.0, share):
+                continue
+            self.runner.send_message(MSG_RATE, {"rate": share, "run_id": self.run_id}, client_id=worker_id)
+            self._sent_shares[worker_id] = share
+
+    def _rate_loop(self) -> None:
+        while True:
+            gevent.sleep(REBALANCE_INTERVAL)
+            self.distribute_rate()
+
+    def _on_rate_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.pacer.set_rate(msg.data["rate"])
+
+    # -- drain protocol ---------------------------------------------------------------
+
+    def drain_workers(self) -> None:
+        """Master: ask every live worker to drain and wait for all answers."""
+        from locust.runners import STATE_MISSING
+
+        expected = {c.id for c in self.runner.clients.values() if c.state != STATE_MISSING}
+        self.drained.clear()
+        for worker_id in expected:
+            self.runner.send_message(MSG_DRAIN, {"run_id": self.run_id}, client_id=worker_id)
+        deadline = time.monotonic() + self.settings.drain_timeout + DRAIN_GRACE
+        while not expected <= self.drained and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        self.missing_workers = expected - self.drained
+        if self.missing_workers:
+            log.error(
+                "workers that never reported their final counts: %s", ", ".join(sorted(self.missing_workers))
+            )
+
+    def _on_drain_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.drain_local()
+        send_stats = getattr(self.runner, "_send_stats", None)
+        if send_stats is not None:
+            send_stats()  # the last request events must reach the master before our answer
+        counters = self.client.counters() if self.client else {}
+        self.runner.send_message(MSG_DRAINED, {"run_id": self.run_id, "counters": counters})
+
+    def _on_drained_message(self, environment: Any, msg: Any, **_: Any) -> None:
+        if msg.data.get("run_id") != self.run_id:
+            return
+        self.worker_counters[msg.node_id] = msg.data.get("counters", {})
+        self.drained.add(msg.node_id)
+
+    def _spawn(self, fn: Any) -> None:
+        greenlet = gevent.spawn(fn)
+        greenlet.link_exception(lambda g: log.error("ingestload background task failed: %r", g.exception))
+        self._greenlets.append(greenlet)
+
+
+# -- listener wiring -------------------------------------------------------------------
+
+
+def _on_parser(parser: Any, **_: Any) -> None:
+    add_arguments(parser)
+
+
+def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
+    if runner is None:
+        return
+    try:
+        state = ProcessState(environment, runner, Settings.from_options(environment.parsed_options))
+        state.setup()
+    except IngestloadError as e:
+        fail(e)
+    setattr(environment, _STATE_ATTR, state)
+
+
+def _with_state(method: str) -> Any:
+    def listener(environment: Any = None, **kwargs: Any) -> None:
+        state = getattr(environment, _STATE_ATTR, None) if environment is not None else None
+        if state is not None:
+            getattr(state, method)(**kwargs)
+
+    return listener
+
+
+def install(events: Any = None) -> None:
+    """Register ingestload's listeners on a Locust ``Events`` (default: ``locust.events``); idempotent."""
+    if events is None:
+        from locust import events as default_events
+
+        events = default_events
+    if getattr(events, "_ingestload_installed", False):
+        return
+    events._ingestload_installed = True
+    events.init_command_line_parser.add_listener(_on_parser)
+    events.init.add_listener(_on_init)
+    events.test_start.add_listener(_with_state("on_test_start"))
+    events.test_stopping.add_listener(_with_state("on_test_stopping"))
+    events.test_stop.add_listener(_with_state("on_test_stop"))
+    events.quitting.add_listener(_with_state("on_quitting"))

@@ -1,0 +1,369 @@
+"""One typed settings object, built from Locust's parsed options and the environment.
+
+Every option has a command-line flag and an ``INGESTLOAD_…`` environment variable.
+Values arrive as text (from the CLI, the environment, a ``locust.conf`` or the web UI)
+and are validated here, up front, so that a bad value stops the run before any load
+starts with a one-line error naming the option, the value and what is allowed.
+
+Example::
+
+    settings = Settings.from_options(environment.parsed_options)
+    producer = Producer(settings.producer_config(client_id="me"))
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingestload.errors import ConfigError
+
+ENV_PREFIX = "INGESTLOAD_"
+#: ``INGESTLOAD_KAFKA_PROP_SASL_PASSWORD=x`` sets the librdkafka property ``sasl.password``.
+KAFKA_PROP_ENV_PREFIX = ENV_PREFIX + "KAFKA_PROP_"
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(r"password|secret|token|jaas|oauthbearer\.config|\.pem$|credential", re.IGNORECASE)
+
+#: Producer defaults that never trade data for speed; every one can be overridden.
+PRODUCER_DEFAULTS: Mapping[str, str] = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    "linger.ms": "5",
+    "batch.num.messages": "10000",
+    "queue.buffering.max.messages": "200000",
+    # Far below librdkafka's 5 minutes so that a dead broker ends a run in bounded time;
+    # the drain at stop waits at least this long before calling a message undelivered.
+    "message.timeout.ms": "30000",
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ingestload option, registered with Locust's parser and read back by :class:`Settings`."""
+
+    flag: str
+    """Command-line flag, e.g. ``--rate``."""
+    default: str | None
+    """Default as text (``None``: unset); parsed like any user value."""
+    help: str
+    """Help text shown by ``locust --help``."""
+    metavar: str | None = None
+    """Placeholder shown in help."""
+    secret: bool = False
+    """Never shown in the web UI or logs."""
+    multiple: bool = False
+    """May be given several times (``action="append"``)."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--kafka-bootstrap", "127.0.0.1:9092", "Kafka bootstrap servers, HOST:PORT[,HOST:PORT…].", "SERVERS"
+    ),
+    Option(
+        "--kafka-config",
+        None,
+        "A librdkafka property as KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL. "
+        "Also INGESTLOAD_KAFKA_PROP_<KEY> env vars (dots as underscores). Secrets are redacted.",
+        "KEY=VALUE",
+        secret=True,
+        multiple=True,
+    ),
+    Option(
+        "--kafka-config-file",
+        None,
+        "A librdkafka properties file (KEY=VALUE lines, # comments); --kafka-config wins on conflicts.",
+        "PATH",
+    ),
+    Option(
+        "--rate",
+        "1000",
+        "Target messages per second for the whole run (all workers); 0 = as fast as possible.",
+        "MSGS_PER_S",
+    ),
+    Option("--batch-max", "1000", "Most messages a user sends per wake-up before yielding.", "N"),
+    Option(
+        "--catalogue",
+        None,
+        "Message catalogue YAML (controllers, mix, templates); default: the built-in one.",
+        "PATH",
+    ),
+    Option(
+        "--topic-prefix",
+        None,
+        "Topic name prefix (topic = prefix + message type); default: the catalogue's.",
+        "PREFIX",
+    ),
+    Option("--seed", "0", "Seed for the message factory; the same seed gives the same messages.", "INT"),
+    Option("--partitions", "3", "Partitions for topics that ingestload creates.", "N"),
+    Option("--create-topics", "true", "Create missing topics before the run (true/false).", "BOOL"),
+    Option("--status-interval", "5", "Seconds between status lines in headless mode; 0 = off.", "SECONDS"),
+    Option(
+        "--drain-timeout",
+        "45",
+        "Seconds to wait at stop for in-flight messages to be acknowledged.",
+        "SECONDS",
+    ),
+    Option(
+        "--run-id", None, "Run id stamped on every message (16 hex digits); default: random per test.", "HEX"
+    ),
+)
+
+
+def add_arguments(parser: Any) -> None:
+    """Register every ingestload option on a Locust (configargparse) parser."""
+    group = parser.add_argument_group("ingestload", "Kafka load with message-level verification")
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = {"default": opt.default, "help": opt.help, "metavar": opt.metavar}
+        if opt.multiple:
+            kwargs["action"] = (
+                "append"  # list values come from INGESTLOAD_KAFKA_PROP_* instead of one env var
+            )
+        else:
+            kwargs["env_var"] = opt.env
+        action = group.add_argument(opt.flag, **kwargs)
+        # Locust's web UI shows options whose action carries these attributes (argument groups
+        # do not set them); a secret option stays out of the UI, which would echo it back.
+        action.include_in_web_ui = not opt.secret
+        action.is_secret = False
+        action.is_required = False
+        action.is_multiple = False
+
+
+def is_secret_key(key: str) -> bool:
+    """True for librdkafka properties whose values must never be printed.
+
+    Example::
+
+        >>> is_secret_key("sasl.password"), is_secret_key("sasl.username")
+        (True, False)
+    """
+    return bool(_SECRET_KEY.search(key))
+
+
+def redact_config(config: Mapping[str, str]) -> dict[str, str]:
+    """A copy of a librdkafka config that is safe to print."""
+    return {k: (REDACTED if is_secret_key(k) else v) for k, v in config.items()}
+
+
+def scrub(text: str, config: Mapping[str, str]) -> str:
+    """Replace every secret value of ``config`` that appears in ``text`` (e.g. a librdkafka error)."""
+    for key, value in config.items():
+        if value and is_secret_key(key):
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def parse_properties(lines: Iterable[str], source: str) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` lines (``#``/``!`` comments, blank lines allowed).
+
+    Example::
+
+        >>> parse_properties(["# c", "acks = all", ""], "x.properties")
+        {'acks': 'all'}
+    """
+    props: dict[str, str] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            shown = line if not is_secret_key(line) else REDACTED
+            raise ConfigError(f"{source}:{number}: expected KEY=VALUE, got {shown!r}")
+        props[key] = value.strip()
+    return props
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated ingestload settings for one process."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Bootstrap servers."""
+    kafka_config: Mapping[str, str] = field(default_factory=dict)
+    """User librdkafka properties (file, env, then ``--kafka-config``), secrets included."""
+    rate: float = 1000.0
+    """Target messages per second for the whole run; 0 means as fast as possible."""
+    batch_max: int = 1000
+    """Most messages one user sends per wake-up."""
+    catalogue: Path | None = None
+    """Catalogue file; ``None`` selects the built-in catalogue."""
+    topic_prefix: str | None = None
+    """Overrides the catalogue's topic prefix when set."""
+    seed: int = 0
+    """Message factory seed."""
+    partitions: int = 3
+    """Partitions of topics created by ingestload."""
+    create_topics: bool = True
+    """Create missing topics at start."""
+    status_interval: float = 5.0
+    """Seconds between status lines (0 = off)."""
+    drain_timeout: float = 45.0
+    """Seconds to wait at stop for in-flight messages."""
+    run_id: str | None = None
+    """Fixed run id (16 hex digits) or ``None`` for a random one per test."""
+
+    @classmethod
+    def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build and validate settings from Locust's ``parsed_options`` (or any namespace).
+
+        Attributes that are missing fall back to the defaults; ``environ`` supplies
+        ``INGESTLOAD_KAFKA_PROP_*`` properties (default: ``os.environ``).
+        """
+        environ = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for opt in OPTIONS:
+            value = getattr(options, opt.dest, None)
+            raw[opt.dest] = opt.default if value is None else value
+
+        kafka_config: dict[str, str] = {}
+        if raw["kafka_config_file"]:
+            path = Path(raw["kafka_config_file"])
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"--kafka-config-file: cannot read {str(path)!r}: {e.strerror}") from None
+            kafka_config.update(parse_properties(text.splitlines(), str(path)))
+        for name, value in sorted(environ.items()):
+            if name.startswith(KAFKA_PROP_ENV_PREFIX) and len(name) > len(KAFKA_PROP_ENV_PREFIX):
+                kafka_config[name[len(KAFKA_PROP_ENV_PREFIX) :].lower().replace("_", ".")] = value
+        kafka_config.update(parse_properties(_as_list(raw["kafka_config"]), "--kafka-config"))
+        if "bootstrap.servers" in kafka_config:
+            raise ConfigError(
+                "--kafka-config: set bootstrap servers with --kafka-bootstrap, not bootstrap.servers"
+            )
+
+        bootstrap = str(raw["kafka_bootstrap"] or "").strip()
+        if not re.fullmatch(r"[^\s,]+:\d+(,[^\s,]+:\d+)*", bootstrap):
+            raise ConfigError(
+                f"--kafka-bootstrap: {bootstrap!r} is not HOST:PORT[,HOST:PORT…] (e.g. 127.0.0.1:9092)"
+            )
+
+        catalogue = Path(raw["catalogue"]) if raw["catalogue"] else None
+        if catalogue is not None and not catalogue.is_file():
+            raise ConfigError(f"--catalogue: no such file {str(catalogue)!r}")
+
+        prefix = raw["topic_prefix"]
+        if prefix is not None and not re.fullmatch(r"[A-Za-z0-9._-]*", prefix):
+            raise ConfigError(
+                f"--topic-prefix: {prefix!r} may only contain letters, digits, '.', '_' and '-'"
+            )
+
+        run_id = raw["run_id"]
+        if run_id is not None:
+            run_id = str(run_id).lower()
+            if not re.fullmatch(r"[0-9a-f]{16}", run_id):
+                raise ConfigError(
+                    f"--run-id: {raw['run_id']!r} must be exactly 16 hex digits (e.g. 5f3a9c0b12d4e6f7)"
+                )
+
+        return cls(
+            kafka_bootstrap=bootstrap,
+            kafka_config=kafka_config,
+            rate=_number(
+                "--rate", raw["rate"], float, minimum=0, what="messages per second ≥ 0 (0 = unlimited)"
+            ),
+            batch_max=_number("--batch-max", raw["batch_max"], int, minimum=1, what="an integer ≥ 1"),
+            catalogue=catalogue,
+            topic_prefix=prefix,
+            seed=_number("--seed", raw["seed"], int, minimum=0, what="an integer ≥ 0"),
+            partitions=_number("--partitions", raw["partitions"], int, minimum=1, what="an integer ≥ 1"),
+            create_topics=_boolean("--create-topics", raw["create_topics"]),
+            status_interval=_number(
+                "--status-interval", raw["status_interval"], float, minimum=0, what="seconds ≥ 0"
+            ),
+            drain_timeout=_number(
+                "--drain-timeout", raw["drain_timeout"], float, minimum=0, what="seconds ≥ 0"
+            ),
+            run_id=run_id,
+        )
+
+    def producer_config(self, client_id: str | None = None) -> dict[str, str]:
+        """The full librdkafka producer config: safe defaults, then the user's properties."""
+        config = dict(PRODUCER_DEFAULTS)
+        config["client.id"] = client_id or f"ingestload-{socket.gethostname()}-{os.getpid()}"
+        config.update(self.kafka_config)
+        config["bootstrap.servers"] = self.kafka_bootstrap
+        return config
+
+    def admin_config(self) -> dict[str, str]:
+        """Connection-only config (security settings included) for admin and consumer clients."""
+        producer_only = set(PRODUCER_DEFAULTS) | {
+            "enable.idempotence",
+            "transactional.id",
+            "compression.type",
+        }
+        config = {k: v for k, v in self.kafka_config.items() if k not in producer_only}
+        config["bootstrap.servers"] = self.kafka_bootstrap
+        return config
+
+    def describe(self) -> str:
+        """A one-line, secret-free summary for logs."""
+        rate = "unlimited" if self.rate == 0 else f"{self.rate:g} msg/s"
+        props = ", ".join(f"{k}={v}" for k, v in sorted(redact_config(self.kafka_config).items()))
+        return (
+            f"kafka={self.kafka_bootstrap} rate={rate} catalogue={self.catalogue or 'built-in'}"
+            + (f" topic_prefix={self.topic_prefix}" if self.topic_prefix is not None else "")
+            + (f" kafka_config=[{props}]" if props else "")
+        )
+
+
+def _as_list(value: Any) -> Sequence[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _number(flag: str, value: Any, kind: type[int] | type[float], *, minimum: float, what: str) -> Any:
+    try:
+        number = kind(str(value).strip())
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag}: {value!r} is not valid; expected {what}") from None
+    if (isinstance(number, float) and not math.isfinite(number)) or number < minimum:
+        raise ConfigError(f"{flag}: {value!r} is not allowed; expected {what}")
+    return number
+
+
+def _boolean(flag: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{flag}: {value!r} is not a boolean; use true or false")
+
+
+def namespace(**values: Any) -> argparse.Namespace:
+    """A namespace with every option at its default, overridden by ``values`` (handy in tests).
+
+    Example::
+
+        settings = Settings.from_options(namespace(rate="50", kafka_bootstrap="127.0.0.1:9092"))
+    """
+    ns = argparse.Namespace(**{opt.dest: opt.default for opt in OPTIONS})
+    for key, value in values.items():
+        if not hasattr(ns, key):
+            raise TypeError(f"unknown ingestload option {key!r}")
+        setattr(ns, key, value)
+    return ns

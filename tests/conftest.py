@@ -1,0 +1,31 @@
+"""Shared fixtures. Locust is imported first, as in a locustfile, so gevent patches everything early."""
+
+import locust  # noqa: F401  # isort: skip
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingestload.testing import kafka_bootstrap, unique_prefix
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """Bootstrap servers of a real broker: $KAFKA_BOOTSTRAP, or one embedded broker per session."""
+    with kafka_bootstrap() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix unique to the test."""
+    return unique_prefix()
+
+
+@pytest.fixture
+def root() -> Path:
+    """The repository root."""
+    return ROOT

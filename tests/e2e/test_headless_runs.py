@@ -1,0 +1,199 @@
+"""Whole headless Locust runs (local, --processes, master + workers) against a real broker."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingestload.catalogue import Catalogue
+from ingestload.kafka import high_watermarks
+from ingestload.testing import describe_output, locust_command, read_run
+
+pytestmark = pytest.mark.e2e
+
+RUN = "0badc0ffee000001"
+#: Holds every message 1.5 s in the producer before sending, so that the last acknowledgements
+#: arrive well after Locust's 0.5 s quit window: only a real drain at stop can count them.
+SLOW_ACKS = ("--kafka-config", "linger.ms=1500")
+TOPICS_OF = Catalogue.load().topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def locust(
+    root: Path, *args: str, timeout: float = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        locust_command(root / "locustfiles" / "kafka.py", *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=root,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def acked_per_topic(json_prefix: Path) -> dict[str, int]:
+    entries = json.loads(Path(f"{json_prefix}.json").read_text())
+    return {e["name"]: e["num_requests"] - e["num_failures"] for e in entries if e["method"] == "KAFKA"}
+
+
+def stopped_line(stderr: str, run_id: str) -> dict[str, int]:
+    """The counters of the final "run … stopped: sent=… acked=…" log line."""
+    line = next(line for line in stderr.splitlines() if f"run {run_id} stopped: " in line)
+    fields = line.split(" stopped: ", 1)[1].split()
+    return {k: int(v.replace(",", "")) for k, v in (f.split("=") for f in fields)}
+
+
+def assert_every_ack_landed(
+    kafka: str, prefix: str, run_id: str, done: subprocess.CompletedProcess, json_prefix: Path, producers: int
+) -> int:
+    """Everything sent was acknowledged, Locust's stats saw every ack, and the broker holds exactly that."""
+    acked = acked_per_topic(json_prefix)
+    run = read_run({"bootstrap.servers": kafka}, TOPICS_OF(prefix), run_id)
+    summary = stopped_line(done.stderr, run_id)
+    total = sum(acked.values())
+    assert total > 0
+    assert summary["sent"] == summary["acked"] == total, summary
+    assert summary["failed"] == summary["undelivered"] == 0, summary
+    assert run.per_topic() == acked, "Locust's acked counts per topic must equal what is in the broker"
+    assert run.check_contiguous() == []
+    assert run.corrupted() == []
+    assert len(run.seqs_by_producer()) == producers
+    return total
+
+
+def headless(root: Path, kafka: str, prefix: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A 6-second headless run of this run id with slow acks, stats written to ``out``.json."""
+    common = f"--headless -t 6s --only-summary --topic-prefix {prefix} --run-id {RUN} --json-file {out}"
+    return locust(root, *common.split(), *SLOW_ACKS, *extra, "--kafka-bootstrap", kafka)
+
+
+@pytest.mark.parametrize(
+    ("how", "args", "producers"),
+    [
+        ("LocalRunner", "-u 3 -r 3 --rate 3000", 1),
+        ("--processes 2", "--processes 2 -u 2 -r 2 --rate 4000", 2),
+    ],
+)
+def test_headless_run_exits_0_and_every_acked_message_is_in_the_broker(
+    kafka, prefix, root, tmp_path, how, args, producers
+):
+    """A headless run exits 0; sent = acked = Locust's per-topic counts = the broker's, seqs contiguous."""
+    out = tmp_path / "stats"
+    done = headless(root, kafka, prefix, out, *args.split())
+    assert done.returncode == 0, describe_output(done)
+    total = assert_every_ack_landed(kafka, prefix, RUN, done, out, producers=producers)
+    rate = int(args.split("--rate ")[1])
+    assert 0.75 * 6 * rate <= total <= 1.02 * 6 * rate, total
+
+
+def test_master_and_two_worker_processes(kafka, prefix, root, tmp_path):
+    """A --master with two separately started --worker processes drains both before quitting."""
+    out = tmp_path / "stats"
+    port = str(free_port())
+    worker = locust_command(root / "locustfiles" / "kafka.py", "--worker", "--master-port", port)
+    workers = [
+        subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root) for _ in "ab"
+    ]
+    try:
+        master = f"--master --master-bind-port {port} --expect-workers 2 -u 4 -r 4 --rate 4000"
+        done = headless(root, kafka, prefix, out, *master.split())
+    finally:
+        for w in workers:
+            try:
+                w.wait(15)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    assert done.returncode == 0, describe_output(done)
+    assert_every_ack_landed(kafka, prefix, RUN, done, out, producers=2)
+
+
+def test_bad_option_fails_before_any_load_with_one_line(kafka, prefix, root):
+    """An invalid --rate stops Locust with exit 2 and a one-line error, before topics are created."""
+    done = locust(
+        root, *f"--headless -t 5s --kafka-bootstrap {kafka} --topic-prefix {prefix} --rate -5".split()
+    )
+    assert done.returncode == 2, describe_output(done)
+    assert "ingestload: error: --rate: '-5' is not allowed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert high_watermarks({"bootstrap.servers": kafka}, TOPICS_OF(prefix)) == {}
+
+
+def test_bad_catalogue_fails_before_any_load(kafka, prefix, root, tmp_path):
+    """A catalogue with a mistake stops the run with the catalogue's own message."""
+    bad = tmp_path / "cat.yaml"
+    bad.write_text(
+        "controllers: [LCE]\nmessage_types: [alarm]\nmix: {LCE: {alarm: 90}}\n"
+        "templates: {alarm: {Param: {Timestamp: $timestamp}}}\n"
+    )
+    done = locust(root, "--headless", "-t", "5s", "--kafka-bootstrap", kafka, "--catalogue", str(bad))
+    assert done.returncode == 2, describe_output(done)
+    assert f"ingestload: error: {bad}: mix: percentages add up to 90, not 100" in done.stderr
+
+
+def test_secrets_never_appear_in_output_or_reports(kafka, prefix, root, tmp_path):
+    """SASL passwords given by flag, env or file never show in logs, HTML, CSV or JSON reports."""
+    props = tmp_path / "client.properties"
+    props.write_text("sasl.username=alice\nsasl.password=FILE-SECRET-9d1e\n")
+    args = f"--headless -u 1 -r 1 -t 3s --loglevel DEBUG --topic-prefix {prefix} --kafka-config-file {props}"
+    reports = f"--html {tmp_path}/report.html --csv {tmp_path}/csv --json-file {tmp_path}/j"
+    done = locust(
+        root,
+        *args.split(),
+        *reports.split(),
+        *("--kafka-config", "ssl.key.password=FLAG-SECRET-77ab", "--kafka-bootstrap", kafka),
+        env={"INGESTLOAD_KAFKA_PROP_SASL_OAUTHBEARER_CLIENT_SECRET": "ENV-SECRET-c0fe"},
+    )
+    assert done.returncode == 0, describe_output(done)
+    assert "sasl.password=***" in done.stderr  # the settings line is printed, redacted
+    texts = [done.stdout, done.stderr] + [
+        p.read_text() for p in tmp_path.iterdir() if p.suffix != ".properties"
+    ]
+    for secret in ("FILE-SECRET-9d1e", "FLAG-SECRET-77ab", "ENV-SECRET-c0fe"):
+        assert not any(secret in t for t in texts), secret
+
+
+def test_ingestload_run_reads_the_run_back_per_topic(kafka, root, tmp_path):
+    """`ingestload run` against a given Kafka prints the per-topic count of the run and exits 0."""
+    args = f"run -t 4s --rate 2000 --kafka-bootstrap {kafka} --topic-prefix cli-{tmp_path.name[-8:]}-"
+    command = [sys.executable, "-m", "ingestload.cli", *args.split()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0, describe_output(done)
+    lines = done.stdout.splitlines()
+    total_line = next(line for line in lines if line.strip().startswith("total"))
+    total = int(total_line.split()[-1].replace(",", ""))
+    assert 6_000 <= total <= 10_500
+    stopped = next(line for line in done.stderr.splitlines() if " stopped: sent=" in line)
+    assert f"acked={total:,}" in stopped
+
+
+def test_broker_command_starts_and_stops_on_sigterm(root):
+    """`ingestload broker --port 0` announces its address and exits 0 on SIGTERM."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestload.cli", "broker", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert "ready at 127.0.0.1:" in line
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert "broker stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
