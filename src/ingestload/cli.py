@@ -3,12 +3,14 @@
     ingestload broker [--port 9092]            run the embedded Kafka broker until Ctrl-C
     ingestload run [options] [-- LOCUST_ARGS]  broker + headless Locust run + what landed per topic
     ingestload run --ui                        the same load from Locust's web UI
+    ingestload verify --ledger FILE            judge a finished run again, from Kafka, later
     ingestload catalogue [PATH]                validate a catalogue and show its mix
 
 ``ingestload run`` starts the embedded broker unless ``--kafka-bootstrap`` (or
 ``INGESTLOAD_KAFKA_BOOTSTRAP``) names a Kafka to use, creates the topics, runs Locust with
-the given locustfile, then prints how many messages landed on each topic and exits
-with Locust's exit code.
+the given locustfile (verified end to end: the verdict and ledger go to
+``reports/<run id>/``), prints how many of the run's messages are on each topic and exits
+with Locust's exit code — the verdict's: 0 PASS, 3 FAIL, 4 INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -24,13 +26,28 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import orjson
+
 from ingestload.broker import EmbeddedBroker
 from ingestload.catalogue import Catalogue, data_path
 from ingestload.errors import IngestloadError
 from ingestload.kafka import count_run, ensure_topics, high_watermarks
+from ingestload.ledger import AckLedger
 from ingestload.settings import OPTIONS, Settings
+from ingestload.verdict import Thresholds
+from ingestload.verification import VerificationRun
 
 DEFAULT_LOCUSTFILE = "locustfiles/kafka.py"
+_VERIFY_OPTIONS = {
+    "kafka_bootstrap",
+    "kafka_config",
+    "kafka_config_file",
+    "max_lost",
+    "max_duplicated",
+    "max_corrupted",
+    "drain_timeout",
+    "verdict_file",
+}
 
 
 def _error(message: str) -> int:
@@ -122,6 +139,10 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         start = high_watermarks(config, topics)
         run_id = settings.run_id or secrets.token_hex(8)
         args.run_id = run_id
+        reports = Path(args.reports) / run_id
+        if settings.verify:
+            args.verdict_file = args.verdict_file or str(reports / "verdict.json")
+            args.ledger_file = args.ledger_file or str(reports / "ledger.json")
 
         users = args.users or max(1, args.processes or 1)
         command = [sys.executable, "-m", "locust", "-f", str(locustfile), "-u", str(users), "-r", str(users)]
@@ -136,14 +157,28 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             print(f"ingestload: open http://{args.web_host}:{args.web_port} — Ctrl-C to stop", flush=True)
         code = _run_child(command)
 
-        print(f"\ningestload: reading run {run_id} back from Kafka…", flush=True)
-        counts = count_run(config, topics, start, run_id)
+        counts = _counts_from_verdict(args.verdict_file) if settings.verify else None
+        if counts is None:
+            print(f"\ningestload: reading run {run_id} back from Kafka…", flush=True)
+            counts = count_run(config, topics, start, run_id)
         width = max([len(t) for t in topics] + [5])
         print(f"Messages of run {run_id} that landed in Kafka ({bootstrap}):")
         for topic in topics:
             print(f"  {topic:<{width}}  {counts.get(topic, 0):>12,}")
         print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
+        if settings.verify and args.ledger_file and Path(args.ledger_file).exists():
+            print(f"Verdict and ledger: {reports}/")
+            print(f"Judge the run again later: ingestload verify --ledger {args.ledger_file}")
     return code
+
+
+def _counts_from_verdict(path: str | None) -> dict[str, int] | None:
+    """Per-topic counts of the run from the verdict file, when the verifier wrote one."""
+    if not path or not Path(path).exists():
+        return None
+    verdict = orjson.loads(Path(path).read_bytes())
+    counts = verdict.get("seen_by_topic")
+    return {str(k): int(v) for k, v in counts.items()} if counts is not None else None
 
 
 def _run_child(command: list[str]) -> int:
@@ -163,6 +198,49 @@ def _run_child(command: list[str]) -> int:
                 continue  # Locust got the same Ctrl-C and is shutting down; wait for its verdict
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- verify ------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Judge a finished run from its ledger file and what is in Kafka now."""
+    path = Path(args.ledger)
+    try:
+        document = orjson.loads(path.read_bytes())
+        run_id, topics = document["run_id"], document["topics"]
+        start = {(t, int(p)): int(o) for t, p, o in document["start"]}
+        ledger = AckLedger.from_json(document["producers"])
+    except OSError as e:
+        raise IngestloadError(f"--ledger: cannot read {str(path)!r}: {e.strerror}") from None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise IngestloadError(f"--ledger: {str(path)!r} is not an ingestload ledger file ({e})") from None
+    values = {**vars(args), "kafka_bootstrap": args.kafka_bootstrap or document.get("kafka_bootstrap")}
+    values.setdefault("envelope_field", document.get("envelope_field"))
+    settings = Settings.from_options(argparse.Namespace(**values))
+    print(
+        f"ingestload: verifying run {run_id} ({len(ledger)} producers, {len(topics)} topics) "
+        f"against {settings.kafka_bootstrap}…",
+        flush=True,
+    )
+    run = VerificationRun(
+        settings.consumer_config(),
+        topics,
+        run_id,
+        start=start,
+        envelope_field=document.get("envelope_field") or settings.envelope_field,
+        thresholds=Thresholds(settings.max_lost, settings.max_duplicated, settings.max_corrupted),
+        record_latency=False,
+    )
+    verdict = run.finish(
+        ledger, drain_timeout=settings.drain_timeout, missing_workers=document.get("missing_workers", [])
+    )
+    print(verdict.report(), flush=True)
+    if settings.verdict_file:
+        target = Path(settings.verdict_file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(orjson.dumps(verdict.to_dict(), option=orjson.OPT_INDENT_2))
+    return verdict.exit_code
 
 
 # -- catalogue ---------------------------------------------------------------------------
@@ -214,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ui", action="store_true", help="start Locust's web UI instead of a headless run")
     run.add_argument("--web-host", default="127.0.0.1", help="web UI address (default 127.0.0.1)")
     run.add_argument("--web-port", type=int, default=8089, help="web UI port (default 8089)")
+    run.add_argument(
+        "--reports", default="reports", help="directory for verdict and ledger files (default reports)"
+    )
     for opt in OPTIONS:
         run.add_argument(
             opt.flag,
@@ -222,6 +303,23 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=opt.metavar,
             help=opt.help,
         )
+
+    verify = sub.add_parser(
+        "verify",
+        help="judge a finished run again from its ledger file and what is in Kafka now",
+        description="Exit code: 0 PASS, 3 FAIL, 4 INCONCLUSIVE, 2 bad input.",
+    )
+    verify.add_argument("--ledger", required=True, help="the ledger file a run wrote (--ledger-file)")
+    for opt in OPTIONS:
+        if opt.dest in _VERIFY_OPTIONS:
+            verify.add_argument(
+                opt.flag,
+                default=None,
+                action="append" if opt.multiple else "store",
+                metavar=opt.metavar,
+                help=opt.help
+                + (" Default: the one in the ledger file." if opt.dest == "kafka_bootstrap" else ""),
+            )
 
     catalogue = sub.add_parser("catalogue", help="validate a catalogue file and print its mix")
     catalogue.add_argument("path", nargs="?", default=None, help="catalogue YAML (default: the built-in one)")
@@ -241,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_broker(args)
         if args.command == "run":
             return cmd_run(args, locust_args)
+        if args.command == "verify":
+            return cmd_verify(args)
         return cmd_catalogue(args)
     except IngestloadError as e:
         return _error(str(e))

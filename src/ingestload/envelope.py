@@ -13,6 +13,10 @@ On the Kafka path the envelope is one binary Kafka header, ``ingestload``, 37 by
 One packed header costs a fraction of five text headers to build and to read back,
 which matters at hundreds of thousands of messages per second.
 
+On the HTTP path a third-party API will not copy our headers, so the envelope travels
+inside the JSON message as a member (default ``_ingestload``) holding the same 37 bytes as
+74 hex digits; its checksum is :func:`body_checksum` of the message without that member.
+
 Example::
 
     >>> env = Envelope("00112233445566ff", 7, 0, 1_700_000_000_000_000, checksum(b"{}"))
@@ -25,6 +29,8 @@ from __future__ import annotations
 import struct
 import zlib
 from typing import NamedTuple
+
+import orjson
 
 from ingestload.errors import EnvelopeError
 
@@ -70,6 +76,30 @@ def decode(value: bytes) -> Envelope:
         raise EnvelopeError(f"not an ingestload v{VERSION} envelope ({len(value)} bytes)")
     _, run, producer, seq, sent_at, crc = _LAYOUT.unpack(value)
     return Envelope(run.hex(), producer, seq, sent_at, crc)
+
+
+def encode_text(env: Envelope) -> str:
+    """The envelope as 74 hex digits, for a JSON member on the HTTP path."""
+    return encode(env).hex()
+
+
+def decode_text(text: object) -> Envelope:
+    """Parse :func:`encode_text` output; raises :class:`EnvelopeError` for anything else."""
+    if not isinstance(text, str) or len(text) != 2 * SIZE:
+        raise EnvelopeError("not an ingestload text envelope")
+    try:
+        return decode(bytes.fromhex(text))
+    except ValueError:
+        raise EnvelopeError("not an ingestload text envelope") from None
+
+
+def body_checksum(message: object) -> int:
+    """CRC-32 of a JSON message *without* its envelope member, in canonical form (sorted keys).
+
+    Canonical, so that an ingest API may re-serialise or reorder the JSON it forwards and the
+    message still checks out; any change to a value is caught.
+    """
+    return zlib.crc32(orjson.dumps(message, option=orjson.OPT_SORT_KEYS))
 
 
 def seq_of(value: bytes) -> int:

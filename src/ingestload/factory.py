@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -63,6 +65,7 @@ class MessageFactory:
         self.catalogue = catalogue
         self.seed = seed
         self.block = block
+        self.topic_prefix = topic_prefix
         self.cells: tuple[Cell, ...] = catalogue.cells
         self.topics: tuple[str, ...] = tuple(catalogue.topic(c.msg_type, topic_prefix) for c in self.cells)
         counts = catalogue.counts(block)
@@ -76,6 +79,8 @@ class MessageFactory:
         self._position = 0
         self._block_start = 0
         self._schedule: list[int] = self._schedule_for(0)
+        self._lookup_block = 0
+        self._lookup_schedule = self._schedule
         self._ts_ms = -1
         self._ts = b""
 
@@ -88,6 +93,32 @@ class MessageFactory:
         order = list(self._slots)
         random.Random(f"{self.seed}:schedule:{block_no}").shuffle(order)
         return order
+
+    def describe(self) -> dict[str, object]:
+        """The parameters that decide which cell (and topic) message ``i`` is: see :meth:`rebuild`."""
+        return {
+            "seed": self.seed,
+            "block": self.block,
+            "catalogue": self.catalogue.source,
+            "topic_prefix": self.topic_prefix,
+        }
+
+    @classmethod
+    def rebuild(cls, description: Mapping[str, Any]) -> MessageFactory:
+        """A factory equal to the one :meth:`describe` described (same cells in the same order)."""
+        source = description.get("catalogue")
+        catalogue = Catalogue.load(source if source and source != "<catalogue>" else None)
+        return cls(
+            catalogue,
+            seed=int(description.get("seed", 0)),
+            block=int(description.get("block", 10_000)),
+            variants=1,
+            topic_prefix=description.get("topic_prefix"),
+        )
+
+    def topic_at(self, position: int) -> str:
+        """The topic of message ``position`` (fast for ascending positions)."""
+        return self.topics[self._cell_index_at(position)]
 
     @property
     def position(self) -> int:
@@ -103,13 +134,16 @@ class MessageFactory:
         self._schedule = self._schedule_for(block_no)
         self._position = position
 
-    def cell_at(self, position: int) -> Cell:
-        """The cell of message ``position`` (for inspection and tests; not on the hot path)."""
+    def _cell_index_at(self, position: int) -> int:
         block_no, offset = divmod(position, self.block)
-        schedule = (
-            self._schedule if block_no * self.block == self._block_start else self._schedule_for(block_no)
-        )
-        return self.cells[schedule[offset]]
+        if block_no * self.block != self._lookup_block:
+            self._lookup_block = block_no * self.block
+            self._lookup_schedule = self._schedule_for(block_no)
+        return self._lookup_schedule[offset]
+
+    def cell_at(self, position: int) -> Cell:
+        """The cell of message ``position`` (for inspection and tracing; not on the hot path)."""
+        return self.cells[self._cell_index_at(position)]
 
     def next(self, now_ns: int) -> tuple[str, bytes]:
         """The next message, its ``$timestamp`` fields set from ``now_ns`` (``time.time_ns()``)."""

@@ -28,7 +28,7 @@ from typing import Any
 
 from ingestload.envelope import HEADER
 from ingestload.errors import ConfigError, IngestloadError
-from ingestload.settings import scrub
+from ingestload.settings import CONSUMER_DEFAULTS, scrub
 
 Offsets = dict[tuple[str, int], int]
 
@@ -113,6 +113,7 @@ def read_to_end(
 
     consumer = Consumer(
         {
+            **CONSUMER_DEFAULTS,
             **config,
             "group.id": f"ingestload-readback-{uuid.uuid4().hex}",
             "enable.auto.commit": "false",

@@ -30,15 +30,17 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import gevent
 
 from ingestload.catalogue import Catalogue
+from ingestload.conclusion import RunVerification
 from ingestload.errors import ConfigError, IngestloadError
 from ingestload.factory import MessageFactory
 from ingestload.kafka import ensure_topics
+from ingestload.ledger import AckLedger, ProducerLedger
 from ingestload.pacer import Pacer
 from ingestload.producer import KafkaProducerClient
 from ingestload.settings import Settings, add_arguments
@@ -97,18 +99,27 @@ class ProcessState:
         self.settings = settings
         self.catalogue = Catalogue.load(settings.catalogue)
         self._catalogue_path = settings.catalogue
+        self.fixed_run_id = settings.run_id
+        """A --run-id given at start-up; we write each test's id into the options for workers."""
         self.pacer = Pacer(rate=None)
         self.client: KafkaProducerClient | None = None
         self._client_key: tuple[Any, ...] | None = None
+        self.producer_wrapper: Callable[[KafkaProducerClient], Any] | None = None
+        """Test hook: wraps each new client's confluent-kafka Producer (see ingestload.testing)."""
         self.run_id: str | None = None
         self.uses_kafka = any(_is_kafka_user(u) for u in environment.user_classes)
         self._greenlets: list[gevent.Greenlet] = []
-        # master only: latest counters per worker, and who answered the drain
+        # master only: latest counters per worker, who answered the drain, their final ledgers
         self.worker_counters: dict[str, dict[str, int]] = {}
+        self.worker_ledgers: dict[str, ProducerLedger] = {}
         self.drained: set[str] = set()
         self.missing_workers: set[str] = set()
         self._worker_lag = 0.0
         self._sent_shares: dict[str, float | None] = {}
+        self.verification: RunVerification | None = None
+        self.verdict: dict[str, Any] | None = None
+        self._concluded: str | None = None
+        self._drained_sent: str | None = None
 
     # -- setup -----------------------------------------------------------------------
 
@@ -132,6 +143,8 @@ class ProcessState:
         elif self.role == "master":
             runner.register_message(MSG_DRAINED, self._on_drained_message)
             events.worker_report.add_listener(self.on_worker_report)
+        if self.role != "worker":
+            events.quit.add_listener(lambda **_: self.on_quit())
 
     def _ensure_client(self) -> KafkaProducerClient:
         """The process's producer client, rebuilt only when its settings changed."""
@@ -147,8 +160,16 @@ class ProcessState:
                 self.catalogue, seed=s.seed * 1_000_003 + index, topic_prefix=s.topic_prefix
             )
             self.client = KafkaProducerClient(self.environment, s.producer_config(), factory)
+            if self.producer_wrapper is not None:
+                self.client.producer = self.producer_wrapper(self.client)
             self._client_key = key
         return self.client
+
+    def set_producer_wrapper(self, wrapper: Callable[[KafkaProducerClient], Any]) -> None:
+        """Wrap the Producer of the current client and of every client made later (fault injection)."""
+        self.producer_wrapper = wrapper
+        if self.client is not None:
+            self.client.producer = wrapper(self.client)
 
     # -- run lifecycle ----------------------------------------------------------------
 
@@ -161,7 +182,7 @@ class ProcessState:
         if self.role == "worker":
             self.run_id = getattr(options, "run_id", None) or secrets.token_hex(8)
         else:
-            self.run_id = self.settings.run_id or secrets.token_hex(8)
+            self.run_id = self.fixed_run_id or secrets.token_hex(8)
             if options is not None:
                 # The spawn message carries the master's custom options to every worker.
                 options.run_id = self.run_id
@@ -179,12 +200,30 @@ class ProcessState:
                         "Kafka at %s did not answer a metadata request within 5s",
                         self.settings.kafka_bootstrap,
                     )
-                client.begin_run(self.run_id)
+                client.begin_run(
+                    self.run_id,
+                    meta={
+                        "role": self.role,
+                        "worker_index": int(getattr(self.runner, "worker_index", 0) or 0),
+                    },
+                )
                 log.info("run %s: producer %016x", self.run_id, client.producer_id)
         if self.role == "local":
             self.pacer.set_rate(target)
+        if self.role != "worker":
+            self.verdict = None
+            self.verification = None
+            if self.settings.verify and self.uses_kafka:
+                self.verification = RunVerification(
+                    self.environment,
+                    self.settings,
+                    self.catalogue.topics(self.settings.topic_prefix),
+                    self.run_id,
+                )
+                self.verification.start()  # before any user sends: it must hold the start offsets first
         if self.role == "master":
             self.worker_counters.clear()
+            self.worker_ledgers.clear()
             self.drained.clear()
             self.missing_workers.clear()
             self._sent_shares.clear()
@@ -201,10 +240,27 @@ class ProcessState:
                 self._spawn(self._status_loop)
 
     def on_test_stopping(self) -> None:
+        self.conclude_run()
+
+    def conclude_run(self) -> None:
+        """Drain, then (master/local) judge the run; once per run, whichever stop path comes first."""
+        if self.run_id is None or self._concluded == self.run_id:
+            return
         if self.role == "master":
             self.drain_workers()
-            return
-        self.drain_local()
+            ledger = AckLedger(self.worker_ledgers.values())
+            missing = self.missing_workers | (set(self.worker_counters) - self.drained)
+        else:
+            self.drain_local()
+            if self.role == "worker":
+                self._send_drained()
+                self._concluded = self.run_id
+                return
+            ledger = AckLedger([self.client.ledger()] if self.client is not None else [])
+            missing = set()
+        self._concluded = self.run_id
+        if self.verification is not None:
+            self.verdict = self.verification.conclude(ledger, missing)
 
     def drain_local(self) -> None:
         """Stop sending and wait for this process's last acknowledgements (no-op when done)."""
@@ -225,11 +281,22 @@ class ProcessState:
         if self.role != "worker" and self.run_id is not None:
             log.info("run %s stopped: %s", self.run_id, format_summary(self.totals()))
 
+    def on_quit(self) -> None:
+        """Last words: the verdict line again, below Locust's summary tables."""
+        if self.role != "worker" and self.verdict is not None:
+            verdict = self.verdict
+            reasons = "" if verdict["status"] == "PASS" else ": " + "; ".join(verdict.get("reasons") or [])
+            sys.stdout.write(
+                f"\ningestload run {verdict.get('run_id')}: VERDICT {verdict['status']} "
+                f"(exit code {verdict['exit_code']}){reasons}\n"
+            )
+            sys.stdout.flush()
+
     def on_quitting(self) -> None:
-        # Locust fires quitting *before* it stops the runner on Ctrl-C / SIGTERM, so the
-        # drain has to happen here too, or closing would purge messages still on their way.
-        if self.role != "master":
-            self.drain_local()
+        # On Ctrl-C / SIGTERM Locust fires quitting and fixes the exit code *before* it stops
+        # the runner: drain and judge here too, or the verdict would come too late and
+        # closing the producer would purge messages still on their way.
+        self.conclude_run()
         if self.client is not None:
             self.client.close()
 
@@ -253,7 +320,9 @@ class ProcessState:
         line.line(self.totals(), 0.0)
         while True:
             gevent.sleep(self.settings.status_interval)
-            log.info("%s", line.line(self.totals(), self._take_lag()))
+            totals = self.totals()
+            verified = self.verification.live_counts(totals["acked"]) if self.verification else None
+            log.info("%s", line.line(totals, self._take_lag(), verified=verified))
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         if self.client is not None:
@@ -331,16 +400,26 @@ class ProcessState:
 
     def _on_drain_message(self, environment: Any, msg: Any, **_: Any) -> None:
         self.drain_local()
+        self._send_drained()
+
+    def _send_drained(self) -> None:
+        """Worker: final stats, then the counters and ledger of this run (at most once per run)."""
+        if self.run_id is None or self._drained_sent == self.run_id:
+            return
+        self._drained_sent = self.run_id
         send_stats = getattr(self.runner, "_send_stats", None)
         if send_stats is not None:
             send_stats()  # the last request events must reach the master before our answer
         counters = self.client.counters() if self.client else {}
-        self.runner.send_message(MSG_DRAINED, {"run_id": self.run_id, "counters": counters})
+        ledger = self.client.ledger().to_dict() if self.client else None
+        self.runner.send_message(MSG_DRAINED, {"run_id": self.run_id, "counters": counters, "ledger": ledger})
 
     def _on_drained_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if msg.data.get("run_id") != self.run_id:
             return
         self.worker_counters[msg.node_id] = msg.data.get("counters", {})
+        if msg.data.get("ledger"):
+            self.worker_ledgers[msg.node_id] = ProducerLedger.from_dict(msg.data["ledger"])
         self.drained.add(msg.node_id)
 
     def _spawn(self, fn: Any) -> None:

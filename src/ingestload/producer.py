@@ -9,7 +9,10 @@ Rules it keeps (see docs/architecture.md, "gevent rules"):
   polls, the user yields and retries later, and the event is counted;
 * every delivery report fires exactly one Locust ``request`` event: request_type
   ``KAFKA``, name = topic, response_time = produce-to-ack in ms, length = value bytes,
-  exception = :class:`~ingestload.errors.KafkaDeliveryError` for a failed delivery.
+  exception = :class:`~ingestload.errors.KafkaDeliveryError` for a failed delivery;
+* every report is filed in the run's ledger: each message carries its seq in its
+  delivery callback (``partial(report, seq)``), because librdkafka does not return
+  headers with a failed report — the one case where the seq matters.
 
 Example::
 
@@ -22,16 +25,21 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import gevent
+from pyroaring import BitMap
 
 from ingestload.envelope import HEADER, EnvelopeWriter, checksum
 from ingestload.errors import ConfigError, KafkaDeliveryError
 from ingestload.factory import MessageFactory
+from ingestload.ledger import ProducerLedger, is_definite_failure
 from ingestload.settings import scrub
 
 _log = logging.getLogger("ingestload")
@@ -57,6 +65,8 @@ except ImportError:  # pragma: no cover - locust is a dependency
 #: Shared by every request event: a fresh dict per message costs measurable time at 100k/s.
 #: Listeners must treat ``context`` as read-only (Locust's own do).
 _NO_CONTEXT: dict[str, Any] = {}
+#: Seconds to wait for the reports of purged messages after a drain timed out.
+PURGE_SETTLE_TIMEOUT = 5.0
 #: Seconds the poll greenlet sleeps when there was nothing to serve.
 IDLE_POLL_INTERVAL = 0.002
 
@@ -85,6 +95,43 @@ def request_firer(event: Any) -> Callable[..., None]:
     return fire
 
 
+class _Deliveries:
+    """The delivery reports of one run.
+
+    A new object per run: a late report from an earlier run lands in its own object and
+    cannot disturb the current counts, with no per-message check.
+    """
+
+    __slots__ = ("acked", "failed", "failed_seqs", "fire", "request_type", "unknown_seqs")
+
+    def __init__(self, fire: Callable[..., None], request_type: str) -> None:
+        self.fire = fire
+        self.request_type = request_type
+        self.acked = 0
+        self.failed = 0
+        self.failed_seqs = BitMap()
+        self.unknown_seqs = BitMap()
+
+    def report(self, seq: int, err: Any, msg: Any) -> None:
+        """librdkafka's delivery callback for message ``seq`` (bound with ``partial``)."""
+        latency = msg.latency()
+        if err is None:
+            self.acked += 1
+            exception = None
+        else:
+            self.failed += 1
+            (self.failed_seqs if is_definite_failure(err.name()) else self.unknown_seqs).add(seq)
+            exception = KafkaDeliveryError(err)
+        self.fire(
+            request_type=self.request_type,
+            name=msg.topic(),
+            response_time=latency * 1000.0 if latency is not None else 0.0,
+            response_length=len(msg),
+            exception=exception,
+            context=_NO_CONTEXT,
+        )
+
+
 class KafkaProducerClient:
     """Produces factory messages with envelopes and reports every ack to Locust."""
 
@@ -103,17 +150,11 @@ class KafkaProducerClient:
         self._fire = request_firer(environment.events.request)
         try:
             # librdkafka's own log lines go through Python logging (served by poll), not raw stderr.
-            # One producer-wide delivery callback: cheaper than passing one with every message.
-            self.producer = Producer(
-                {
-                    **config,
-                    "logger": logging.getLogger("ingestload.librdkafka"),
-                    "on_delivery": self._on_delivery,
-                }
-            )
+            self.producer = Producer({**config, "logger": logging.getLogger("ingestload.librdkafka")})
         except (KafkaException, ValueError, TypeError) as e:
             raise ConfigError(f"Kafka producer configuration rejected: {scrub(str(e), config)}") from None
         self.writer: EnvelopeWriter | None = None
+        self.meta: dict[str, Any] = {}
         self.accepting = False
         self._poller: gevent.Greenlet | None = None
         self._reset_counters()
@@ -121,12 +162,19 @@ class KafkaProducerClient:
     def _reset_counters(self) -> None:
         self.seq = 0
         """Next seq; equals the number of messages handed to librdkafka this run."""
-        self.acked = 0
-        self.failed = 0
+        self.deliveries = _Deliveries(self._fire, self.request_type)
         self.backpressure = 0
         """How many times the local queue was full."""
         self.undelivered = 0
-        """Messages still unacknowledged when the last drain gave up."""
+        """Messages still unacknowledged when the drain timed out (then purged: failed or unknown)."""
+
+    @property
+    def acked(self) -> int:
+        return self.deliveries.acked
+
+    @property
+    def failed(self) -> int:
+        return self.deliveries.failed
 
     @property
     def producer_id(self) -> int | None:
@@ -137,9 +185,22 @@ class KafkaProducerClient:
         """Messages handed to librdkafka whose delivery report has not been served yet."""
         return len(self.producer)
 
-    def begin_run(self, run_id: str, producer_id: int | None = None) -> None:
-        """Start a new run: new envelope identity, seq from 0, counters cleared."""
+    def begin_run(
+        self, run_id: str, producer_id: int | None = None, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """Start a new run: new envelope identity, seq from 0, counters and ledger cleared.
+
+        ``meta`` describes the producer in the ledger (host, worker…); the factory's own
+        parameters are added so that a seq can later be traced back to its topic.
+        """
         self.writer = EnvelopeWriter(run_id, producer_id if producer_id is not None else secrets.randbits(64))
+        self.meta = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "path": "kafka",
+            **self.factory.describe(),
+            **(meta or {}),
+        }
         self._reset_counters()
         self.factory.seek(0)
         self.accepting = True
@@ -179,6 +240,7 @@ class KafkaProducerClient:
         produce = self.producer.produce
         next_message = self.factory.next
         prefix, pack_tail = writer.prefix, writer.pack_tail
+        report = self.deliveries.report
         crc = checksum
         clock = time.time_ns
         first = seq = self.seq
@@ -186,7 +248,12 @@ class KafkaProducerClient:
             for _ in range(count):
                 now_ns = clock()
                 topic, value = next_message(now_ns)
-                produce(topic, value, headers=[(HEADER, prefix + pack_tail(seq, now_ns // 1000, crc(value)))])
+                produce(
+                    topic,
+                    value,
+                    headers=[(HEADER, prefix + pack_tail(seq, now_ns // 1000, crc(value)))],
+                    on_delivery=partial(report, seq),
+                )
                 seq += 1
         except BufferError:
             self.factory.unread()
@@ -196,21 +263,16 @@ class KafkaProducerClient:
             self.seq = seq
         return seq - first
 
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        latency = msg.latency()
-        if err is None:
-            self.acked += 1
-            exception = None
-        else:
-            self.failed += 1
-            exception = KafkaDeliveryError(err)
-        self._fire(
-            request_type=self.request_type,
-            name=msg.topic(),
-            response_time=latency * 1000.0 if latency is not None else 0.0,
-            response_length=len(msg),
-            exception=exception,
-            context=_NO_CONTEXT,
+    def ledger(self) -> ProducerLedger:
+        """This run's ledger as of now (complete once :meth:`drain` has returned)."""
+        d = self.deliveries
+        return ProducerLedger(
+            producer_id=self.producer_id or 0,
+            sent=self.seq,
+            acked_count=d.acked,
+            failed=BitMap(d.failed_seqs),
+            unknown=BitMap(d.unknown_seqs),
+            meta=dict(self.meta),
         )
 
     def poll(self) -> int:
@@ -224,19 +286,27 @@ class KafkaProducerClient:
             gevent.sleep(0 if served else IDLE_POLL_INTERVAL)
 
     def drain(self, timeout: float) -> int:
-        """Stop accepting, then wait cooperatively until every message is acknowledged.
+        """Stop accepting, then wait cooperatively until every message is resolved.
 
-        Returns how many are still unacknowledged after ``timeout`` seconds (also kept
-        in :attr:`undelivered`); they are neither acked nor failed — their fate is unknown.
+        Messages still unacknowledged after ``timeout`` seconds are purged: those never
+        sent become *failed*, those in flight *unknown* (they may have been written), so
+        the ledger accounts for every seq. Returns how many had to be purged (also kept in
+        :attr:`undelivered`).
         """
         self.accepting = False
+        self._wait_outstanding(timeout)
+        self.undelivered = len(self.producer)
+        if self.undelivered:
+            self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+            self._wait_outstanding(PURGE_SETTLE_TIMEOUT)
+        return self.undelivered
+
+    def _wait_outstanding(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while len(self.producer) and time.monotonic() < deadline:
             self.producer.poll(0)
             gevent.sleep(0.01)
         self.producer.poll(0)
-        self.undelivered = len(self.producer)
-        return self.undelivered
 
     def counters(self) -> dict[str, int]:
         """A snapshot for status lines and worker reports."""

@@ -32,6 +32,17 @@ KAFKA_PROP_ENV_PREFIX = ENV_PREFIX + "KAFKA_PROP_"
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"password|secret|token|jaas|oauthbearer\.config|\.pem$|credential", re.IGNORECASE)
 
+#: Consumer defaults for the verifier and read-backs; the user's properties override them.
+#: librdkafka pauses a partition's fetches for ``fetch.queue.backoff.ms`` (1 s by default) once
+#: its prefetch queue is full, which starves a consumer that does real work per message: at
+#: 10 ms the verifier checks about twice as many messages per second. A short fetch wait keeps
+#: the measured end-to-end latency from including up to 500 ms of the verifier's own polling.
+CONSUMER_DEFAULTS: Mapping[str, str] = {
+    "fetch.queue.backoff.ms": "10",
+    "queued.min.messages": "1000000",
+    "fetch.wait.max.ms": "50",
+}
+
 #: Producer defaults that never trade data for speed; every one can be overridden.
 PRODUCER_DEFAULTS: Mapping[str, str] = {
     "acks": "all",
@@ -121,6 +132,25 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--run-id", None, "Run id stamped on every message (16 hex digits); default: random per test.", "HEX"
+    ),
+    Option(
+        "--verify",
+        "true",
+        "Verify every acknowledged message end to end; end with a verdict (true/false).",
+        "BOOL",
+    ),
+    Option("--max-lost", "0", "Lost messages tolerated before the verdict is FAIL.", "N"),
+    Option("--max-duplicated", "0", "Duplicate copies tolerated before the verdict is FAIL.", "N"),
+    Option("--max-corrupted", "0", "Corrupted messages tolerated before the verdict is FAIL.", "N"),
+    Option("--verdict-file", None, "Write the verdict as JSON to this file.", "PATH"),
+    Option(
+        "--ledger-file",
+        None,
+        "Write the run's ack ledger as JSON (for `ingestload verify --ledger`).",
+        "PATH",
+    ),
+    Option(
+        "--envelope-field", "_ingestload", "JSON member that carries the envelope on the HTTP path.", "NAME"
     ),
 )
 
@@ -219,6 +249,20 @@ class Settings:
     """Seconds to wait at stop for in-flight messages."""
     run_id: str | None = None
     """Fixed run id (16 hex digits) or ``None`` for a random one per test."""
+    verify: bool = True
+    """Run the verifier and end with a verdict."""
+    max_lost: int = 0
+    """Lost messages tolerated."""
+    max_duplicated: int = 0
+    """Duplicate copies tolerated."""
+    max_corrupted: int = 0
+    """Corrupted messages tolerated."""
+    verdict_file: str | None = None
+    """Where to write the verdict JSON."""
+    ledger_file: str | None = None
+    """Where to write the ledger JSON."""
+    envelope_field: str = "_ingestload"
+    """JSON member carrying the envelope on the HTTP path."""
 
     @classmethod
     def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
@@ -274,6 +318,12 @@ class Settings:
                     f"--run-id: {raw['run_id']!r} must be exactly 16 hex digits (e.g. 5f3a9c0b12d4e6f7)"
                 )
 
+        envelope_field = str(raw["envelope_field"])
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", envelope_field):
+            raise ConfigError(
+                f"--envelope-field: {envelope_field!r} must be a JSON member name like _ingestload"
+            )
+
         return cls(
             kafka_bootstrap=bootstrap,
             kafka_config=kafka_config,
@@ -293,6 +343,17 @@ class Settings:
                 "--drain-timeout", raw["drain_timeout"], float, minimum=0, what="seconds ≥ 0"
             ),
             run_id=run_id,
+            verify=_boolean("--verify", raw["verify"]),
+            max_lost=_number("--max-lost", raw["max_lost"], int, minimum=0, what="an integer ≥ 0"),
+            max_duplicated=_number(
+                "--max-duplicated", raw["max_duplicated"], int, minimum=0, what="an integer ≥ 0"
+            ),
+            max_corrupted=_number(
+                "--max-corrupted", raw["max_corrupted"], int, minimum=0, what="an integer ≥ 0"
+            ),
+            verdict_file=raw["verdict_file"] or None,
+            ledger_file=raw["ledger_file"] or None,
+            envelope_field=envelope_field,
         )
 
     def producer_config(self, client_id: str | None = None) -> dict[str, str]:
@@ -313,6 +374,10 @@ class Settings:
         config = {k: v for k, v in self.kafka_config.items() if k not in producer_only}
         config["bootstrap.servers"] = self.kafka_bootstrap
         return config
+
+    def consumer_config(self) -> dict[str, str]:
+        """Config for the verifier's consumer: fast-fetch defaults, then the user's properties."""
+        return {**CONSUMER_DEFAULTS, **self.admin_config()}
 
     def describe(self) -> str:
         """A one-line, secret-free summary for logs."""

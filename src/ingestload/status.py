@@ -42,8 +42,18 @@ class StatusLine:
     _last: dict[str, int] = field(default_factory=dict)
     _last_t: float | None = None
 
-    def line(self, counters: Mapping[str, int], lag_s: float, now: float | None = None) -> str:
-        """The next status line for ``counters`` (cumulative since the run started)."""
+    def line(
+        self,
+        counters: Mapping[str, int],
+        lag_s: float,
+        now: float | None = None,
+        verified: Mapping[str, int] | None = None,
+    ) -> str:
+        """The next status line for ``counters`` (cumulative since the run started).
+
+        ``verified`` adds the verifier's live view: seen, unseen (acked, not seen yet),
+        duplicated and corrupted.
+        """
         now = time.time() if now is None else now
         elapsed = (now - self._last_t) if self._last_t is not None else 0.0
         sent_rate = acked_rate = 0.0
@@ -62,6 +72,13 @@ class StatusLine:
             f"failed {counters.get('failed', 0):,}",
             f"lag max {lag_s * 1000:,.0f} ms",
         ]
+        if verified is not None:
+            parts += [
+                f"seen {verified.get('seen', 0):,}",
+                f"unseen {verified.get('unseen', 0):,}",
+                f"dup {verified.get('duplicated', 0):,}",
+                f"corrupt {verified.get('corrupted', 0):,}",
+            ]
         return " | ".join(parts)
 
 

@@ -126,3 +126,166 @@ def describe_output(completed: Any, limit: int = 4000) -> str:
     """stdout/stderr of a finished subprocess, for assertion messages."""
     out = (completed.stdout or "") + "\n--- stderr ---\n" + (completed.stderr or "")
     return out[-limit:]
+
+
+# -- fault injection ----------------------------------------------------------------------
+
+
+class _FakeError:
+    """A definite librdkafka delivery error, as reported for a message that is too large."""
+
+    def name(self) -> str:
+        return "MSG_SIZE_TOO_LARGE"
+
+    def str(self) -> str:
+        return "Broker: Message size too large (injected)"
+
+    def retriable(self) -> bool:
+        return False
+
+    def code(self) -> int:
+        return 10
+
+
+class _FakeAck:
+    """A delivery report for a message that was never sent."""
+
+    __slots__ = ("_headers", "_topic", "_value")
+
+    def __init__(self, topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self._topic, self._value, self._headers = topic, value, headers
+
+    def latency(self) -> float:
+        return 0.001
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return -1
+
+    def offset(self) -> int:
+        return -1
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+
+def corrupt_value(value: bytes) -> bytes:
+    """The same message with one field's value changed (still valid JSON when it was)."""
+    changed = value.replace(b'"Param":{', b'"Param":{"Tampered":true,', 1)
+    return changed if changed != value else value[:-1] + bytes([value[-1] ^ 0x01])
+
+
+class FaultyProducer:
+    """Wraps a confluent-kafka Producer and misbehaves for chosen seqs, deterministically.
+
+    * ``lose``: report success without sending (→ *lost*);
+    * ``duplicate``: send twice, report once (→ *duplicated*);
+    * ``corrupt``: send a changed value under the original checksum (→ *corrupted*);
+    * ``fail``: report a definite delivery error without sending (→ *failed*, not lost).
+
+    Seqs are per producer (each process of a run applies the same sets). Everything else is
+    passed through, so the client cannot tell the difference.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        *,
+        lose: Iterable[int] = (),
+        duplicate: Iterable[int] = (),
+        corrupt: Iterable[int] = (),
+        fail: Iterable[int] = (),
+    ) -> None:
+        self._producer = producer
+        self.lose, self.duplicate, self.corrupt, self.fail = (
+            set(lose),
+            set(duplicate),
+            set(corrupt),
+            set(fail),
+        )
+        self._fake_acks: list[tuple[Any, _FakeError | None, _FakeAck]] = []
+        self.injected = {"lost": 0, "duplicated": 0, "corrupted": 0, "failed": 0}
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        *args: Any,
+        headers: Any = None,
+        on_delivery: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        envelope = find(headers)
+        seq = envelope.seq if envelope is not None else -1
+        if seq in self.lose or seq in self.fail:
+            failed = seq in self.fail
+            report = (on_delivery, _FakeError() if failed else None, _FakeAck(topic, value, headers))
+            self._fake_acks.append(report)
+            self.injected["failed" if failed else "lost"] += 1
+            return
+        if seq in self.corrupt:
+            value = corrupt_value(value)
+            self.injected["corrupted"] += 1
+        self._producer.produce(topic, value, *args, headers=headers, on_delivery=on_delivery, **kwargs)
+        if seq in self.duplicate:
+            self._producer.produce(topic, value, *args, headers=headers, on_delivery=lambda err, msg: None)
+            self.injected["duplicated"] += 1
+
+    def poll(self, timeout: float = 0) -> int:
+        fakes, self._fake_acks = self._fake_acks, []
+        for callback, error, ack in fakes:
+            callback(error, ack)
+        return len(fakes) + int(self._producer.poll(timeout))
+
+    def __len__(self) -> int:
+        return len(self._producer) + len(self._fake_acks)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+
+def inject_faults(
+    *,
+    lose: Iterable[int] = (),
+    duplicate: Iterable[int] = (),
+    corrupt: Iterable[int] = (),
+    fail: Iterable[int] = (),
+    events: Any = None,
+) -> None:
+    """In a locustfile: make every producer of the run lose, duplicate, corrupt or fail these seqs.
+
+    Example::
+
+        from ingestload.users import KafkaProducerUser
+        from ingestload.testing import inject_faults
+
+        inject_faults(lose={5, 17}, duplicate={30}, corrupt={40})
+
+        class Devices(KafkaProducerUser):
+            pass
+    """
+    from ingestload.plugin import state_of
+
+    if events is None:
+        from locust import events as default_events
+
+        events = default_events
+    faults = {"lose": set(lose), "duplicate": set(duplicate), "corrupt": set(corrupt), "fail": set(fail)}
+
+    def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
+        if runner is None:
+            return
+        state_of(environment).set_producer_wrapper(lambda client: FaultyProducer(client.producer, **faults))
+
+    events.init.add_listener(on_init)

@@ -1,0 +1,258 @@
+"""The verdict: acked vs seen, in Jepsen's vocabulary, and the exit code it implies.
+
+=============  ===========================================================================
+lost           acknowledged, and not in Kafka after the drain window (the end was reached)
+unseen         acknowledged, not seen yet, and the end of the topics was not reached
+duplicated     extra copies of a message (same producer and seq) beyond the first
+corrupted      the value does not match the checksum in its envelope
+recovered      reported failed or unknown by the client, but found in Kafka
+reordered      a producer's seq went backwards within a partition (informational)
+foreign        messages on the topics that are not of this run (ignored, counted)
+=============  ===========================================================================
+
+Status: **FAIL** when lost, duplicated or corrupted exceed their thresholds (definite
+anomalies win over missing information); otherwise **INCONCLUSIVE** when anything needed for
+a verdict is missing — a worker never reported its ledger, a producer's sends are not all
+resolved, messages came from a producer with no ledger, the verifier could not read, or the
+drain window ran out with acknowledged messages unseen before the end of the topics was
+reached, or nothing was acknowledged at all; otherwise **PASS**. Never PASS on missing data.
+
+Example::
+
+    verdict = classify(ledger, verifier.summary(), reached_end=True)
+    print(verdict.line())            # VERDICT: PASS  acked=1,000 seen=1,000 lost=0 …
+    sys.exit(verdict.exit_code)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyroaring import BitMap
+
+from ingestload.ledger import AckLedger
+from ingestload.verifier import MessageId, SeenSummary
+
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+#: Process exit codes. 1 is Locust's own "requests failed" code and 2 a usage error.
+EXIT_CODES = {PASS: 0, FAIL: 3, INCONCLUSIVE: 4}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """How many anomalies a run may have and still pass."""
+
+    max_lost: int = 0
+    """Lost messages tolerated."""
+    max_duplicated: int = 0
+    """Duplicate copies tolerated."""
+    max_corrupted: int = 0
+    """Corrupted messages tolerated."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one run's verification."""
+
+    status: str
+    """PASS, FAIL or INCONCLUSIVE."""
+    run_id: str
+    acked: int
+    """Messages the producers know were acknowledged."""
+    seen: int
+    """Distinct messages of the run found in Kafka."""
+    lost: int
+    unseen: int
+    duplicated: int
+    corrupted: int
+    recovered: int
+    reordered: int
+    foreign: int
+    failed: int
+    """Sends reported as certainly not written."""
+    unknown: int
+    """Sends whose fate the client could not know."""
+    producers: int
+    thresholds: Thresholds
+    reasons: tuple[str, ...] = ()
+    """Why the status is what it is (empty for a clean PASS)."""
+    lost_samples: tuple[MessageId, ...] = ()
+    duplicated_samples: tuple[MessageId, ...] = ()
+    corrupted_samples: tuple[MessageId, ...] = ()
+    lost_by_topic: Mapping[str, int] = field(default_factory=dict)
+    seen_by_topic: Mapping[str, int] = field(default_factory=dict)
+    latency_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per topic: end-to-end latency percentiles (sent → consumed) in ms."""
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+    def line(self) -> str:
+        """``VERDICT: FAIL  acked=1,204,332 seen=1,204,289 lost=43 …``"""
+        text = (
+            f"VERDICT: {self.status}  acked={self.acked:,} seen={self.seen:,} lost={self.lost:,} "
+            f"duplicated={self.duplicated:,} corrupted={self.corrupted:,} "
+            f"recovered={self.recovered:,} (failed/unknown but seen)"
+        )
+        if self.unseen:
+            text += f" unseen={self.unseen:,}"
+        return text
+
+    def report(self, samples: int = 10) -> str:
+        """The verdict block: the line, the reasons and the first ids of each anomaly."""
+        lines = [self.line()]
+        lines += [f"  reason: {reason}" for reason in self.reasons]
+        details = [
+            ("failed", self.failed),
+            ("unknown", self.unknown),
+            ("reordered", self.reordered),
+            ("foreign", self.foreign),
+            ("producers", self.producers),
+        ]
+        lines.append("  also: " + " ".join(f"{name}={value:,}" for name, value in details))
+        for name, ids in (
+            ("lost", self.lost_samples),
+            ("duplicated", self.duplicated_samples),
+            ("corrupted", self.corrupted_samples),
+        ):
+            if ids:
+                shown = ", ".join(i.describe() for i in ids[:samples])
+                lines.append(f"  first {name} (producer#seq topic[partition]@offset): {shown}")
+        for topic, stats in sorted(self.latency_ms.items()):
+            lines.append(
+                f"  e2e latency {topic}: p50={stats['p50']:g} ms p95={stats['p95']:g} ms "
+                f"p99={stats['p99']:g} ms max={stats['max']:g} ms (n={int(stats['count']):,})"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["exit_code"] = self.exit_code
+        for key in ("lost_samples", "duplicated_samples", "corrupted_samples"):
+            data[key] = [i._asdict() | {"producer_id": f"{i.producer_id:016x}"} for i in getattr(self, key)]
+        return data
+
+
+def classify(
+    run_id: str,
+    ledger: AckLedger,
+    summary: SeenSummary,
+    *,
+    reached_end: bool,
+    thresholds: Thresholds | None = None,
+    missing_workers: Iterable[str] = (),
+    errors: Iterable[str] = (),
+    latency_ms: Mapping[str, Mapping[str, float]] | None = None,
+    topic_of: Callable[[int, int], str | None] | None = None,
+    sample_limit: int = 20,
+) -> Verdict:
+    """Compare what the producers acknowledged with what the verifier saw.
+
+    ``topic_of(producer_id, seq)`` names the topic of a message that was never seen (from
+    the producer's factory description), for the samples and per-topic counts.
+    """
+    thresholds = thresholds or Thresholds()
+    reasons: list[str] = []
+    acked_total = lost_total = recovered = failed = unknown = 0
+    missing_samples: list[MessageId] = []
+    lost_by_topic: dict[str, int] = {}
+
+    for producer in ledger:
+        acked = producer.acked()
+        acked_total += len(acked)
+        failed += len(producer.failed)
+        unknown += len(producer.unknown)
+        seen = summary.seen.get(producer.producer_id, BitMap())
+        recovered += len((producer.failed | producer.unknown) & seen)
+        missing = acked - seen
+        outstanding = producer.sent - len(producer.failed) - len(producer.unknown) - producer.acked_count
+        if outstanding > 0:
+            # Sends without a report: any `outstanding` of the missing ones may be unacknowledged,
+            # so only the excess is provably lost.
+            reasons.append(
+                f"producer {producer.producer_id:016x}: {outstanding:,} sends without a delivery report"
+            )
+            lost_total += max(0, len(missing) - outstanding)
+            continue
+        if outstanding < 0:
+            reasons.append(
+                f"producer {producer.producer_id:016x}: {-outstanding:,} more delivery reports than sends"
+            )
+        lost_total += len(missing)
+        if missing and topic_of is not None:
+            for seq in missing:
+                name = topic_of(producer.producer_id, seq) or "?"
+                lost_by_topic[name] = lost_by_topic.get(name, 0) + 1
+        for seq in missing[:sample_limit]:
+            if len(missing_samples) >= sample_limit:
+                break
+            topic = topic_of(producer.producer_id, seq) if topic_of else None
+            missing_samples.append(MessageId(producer.producer_id, seq, topic, None, None))
+
+    seen_total = sum(len(s) for s in summary.seen.values())
+    strangers = [p for p in summary.seen if p not in ledger]
+    if strangers:
+        count = sum(len(summary.seen[p]) for p in strangers)
+        reasons.append(
+            f"{count:,} messages from {len(strangers)} producer(s) that never reported a ledger "
+            "(a worker that died or was cut off?)"
+        )
+    missing_workers = sorted(missing_workers)
+    if missing_workers:
+        reasons.append(f"worker(s) never reported their final ledger: {', '.join(missing_workers)}")
+    reasons += [f"verifier: {e}" for e in errors]
+
+    lost = lost_total if reached_end else 0
+    unseen = 0 if reached_end else lost_total
+    if unseen:
+        reasons.append(
+            f"the drain window ran out with {unseen:,} acknowledged messages unseen before the verifier "
+            "reached the end of the topics (raise --drain-timeout, or check the verifier can keep up)"
+        )
+    if acked_total == 0 and not ledger.producers:
+        reasons.append("no producer reported a ledger: nothing to verify")
+    elif acked_total == 0:
+        reasons.append("no message was acknowledged: nothing to verify")
+
+    over = []
+    if lost > thresholds.max_lost:
+        over.append(f"lost {lost:,} > --max-lost {thresholds.max_lost:,}")
+    if summary.duplicated > thresholds.max_duplicated:
+        over.append(f"duplicated {summary.duplicated:,} > --max-duplicated {thresholds.max_duplicated:,}")
+    if summary.corrupted > thresholds.max_corrupted:
+        over.append(f"corrupted {summary.corrupted:,} > --max-corrupted {thresholds.max_corrupted:,}")
+    if over:
+        status = FAIL
+        reasons = over + reasons
+    elif reasons:
+        status = INCONCLUSIVE
+    else:
+        status = PASS
+
+    return Verdict(
+        status=status,
+        run_id=run_id,
+        acked=acked_total,
+        seen=seen_total,
+        lost=lost,
+        unseen=unseen,
+        duplicated=summary.duplicated,
+        corrupted=summary.corrupted,
+        recovered=recovered,
+        reordered=summary.reordered,
+        foreign=summary.foreign,
+        failed=failed,
+        unknown=unknown,
+        producers=len(ledger),
+        thresholds=thresholds,
+        reasons=tuple(reasons),
+        lost_samples=tuple(missing_samples) if reached_end else (),
+        duplicated_samples=tuple(summary.duplicate_samples),
+        corrupted_samples=tuple(summary.corrupted_samples),
+        lost_by_topic=lost_by_topic if reached_end else {},
+        seen_by_topic=dict(summary.seen_by_topic),
+        latency_ms=dict(latency_ms or {}),
+    )

@@ -1,0 +1,219 @@
+"""Verdicts of whole Locust runs: exact counts under injected faults, a lost broker, a killed worker."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ingestload.broker import EmbeddedBroker
+from ingestload.catalogue import Catalogue
+from ingestload.testing import describe_output, locust_command, read_run
+from tests.e2e.test_headless_runs import free_port
+
+pytestmark = pytest.mark.e2e
+
+FAULTS = {"lose": [5, 17, 2500], "duplicate": [30, 31], "corrupt": [40], "fail": [60, 61, 62, 63]}
+
+
+def faulty(root: Path) -> Path:
+    return root / "tests" / "e2e" / "locustfiles" / "faulty.py"
+
+
+def run_locust(
+    locustfile: Path, root: Path, args: str, *, faults=None, timeout=180
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "INGESTLOAD_TEST_FAULTS": json.dumps(faults or {})}
+    return subprocess.run(
+        locust_command(locustfile, *args.split()),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=root,
+        env=env,
+    )
+
+
+def verdict_of(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_clean_local_run_passes_and_reports_e2e_rows(kafka, prefix, root, tmp_path):
+    """A clean run: exit 0, VERDICT PASS, E2E rows in Locust's JSON, verdict and ledger files written."""
+    verdict_file, ledger_file, stats = tmp_path / "v.json", tmp_path / "l.json", tmp_path / "stats"
+    done = run_locust(
+        root / "locustfiles" / "kafka.py",
+        root,
+        f"--headless -u 1 -r 1 -t 4s --only-summary --rate 2000 --kafka-bootstrap {kafka} "
+        f"--topic-prefix {prefix} --verdict-file {verdict_file} --ledger-file {ledger_file} "
+        f"--json-file {stats}",
+    )
+    assert done.returncode == 0, describe_output(done)
+    verdict = verdict_of(verdict_file)
+    assert verdict["status"] == "PASS"
+    assert verdict["acked"] == verdict["seen"] > 4000
+    assert "VERDICT: PASS" in done.stderr
+    assert f"ingestload run {verdict['run_id']}: VERDICT PASS (exit code 0)" in done.stdout
+    rows = {(e["method"], e["name"]): e for e in json.loads(Path(f"{stats}.json").read_text())}
+    e2e = sum(e["num_requests"] for (method, _), e in rows.items() if method == "E2E")
+    assert e2e == verdict["seen"]
+    assert json.loads(ledger_file.read_text())["run_id"] == verdict["run_id"]
+
+
+@pytest.mark.parametrize("mode", ["local", "master+2 workers"])
+def test_injected_faults_fail_with_exact_counts(kafka, prefix, root, tmp_path, mode):
+    """Injected loss, duplication and corruption: exit 3 with exactly those counts per producer."""
+    verdict_file, csv = tmp_path / "v.json", tmp_path / "csv"
+    common = (
+        f"--headless -t 5s --only-summary --rate 3000 --topic-prefix {prefix} --verdict-file {verdict_file} "
+        f"--csv {csv} --kafka-bootstrap {kafka}"
+    )
+    workers = []
+    if mode == "local":
+        done = run_locust(faulty(root), root, f"{common} -u 1 -r 1", faults=FAULTS)
+        producers = 1
+    else:
+        port = str(free_port())
+        env = {**os.environ, "INGESTLOAD_TEST_FAULTS": json.dumps(FAULTS)}
+        worker = locust_command(faulty(root), "--worker", "--master-port", port)
+        workers = [
+            subprocess.Popen(worker, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ]
+        workers.append(
+            subprocess.Popen(worker, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+        master = f"{common} --master --master-bind-port {port} --expect-workers 2 -u 2 -r 2"
+        done = run_locust(faulty(root), root, master, faults=FAULTS)
+        producers = 2
+    for w in workers:
+        w.wait(20)
+    assert done.returncode == 3, describe_output(done)
+    v = verdict_of(verdict_file)
+    assert v["status"] == "FAIL"
+    assert (v["lost"], v["duplicated"], v["corrupted"]) == (3 * producers, 2 * producers, 1 * producers)
+    assert (v["failed"], v["recovered"], v["producers"]) == (4 * producers, 0, producers)
+    assert sorted({s["seq"] for s in v["lost_samples"]}) == [5, 17, 2500]
+    assert {s["seq"] for s in v["corrupted_samples"]} == {40}
+    assert sum(v["lost_by_topic"].values()) == v["lost"]
+    failures = Path(f"{csv}_failures.csv").read_text()
+    assert "E2E" in failures
+    assert "lost" in failures
+
+
+def test_later_verify_command_reaches_the_same_verdict(kafka, prefix, root, tmp_path):
+    """`ingestload verify --ledger` re-judges a finished run from Kafka with the same counts."""
+    verdict_file, ledger_file = tmp_path / "v.json", tmp_path / "l.json"
+    done = run_locust(
+        faulty(root),
+        root,
+        f"--headless -u 1 -r 1 -t 3s --only-summary --rate 2000 --kafka-bootstrap {kafka} "
+        f"--topic-prefix {prefix} "
+        f"--verdict-file {verdict_file} --ledger-file {ledger_file}",
+        faults={"lose": [3, 4], "duplicate": [9]},
+    )
+    assert done.returncode == 3, describe_output(done)
+    later = tmp_path / "later.json"
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ingestload.cli",
+            "verify",
+            "--ledger",
+            str(ledger_file),
+            "--verdict-file",
+            str(later),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert again.returncode == 3, describe_output(again)
+    first, second = verdict_of(verdict_file), verdict_of(later)
+    for key in ("status", "acked", "seen", "lost", "duplicated", "corrupted"):
+        assert first[key] == second[key], key
+    assert "VERDICT: FAIL" in again.stdout
+
+
+def test_delivery_errors_alone_do_not_hide_a_pass(kafka, prefix, root, tmp_path):
+    """Failed deliveries are Locust failures; with nothing lost the exit code is the verdict's 0, not 1."""
+    verdict_file = tmp_path / "v.json"
+    done = run_locust(
+        faulty(root),
+        root,
+        f"--headless -u 1 -r 1 -t 3s --only-summary --rate 2000 --kafka-bootstrap {kafka} "
+        f"--topic-prefix {prefix} "
+        f"--verdict-file {verdict_file}",
+        faults={"fail": [1, 2, 3]},
+    )
+    assert done.returncode == 0, describe_output(done)
+    v = verdict_of(verdict_file)
+    assert (v["status"], v["failed"], v["lost"]) == ("PASS", 3, 0)
+    assert "KafkaDeliveryError('MSG_SIZE_TOO_LARGE" in done.stderr  # Locust's error table
+
+
+def test_broker_restart_mid_run_fails_with_the_exact_loss(prefix, root, tmp_path):
+    """The embedded broker restarts mid-run and forgets everything: FAIL, lost = acked, not in Kafka."""
+    verdict_file, ledger_file = tmp_path / "v.json", tmp_path / "l.json"
+    with EmbeddedBroker() as broker:
+        restart = threading.Timer(4.0, broker.restart)
+        restart.start()
+        try:
+            done = run_locust(
+                root / "locustfiles" / "kafka.py",
+                root,
+                f"--headless -u 1 -r 1 -t 9s --only-summary --rate 2000 --kafka-bootstrap {broker.bootstrap} "
+                f"--topic-prefix {prefix} --verdict-file {verdict_file} --ledger-file {ledger_file} "
+                "--kafka-config message.timeout.ms=3000 --drain-timeout 20",
+            )
+        finally:
+            restart.join()
+        assert done.returncode == 3, describe_output(done)
+        v = verdict_of(verdict_file)
+        final = read_run(
+            {"bootstrap.servers": broker.bootstrap}, Catalogue.load().topics(prefix), v["run_id"]
+        )
+    from ingestload.ledger import AckLedger
+
+    ledger = AckLedger.from_json(json.loads(ledger_file.read_text())["producers"])
+    (producer,) = list(ledger)
+    assert producer.complete
+    in_kafka = {m.envelope.seq for m in final.messages}
+    expected = sum(1 for seq in producer.acked() if seq not in in_kafka)
+    assert expected >= 4000  # ~4 s at 2,000 msg/s acknowledged before the restart
+    assert (v["status"], v["lost"]) == ("FAIL", expected)
+
+
+def test_killed_worker_makes_the_verdict_inconclusive(kafka, prefix, root, tmp_path):
+    """A worker killed mid-run never reports its ledger: INCONCLUSIVE (exit 4), never PASS."""
+    verdict_file = tmp_path / "v.json"
+    port = str(free_port())
+    worker = locust_command(root / "locustfiles" / "kafka.py", "--worker", "--master-port", port)
+    workers = [
+        subprocess.Popen(worker, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in "ab"
+    ]
+    killer = threading.Timer(4.0, lambda: workers[0].send_signal(signal.SIGKILL))
+    killer.start()
+    try:
+        done = run_locust(
+            root / "locustfiles" / "kafka.py",
+            root,
+            f"--master --master-bind-port {port} --expect-workers 2 --headless -u 2 -r 2 -t 8s "
+            "--only-summary "
+            f"--rate 2000 --kafka-bootstrap {kafka} --topic-prefix {prefix} --verdict-file {verdict_file} "
+            "--drain-timeout 5",
+        )
+    finally:
+        killer.join()
+        for w in workers:
+            if w.poll() is None:
+                w.wait(20)
+    assert done.returncode == 4, describe_output(done)
+    v = verdict_of(verdict_file)
+    assert v["status"] == "INCONCLUSIVE"
+    assert any("never reported" in r for r in v["reasons"]), v["reasons"]

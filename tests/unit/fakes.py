@@ -1,0 +1,49 @@
+"""Stand-ins for confluent-kafka Message objects, for pure verifier logic."""
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from ingestload.envelope import HEADER, Envelope, body_checksum, checksum, encode, encode_text
+
+RUN = "00112233445566ff"
+
+
+@dataclass
+class Msg:
+    """The subset of confluent_kafka.Message the verifier reads."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _value: bytes
+    _headers: list = field(default_factory=list)
+
+    def topic(self):
+        return self._topic
+
+    def partition(self):
+        return self._partition
+
+    def offset(self):
+        return self._offset
+
+    def value(self):
+        return self._value
+
+    def headers(self):
+        return self._headers or None
+
+
+def kafka_msg(
+    producer, seq, *, topic="t", partition=0, offset=0, value=b'{"a":1}', sent_at_us=0, run=RUN, crc=None
+):
+    env = Envelope(run, producer, seq, sent_at_us, checksum(value) if crc is None else crc)
+    return Msg(topic, partition, offset, value, [(HEADER, encode(env))])
+
+
+def http_msg(
+    producer, seq, body, *, topic="t", partition=0, offset=0, field_name="_ingestload", sent_at_us=0
+):
+    env = Envelope(RUN, producer, seq, sent_at_us, body_checksum(body))
+    return Msg(topic, partition, offset, orjson.dumps({field_name: encode_text(env), **body}))

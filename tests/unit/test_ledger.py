@@ -1,0 +1,44 @@
+"""The ack ledger: derived acked sets, completeness, error classification, serialisation."""
+
+from pyroaring import BitMap
+
+from ingestload.ledger import AckLedger, ProducerLedger, is_definite_failure
+
+
+def test_acked_is_everything_sent_minus_failed_and_unknown():
+    """acked() = [0, sent) − failed − unknown."""
+    ledger = ProducerLedger(1, sent=10, acked_count=7, failed=BitMap([2]), unknown=BitMap([5, 9]))
+    assert list(ledger.acked()) == [0, 1, 3, 4, 6, 7, 8]
+    assert ledger.complete
+
+
+def test_incomplete_when_reports_are_missing():
+    """A ledger whose reports do not add up to what was sent is incomplete."""
+    assert not ProducerLedger(1, sent=10, acked_count=8).complete
+    assert ProducerLedger(1, sent=0, acked_count=0).complete
+
+
+def test_errors_are_filed_as_failed_or_unknown():
+    """Definite failures (never written) go to failed; timeouts and in-flight purges to unknown."""
+    ledger = ProducerLedger(1, sent=3)
+    ledger.record_error(0, "_PURGE_QUEUE")
+    ledger.record_error(1, "_MSG_TIMED_OUT")
+    ledger.record_error(2, "_PURGE_INFLIGHT")
+    assert list(ledger.failed) == [0]
+    assert list(ledger.unknown) == [1, 2]
+    assert is_definite_failure("MSG_SIZE_TOO_LARGE")
+    assert not is_definite_failure("NOT_ENOUGH_REPLICAS")
+
+
+def test_round_trip_and_merge():
+    """Ledgers survive JSON and merge by producer."""
+    a = ProducerLedger(2**64 - 1, sent=5, acked_count=4, failed=BitMap([3]), meta={"host": "w1"})
+    b = ProducerLedger(7, sent=2, acked_count=2)
+    merged = AckLedger([a])
+    merged.merge(AckLedger.from_json(AckLedger([b]).to_json()))
+    restored = AckLedger.from_json(merged.to_json())
+    assert {p.producer_id for p in restored} == {2**64 - 1, 7}
+    assert restored.producers[2**64 - 1].failed == BitMap([3])
+    assert restored.producers[2**64 - 1].meta == {"host": "w1"}
+    assert restored.totals() == {"sent": 7, "acked": 6, "failed": 1, "unknown": 0}
+    assert restored.complete

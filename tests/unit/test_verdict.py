@@ -1,0 +1,138 @@
+"""Classification: exact anomaly counts, the PASS/FAIL/INCONCLUSIVE rules, the report."""
+
+import pytest
+from pyroaring import BitMap
+
+from ingestload.ledger import AckLedger, ProducerLedger
+from ingestload.verdict import Thresholds, classify
+from ingestload.verifier import Verifier
+from tests.unit.fakes import RUN, kafka_msg
+
+
+def seen(*producers_seqs, extra=()):
+    v = Verifier(RUN)
+    v.process([kafka_msg(p, s, offset=i) for i, (p, s) in enumerate(producers_seqs)] + list(extra))
+    return v.summary()
+
+
+def ledger(producer=1, sent=10, failed=(), unknown=(), acked_count=None):
+    failed, unknown = BitMap(failed), BitMap(unknown)
+    acked = sent - len(failed) - len(unknown) if acked_count is None else acked_count
+    return ProducerLedger(producer, sent=sent, acked_count=acked, failed=failed, unknown=unknown)
+
+
+def judge(led, summary, **kw):
+    kw.setdefault("reached_end", True)
+    return classify(RUN, AckLedger(led if isinstance(led, list) else [led]), summary, **kw)
+
+
+def test_clean_run_passes():
+    """Everything acknowledged was seen once: PASS, exit code 0."""
+    verdict = judge(ledger(), seen(*[(1, s) for s in range(10)]))
+    assert (verdict.status, verdict.exit_code, verdict.lost, verdict.seen, verdict.acked) == (
+        "PASS",
+        0,
+        0,
+        10,
+        10,
+    )
+    assert verdict.reasons == ()
+
+
+def test_lost_messages_fail_with_exact_count_ids_and_topics():
+    """Acknowledged but absent at the end: lost, counted exactly, named with their topic."""
+    verdict = judge(
+        ledger(),
+        seen(*[(1, s) for s in range(10) if s not in (3, 7)]),
+        topic_of=lambda p, s: f"topic-{s % 2}",
+    )
+    assert (verdict.status, verdict.exit_code, verdict.lost) == ("FAIL", 3, 2)
+    assert [(i.producer_id, i.seq, i.topic) for i in verdict.lost_samples] == [
+        (1, 3, "topic-1"),
+        (1, 7, "topic-1"),
+    ]
+    assert verdict.lost_by_topic == {"topic-1": 2}
+    assert verdict.reasons[0] == "lost 2 > --max-lost 0"
+
+
+def test_unseen_before_the_end_is_inconclusive_not_lost():
+    """Before the end of the topics is reached, missing messages are unseen and the verdict INCONCLUSIVE."""
+    verdict = judge(ledger(), seen(*[(1, s) for s in range(8)]), reached_end=False)
+    assert (verdict.status, verdict.exit_code, verdict.lost, verdict.unseen) == ("INCONCLUSIVE", 4, 0, 2)
+    assert "drain window ran out with 2 acknowledged messages unseen" in verdict.reasons[0]
+
+
+def test_duplicates_and_corruption_fail():
+    """Extra copies and checksum mismatches are counted exactly and fail the run."""
+    summary = seen(*[(1, s) for s in range(10)], (1, 4), (1, 4), extra=[kafka_msg(1, 9, crc=1, partition=2)])
+    verdict = judge(ledger(), summary)
+    assert (verdict.status, verdict.duplicated, verdict.corrupted) == ("FAIL", 3, 1)
+
+
+def test_thresholds_allow_some_anomalies():
+    """--max-lost / --max-duplicated tolerate up to that many."""
+    summary = seen(*[(1, s) for s in range(9)], (1, 0))
+    assert judge(ledger(), summary, thresholds=Thresholds(max_lost=1, max_duplicated=1)).status == "PASS"
+    assert judge(ledger(), summary, thresholds=Thresholds(max_lost=0, max_duplicated=1)).status == "FAIL"
+
+
+def test_failed_or_unknown_but_seen_is_recovered_not_an_error():
+    """A send reported failed/unknown that did land is 'recovered'; it is neither lost nor a failure."""
+    verdict = judge(ledger(failed=[2], unknown=[5]), seen(*[(1, s) for s in range(10) if s != 2]))
+    assert (verdict.status, verdict.recovered, verdict.acked, verdict.failed, verdict.unknown) == (
+        "PASS",
+        1,
+        8,
+        1,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"missing_workers": ["w2"]}, "worker(s) never reported their final ledger: w2"),
+        ({"errors": ["cannot connect"]}, "verifier: cannot connect"),
+    ],
+)
+def test_missing_information_is_inconclusive(kwargs, reason):
+    """A missing worker ledger or a verifier error never yields PASS."""
+    verdict = judge(ledger(), seen(*[(1, s) for s in range(10)]), **kwargs)
+    assert verdict.status == "INCONCLUSIVE"
+    assert reason in verdict.reasons
+
+
+def test_producer_without_ledger_and_incomplete_ledger_are_inconclusive():
+    """Messages from an unknown producer, or sends without reports, make the verdict INCONCLUSIVE."""
+    verdict = judge(ledger(), seen(*[(1, s) for s in range(10)], (9, 0), (9, 1)))
+    assert verdict.status == "INCONCLUSIVE"
+    assert "2 messages from 1 producer(s) that never reported a ledger" in verdict.reasons[0]
+    incomplete = judge(ledger(acked_count=8), seen(*[(1, s) for s in range(8)]))
+    assert incomplete.status == "INCONCLUSIVE"
+    assert "2 sends without a delivery report" in incomplete.reasons[0]
+
+
+def test_definite_failure_wins_over_missing_information():
+    """A run with proven loss is FAIL even when a worker is also missing."""
+    verdict = judge(ledger(), seen(*[(1, s) for s in range(9)]), missing_workers=["w2"])
+    assert verdict.status == "FAIL"
+    assert any("w2" in r for r in verdict.reasons)
+
+
+def test_nothing_acknowledged_is_inconclusive():
+    """A run in which nothing was acknowledged proves nothing."""
+    assert judge([], seen()).status == "INCONCLUSIVE"
+    assert judge(ledger(sent=3, failed=[0, 1, 2]), seen()).status == "INCONCLUSIVE"
+
+
+def test_report_and_dict():
+    """The report starts with the VERDICT line; to_dict carries the exit code and hex producer ids."""
+    verdict = judge(ledger(), seen(*[(1, s) for s in range(9)]), topic_of=lambda p, s: "gov-alarm")
+    report = verdict.report()
+    assert report.splitlines()[0] == (
+        "VERDICT: FAIL  acked=10 seen=9 lost=1 duplicated=0 corrupted=0 recovered=0 (failed/unknown but seen)"
+    )
+    assert "first lost (producer#seq topic[partition]@offset): 0000000000000001#9 gov-alarm" in report
+    data = verdict.to_dict()
+    assert data["exit_code"] == 3
+    assert data["lost_samples"][0]["producer_id"] == "0000000000000001"

@@ -1,0 +1,106 @@
+"""The verifier core on hand-made messages: seen sets, anomalies, the HTTP-path envelope."""
+
+import orjson
+
+from ingestload.verifier import Verifier
+from tests.unit.fakes import RUN, Msg, http_msg, kafka_msg
+
+
+def test_seen_sets_per_producer_across_partitions():
+    """Seqs are collected per producer whatever partition they came from."""
+    v = Verifier(RUN)
+    v.process([kafka_msg(1, s, partition=s % 3, offset=s) for s in range(100)] + [kafka_msg(2, 0)])
+    summary = v.summary()
+    assert {p: len(b) for p, b in summary.seen.items()} == {1: 100, 2: 1}
+    assert summary.duplicated == summary.corrupted == summary.foreign == 0
+    assert summary.records == 101
+
+
+def test_duplicates_within_and_across_partitions_are_counted_once_each():
+    """An extra copy counts as one duplicate, on the same partition or another one."""
+    v = Verifier(RUN)
+    v.process([kafka_msg(1, 0, offset=0), kafka_msg(1, 1, offset=1), kafka_msg(1, 1, offset=2)])
+    v.process([kafka_msg(1, 0, partition=1, offset=0), kafka_msg(1, 0, partition=2, offset=0)])
+    summary = v.summary()
+    assert summary.duplicated == 3
+    assert len(summary.seen[1]) == 2
+    assert {(d.seq, d.partition) for d in summary.duplicate_samples} >= {(1, 0)}
+
+
+def test_checksum_mismatch_is_corruption():
+    """A value that does not match the envelope's CRC is counted corrupted (and still seen)."""
+    v = Verifier(RUN)
+    v.process([kafka_msg(1, 0), kafka_msg(1, 1, crc=12345)])
+    summary = v.summary()
+    assert summary.corrupted == 1
+    assert summary.corrupted_samples[0].seq == 1
+    assert len(summary.seen[1]) == 2
+
+
+def test_foreign_messages_are_ignored_and_counted():
+    """Messages without an envelope, or of another run, do not count as seen."""
+    v = Verifier(RUN)
+    v.process([Msg("t", 0, 0, b"hello"), kafka_msg(1, 0, run="ffffffffffffffff"), kafka_msg(1, 1)])
+    summary = v.summary()
+    assert summary.foreign == 2
+    assert list(summary.seen[1]) == [1]
+
+
+def test_reordering_within_a_partition():
+    """A seq lower than the previous one from the same producer and partition is a reordering."""
+    v = Verifier(RUN)
+    v.process([kafka_msg(1, s, offset=i) for i, s in enumerate([0, 1, 3, 2, 4])])
+    v.process([kafka_msg(1, 5, partition=1), kafka_msg(1, 9, partition=2)])
+    assert v.summary().reordered == 1
+
+
+def test_http_envelope_in_json_body_with_canonical_checksum():
+    """The HTTP-path envelope is read from the body; re-serialised JSON passes, a changed value is corrupt."""
+    v = Verifier(RUN)
+    good = http_msg(7, 0, {"b": 2, "a": {"x": 1}})
+    reordered = Msg(
+        "t", 0, 1, orjson.dumps({**orjson.loads(http_msg(7, 1, {"a": {"x": 1}, "b": 2}).value())})
+    )
+    tampered_body = orjson.loads(http_msg(7, 2, {"a": 1}).value())
+    tampered_body["a"] = 2
+    tampered = Msg("t", 0, 2, orjson.dumps(tampered_body))
+    v.process([good, reordered, tampered, Msg("t", 0, 3, b'{"_ingestload": "nope"}')])
+    summary = v.summary()
+    assert list(summary.seen[7]) == [0, 1, 2]
+    assert summary.corrupted == 1
+    assert summary.foreign == 1
+
+
+def test_custom_envelope_field():
+    """The JSON member name is configurable."""
+    v = Verifier(RUN, envelope_field="meta_env")
+    v.process([http_msg(3, 0, {"a": 1}, field_name="meta_env"), http_msg(3, 1, {"a": 1})])
+    summary = v.summary()
+    assert list(summary.seen[3]) == [0]
+    assert summary.foreign == 1
+
+
+def test_latency_buckets_per_topic():
+    """End-to-end latency is bucketed per topic in whole milliseconds from the envelope's sent_at."""
+    v = Verifier(RUN)
+    now_us = 10_000_000
+    v.process(
+        [
+            kafka_msg(1, 0, topic="a", sent_at_us=now_us - 5_000),
+            kafka_msg(1, 1, topic="b", sent_at_us=now_us - 250_400),
+        ],
+        now_us=now_us,
+    )
+    assert v.take_latency() == {"a": {5: 1}, "b": {250: 1}}
+    assert v.take_latency() == {}
+
+
+def test_forget_drops_a_partition_and_offsets_going_back_flag_a_reset():
+    """forget() removes a partition's contribution; an offset going backwards marks the log as reset."""
+    v = Verifier(RUN)
+    v.process([kafka_msg(1, 0, offset=10), kafka_msg(1, 1, partition=1, offset=3)])
+    v.process([kafka_msg(1, 2, offset=0)])
+    assert v.partitions[("t", 0)].log_reset
+    assert not v.partitions[("t", 1)].log_reset
+    v.forget("t", 0)
+    assert list(v.summary().seen[1]) == [1]
