@@ -37,6 +37,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/kafka_produce.py
+	$(BIN)/python bench/verify_throughput.py
 
 lint: install
 	$(BIN)/ruff check .
