@@ -2,6 +2,7 @@
 
     ingestload broker [--port 9092]            run the embedded Kafka broker until Ctrl-C
     ingestload run [options] [-- LOCUST_ARGS]  broker + headless Locust run + what landed per topic
+    ingestload run --rate-profile PATH         the same, the rate following a profile to its end
     ingestload run --ui                        the same load from Locust's web UI
     ingestload catalogue [PATH]                validate a catalogue and show its mix
 
@@ -28,6 +29,7 @@ from ingestload.broker import EmbeddedBroker
 from ingestload.catalogue import Catalogue, data_path
 from ingestload.errors import IngestloadError
 from ingestload.kafka import count_run, ensure_topics, high_watermarks
+from ingestload.profile import RateProfile
 from ingestload.settings import OPTIONS, Settings
 
 DEFAULT_LOCUSTFILE = "locustfiles/kafka.py"
@@ -111,6 +113,8 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap_given or "127.0.0.1:1"})
     )
     catalogue = Catalogue.load(settings.catalogue)
+    if settings.rate_profile:
+        RateProfile.load(settings.rate_profile)  # its mistakes, before anything starts
     locustfile = _locustfile(args.locustfile)
     topics = catalogue.topics(settings.topic_prefix)
 
@@ -124,11 +128,14 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         args.run_id = run_id
 
         users = args.users or max(1, args.processes or 1)
-        command = [sys.executable, "-m", "locust", "-f", str(locustfile), "-u", str(users), "-r", str(users)]
+        command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+        if not settings.rate_profile:  # a profile sizes its own user pool and ends the run itself
+            command += ["-u", str(users), "-r", str(users)]
         if args.ui:
             command += ["--web-host", args.web_host, "--web-port", str(args.web_port)]
         else:
-            command += ["--headless", "--only-summary", "-t", args.run_time]
+            command += ["--headless", "--only-summary"]
+            command += [] if settings.rate_profile else ["-t", args.run_time]
         if args.processes:
             command += ["--processes", str(args.processes)]
         command += _option_args(args, bootstrap) + list(locust_args)
@@ -205,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--locustfile", "-f", default=None, help=f"locustfile (default {DEFAULT_LOCUSTFILE})")
     run.add_argument(
-        "--run-time", "-t", default="1m", help="how long to run headless (Locust syntax; default 1m)"
+        "--run-time",
+        "-t",
+        default="1m",
+        help="how long to run headless (Locust syntax; default 1m; a --rate-profile ends the run itself)",
     )
     run.add_argument("--users", "-u", type=int, default=None, help="Locust users (default: one per process)")
     run.add_argument(
