@@ -43,6 +43,8 @@ import math
 import time
 from collections.abc import Callable
 
+from gevent import getcurrent
+
 from ingestload.lateness import LATE_AFTER, LatenessHistogram, PaceSnapshot
 from ingestload.profile import ConstantRate, RateCurve
 
@@ -75,7 +77,8 @@ class Pacer:
         self._anchor_n = 0.0
         self._started = False
         self._stopped_at: float | None = None
-        self._pending: tuple[float, int, int, float] | None = None
+        # the last batch each greenlet took, recorded once it can no longer be given back
+        self._pending: dict[object, tuple[float, int, int, float]] = {}
         self.max_lateness = max_lateness
         self.issued = 0
         """Position in the schedule: messages handed out by :meth:`take` (minus those given
@@ -204,7 +207,7 @@ class Pacer:
         self._anchor_n = 0.0
         self._started = False
         self._stopped_at = None
-        self._pending = None
+        self._pending.clear()
         self.issued = 0
         self.stopped = False
         self.max_lag = self._run_max_lag = 0.0
@@ -218,7 +221,10 @@ class Pacer:
         if self.stopped or limit <= 0:
             return 0
         now = self._clock() if now is None else now
-        self._commit()
+        me = getcurrent()
+        mine = self._pending.pop(me, None)
+        if mine is not None:
+            self._record(*mine)
         if not self._started:
             self.start(now)
         if self._curve is None:
@@ -235,26 +241,34 @@ class Pacer:
             if lag > self._run_max_lag:
                 self._run_max_lag = lag
         n = min(due, limit)
-        self._pending = (now, self.issued, n, lag)
+        self._pending[me] = (now, self.issued, n, lag)
         self.issued += n
         return n
 
     def give_back(self, count: int) -> None:
-        """Return ``count`` issued-but-unsent messages (the last ones taken); they stay due.
+        """Return ``count`` of the messages this greenlet took last and could not send; they stay due.
 
-        Call it right after :meth:`take`, before yielding, for exact lateness accounting.
+        A user may yield between :meth:`take` and ``give_back`` (an HTTP request does): each
+        greenlet's last batch is only recorded as sent at its next :meth:`take` (or at a
+        snapshot), so its lateness covers exactly what went out. When several users take
+        meanwhile, the returned messages are re-issued at later schedule positions, so their
+        lateness, when sent, reads a little low; the counts stay exact.
         """
         self.issued -= count
-        if self._pending is not None:
-            now, first, n, oldest = self._pending
-            self._pending = (now, first, max(0, n - count), oldest)
+        mine = self._pending.get(getcurrent())
+        if mine is not None:
+            now, first, n, oldest = mine
+            self._pending[getcurrent()] = (now, first, max(0, n - count), oldest)
 
     def _commit(self) -> None:
-        """Record the lateness of the last batch taken (what was not given back)."""
-        if self._pending is None:
-            return
-        now, first, n, oldest = self._pending
-        self._pending = None
+        """Record the lateness of every batch taken and not yet recorded."""
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for batch in pending:
+            self._record(*batch)
+
+    def _record(self, now: float, first: int, n: int, oldest: float) -> None:
+        """Record a batch of ``n`` messages from schedule position ``first``, taken at ``now``."""
         if n <= 0:
             return
         newest = max(0.0, now - self.due_at(first + n))

@@ -14,12 +14,24 @@ worker     applies plans to its pacers (:class:`~ingestload.rates.RateFollower`)
            adds its pacing snapshot to every report (``ingestload_pace``).
 =========  ===========================================================================
 
-Example (a user class on any path)::
+Example (a user class on another path: the HTTP ingest user, batching per request)::
 
     class IngestApiUser(User):
-        ingestload_path = "api"
+        ingestload_path = "api"                 # its share: --rate-split api=… (default: class weights)
+        ingestload_user_capacity = 5_000.0      # msg/s one user sustains; sizes a profile's user pool
+        wait_time = constant(0)
+
         def on_start(self):
             self.pacer = state_of(self.environment).pacer_for("api")
+
+        @task
+        def post_due(self):
+            n = self.pacer.take(limit=BATCH)    # messages due now, at most one request's worth
+            if not n:
+                gevent.sleep(min(max(self.pacer.delay(), 0.001), 0.05))
+                return
+            accepted = self.post_batch(n)       # e.g. 0 on a 503
+            self.pacer.give_back(n - accepted)  # still due; they go out with the next batch
 """
 
 from __future__ import annotations

@@ -279,3 +279,32 @@ def test_stop_freezes_the_target():
     clock.advance(10)
     snap = pacer.snapshot()
     assert (snap.intended, snap.offered, snap.ratio) == (100, 100, 1.0)
+
+
+def test_giving_back_after_a_yield_returns_this_users_messages():
+    """A user that yields between take and give_back (an HTTP request) returns its own batch,
+    not the batch another user took meanwhile: lateness covers exactly what was sent."""
+    import gevent
+
+    clock = Clock()
+    pacer = Pacer(1000, clock=clock)
+    pacer.take(1)
+    clock.advance(0.5)  # 500 due, the oldest 0.5 s late
+    taken = {}
+
+    def api_user():
+        taken["a"] = pacer.take(300)  # positions 1–300
+        gevent.sleep(0)  # the request is in flight; the other user runs
+        pacer.give_back(100)  # 503 for 100 of them: 200 sent, all > 100 ms late
+
+    def other_user():
+        taken["b"] = pacer.take(1000)  # positions 301–500: 100 of them > 100 ms late
+
+    gevent.joinall([gevent.spawn(api_user), gevent.spawn(other_user)])
+    snap = pacer.snapshot()
+    assert (taken["a"], taken["b"]) == (300, 200)
+    assert snap.offered == snap.lateness.total == 400
+    assert snap.late == 200 + 100
+    clock.advance(0.001)
+    assert pacer.take(1000) == 101
+    assert pacer.snapshot().lateness.total == pacer.snapshot().offered == 501
