@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench lint clean
+.PHONY: install run ui distributed test test-fast bench bench-rate lint clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/kafka_produce.py
 	$(BIN)/python bench/verify_throughput.py
+
+## Rate accuracy from broker timestamps: ingestload vs constant_throughput vs constant_total_ips.
+bench-rate: install
+	$(BIN)/python bench/rate_accuracy.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
     ingestload broker [--port 9092]            run the embedded Kafka broker until Ctrl-C
     ingestload run [options] [-- LOCUST_ARGS]  broker + headless Locust run + what landed per topic
+    ingestload run --rate-profile PATH         the same, the rate following a profile to its end
     ingestload run --ui                        the same load from Locust's web UI
     ingestload verify --ledger FILE            judge a finished run again, from Kafka, later
     ingestload catalogue [PATH]                validate a catalogue and show its mix
@@ -33,6 +34,7 @@ from ingestload.catalogue import Catalogue, data_path
 from ingestload.errors import IngestloadError
 from ingestload.kafka import count_run, ensure_topics, high_watermarks
 from ingestload.ledger import AckLedger
+from ingestload.profile import RateProfile
 from ingestload.settings import OPTIONS, Settings
 from ingestload.verdict import Thresholds
 from ingestload.verification import VerificationRun
@@ -128,6 +130,8 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap_given or "127.0.0.1:1"})
     )
     catalogue = Catalogue.load(settings.catalogue)
+    if settings.rate_profile:
+        RateProfile.load(settings.rate_profile)  # its mistakes, before anything starts
     locustfile = _locustfile(args.locustfile)
     topics = catalogue.topics(settings.topic_prefix)
 
@@ -145,11 +149,14 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             args.ledger_file = args.ledger_file or str(reports / "ledger.json")
 
         users = args.users or max(1, args.processes or 1)
-        command = [sys.executable, "-m", "locust", "-f", str(locustfile), "-u", str(users), "-r", str(users)]
+        command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+        if not settings.rate_profile:  # a profile sizes its own user pool and ends the run itself
+            command += ["-u", str(users), "-r", str(users)]
         if args.ui:
             command += ["--web-host", args.web_host, "--web-port", str(args.web_port)]
         else:
-            command += ["--headless", "--only-summary", "-t", args.run_time]
+            command += ["--headless", "--only-summary"]
+            command += [] if settings.rate_profile else ["-t", args.run_time]
         if args.processes:
             command += ["--processes", str(args.processes)]
         command += _option_args(args, bootstrap) + list(locust_args)
@@ -283,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--locustfile", "-f", default=None, help=f"locustfile (default {DEFAULT_LOCUSTFILE})")
     run.add_argument(
-        "--run-time", "-t", default="1m", help="how long to run headless (Locust syntax; default 1m)"
+        "--run-time",
+        "-t",
+        default="1m",
+        help="how long to run headless (Locust syntax; default 1m; a --rate-profile ends the run itself)",
     )
     run.add_argument("--users", "-u", type=int, default=None, help="Locust users (default: one per process)")
     run.add_argument(

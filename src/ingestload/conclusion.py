@@ -198,7 +198,11 @@ class RunVerification:
                 if rest > 0:
                     counts[("(more)", kind)] = counts.get(("(more)", kind), 0) + rest
             add_anomaly_errors(runner.stats, counts, time.time())
-        self.environment.process_exit_code = int(verdict["exit_code"])
+        code = int(verdict["exit_code"])
+        # FAIL and INCONCLUSIVE decide the exit code; a PASS keeps a failure already set during
+        # the run, such as the rate guard's 5.
+        if code != 0 or not self.environment.process_exit_code:
+            self.environment.process_exit_code = code
         if getattr(self.environment.parsed_options, "csv_prefix", None):
             # Locust's CSV writer rewrites its files once a second and does not write again on
             # close: give it one more turn so the verdict's rows reach the CSV files.

@@ -3,7 +3,7 @@
     IngestloadError                 base of everything below; ``retriable`` says whether trying again may help
      ├── ConfigError                a setting, option or file is wrong; the message names it and the fix
      │    ├── CatalogueError        the message catalogue / templates file is invalid
-     │    └── ProfileError          (reserved) a rate profile file is invalid
+     │    └── ProfileError          a rate profile file is invalid (names the file, the stage and the fix)
      ├── EnvelopeError              bytes that do not decode as an ingestload envelope
      ├── BrokerError                the embedded broker could not be started or stopped
      │    └── PortInUseError        the requested port is already taken
@@ -33,7 +33,7 @@ class CatalogueError(ConfigError):
 
 
 class ProfileError(ConfigError):
-    """A rate profile file is invalid."""
+    """A rate profile file is invalid (see :mod:`ingestload.profile`)."""
 
 
 class EnvelopeError(IngestloadError, ValueError):

@@ -8,12 +8,14 @@ What happens in each kind of process:
 local      validate settings, create topics and the producer at ``init``; at
            ``test_start`` a new run id; status lines; at ``test_stopping`` drain.
 master     validate settings and create topics at ``init``; at ``test_start`` a run
-           id (sent to workers inside the spawn message's options) and each worker's
-           share of the target rate (``ingestload_rate``); status lines from worker
-           reports; at ``test_stopping`` the drain protocol below.
+           id (sent to workers inside the spawn message's options); status lines from
+           worker reports; at ``test_stopping`` the drain protocol below.
 worker     at ``test_start`` (options now as the master sent them) build the producer
-           and begin the run; pace at the share the master sent.
+           and begin the run.
 =========  ===========================================================================
+
+Rates (target curve, per-path pacers, plans sent to workers, the profile shape, the rate
+guard) live in :class:`~ingestload.ratecontrol.RateControl`, one per process.
 
 Drain protocol. Locust's master gives workers about half a second after ``quit``, which
 is not enough to receive the last acknowledgements. So on ``test_stopping`` the master
@@ -43,17 +45,16 @@ from ingestload.kafka import ensure_topics
 from ingestload.ledger import AckLedger, ProducerLedger
 from ingestload.pacer import Pacer
 from ingestload.producer import KafkaProducerClient
+from ingestload.ratecontrol import RateControl
 from ingestload.settings import Settings, add_arguments
 from ingestload.status import StatusLine, add_counters, format_summary
 
 log = logging.getLogger("ingestload")
 
-MSG_RATE = "ingestload_rate"
 MSG_DRAIN = "ingestload_drain"
 MSG_DRAINED = "ingestload_drained"
 #: Extra seconds the master waits for drained answers beyond the workers' own drain timeout.
 DRAIN_GRACE = 10.0
-REBALANCE_INTERVAL = 1.0
 _STATE_ATTR = "_ingestload_state"
 
 
@@ -101,7 +102,7 @@ class ProcessState:
         self._catalogue_path = settings.catalogue
         self.fixed_run_id = settings.run_id
         """A --run-id given at start-up; we write each test's id into the options for workers."""
-        self.pacer = Pacer(rate=None)
+        self.rates = RateControl(environment, runner, self.role, settings)
         self.client: KafkaProducerClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self.producer_wrapper: Callable[[KafkaProducerClient], Any] | None = None
@@ -115,11 +116,19 @@ class ProcessState:
         self.drained: set[str] = set()
         self.missing_workers: set[str] = set()
         self._worker_lag = 0.0
-        self._sent_shares: dict[str, float | None] = {}
         self.verification: RunVerification | None = None
         self.verdict: dict[str, Any] | None = None
         self._concluded: str | None = None
         self._drained_sent: str | None = None
+
+    @property
+    def pacer(self) -> Pacer:
+        """The Kafka path's pacer (see :meth:`pacer_for`)."""
+        return self.pacer_for("kafka")
+
+    def pacer_for(self, path: str) -> Pacer:
+        """The pacer shared by this process's users of ``path`` (``kafka``, ``api``)."""
+        return self.rates.pacer_for(path)
 
     # -- setup -----------------------------------------------------------------------
 
@@ -135,9 +144,9 @@ class ProcessState:
                 log.info("created topics: %s", ", ".join(created))
         if self.role == "local" and self.uses_kafka:
             self._ensure_client()
+        self.rates.setup()
         runner, events = self.runner, self.environment.events
         if self.role == "worker":
-            runner.register_message(MSG_RATE, self._on_rate_message)
             runner.register_message(MSG_DRAIN, self._on_drain_message, concurrent=True)
             events.report_to_master.add_listener(self.on_report_to_master)
         elif self.role == "master":
@@ -186,55 +195,37 @@ class ProcessState:
             if options is not None:
                 # The spawn message carries the master's custom options to every worker.
                 options.run_id = self.run_id
-        target = self.settings.rate or None
-        if self.role != "master":
-            self.pacer.reset()
-            if self.uses_kafka:
-                try:
-                    client = self._ensure_client()
-                except IngestloadError as e:
-                    log.error("ingestload: %s", e)
-                    return
-                if not client.warm_up():
-                    log.warning(
-                        "Kafka at %s did not answer a metadata request within 5s",
-                        self.settings.kafka_bootstrap,
-                    )
-                client.begin_run(
-                    self.run_id,
-                    meta={
-                        "role": self.role,
-                        "worker_index": int(getattr(self.runner, "worker_index", 0) or 0),
-                    },
+        if self.role != "master" and self.uses_kafka:
+            try:
+                client = self._ensure_client()
+            except IngestloadError as e:
+                log.error("ingestload: %s", e)
+                return
+            if not client.warm_up():
+                log.warning(
+                    "Kafka at %s did not answer a metadata request within 5s",
+                    self.settings.kafka_bootstrap,
                 )
-                log.info("run %s: producer %016x", self.run_id, client.producer_id)
-        if self.role == "local":
-            self.pacer.set_rate(target)
+            client.begin_run(
+                self.run_id,
+                meta={"role": self.role, "worker_index": int(getattr(self.runner, "worker_index", 0) or 0)},
+            )
+            log.info("run %s: producer %016x", self.run_id, client.producer_id)
         if self.role != "worker":
             self.verdict = None
             self.verification = None
             if self.settings.verify and self.uses_kafka:
-                self.verification = RunVerification(
-                    self.environment,
-                    self.settings,
-                    self.catalogue.topics(self.settings.topic_prefix),
-                    self.run_id,
-                )
+                topics = self.catalogue.topics(self.settings.topic_prefix)
+                self.verification = RunVerification(self.environment, self.settings, topics, self.run_id)
                 self.verification.start()  # before any user sends: it must hold the start offsets first
         if self.role == "master":
             self.worker_counters.clear()
             self.worker_ledgers.clear()
             self.drained.clear()
             self.missing_workers.clear()
-            self._sent_shares.clear()
-            self.distribute_rate()
-            self._spawn(self._rate_loop)
+        self.rates.on_test_start(self.run_id, self.settings)
         if self.role != "worker":
-            log.info(
-                "run %s started: target %s",
-                self.run_id,
-                "unlimited" if target is None else f"{target:g} msg/s",
-            )
+            log.info("run %s started: target %s", self.run_id, self.rates.describe_target())
             options = self.environment.parsed_options
             if self.settings.status_interval > 0 and getattr(options, "headless", False):
                 self._spawn(self._status_loop)
@@ -264,7 +255,7 @@ class ProcessState:
 
     def drain_local(self) -> None:
         """Stop sending and wait for this process's last acknowledgements (no-op when done)."""
-        self.pacer.stop()
+        self.rates.stop()
         if self.client is not None and self.client.accepting:
             undelivered = self.client.drain(self.settings.drain_timeout)
             if undelivered:
@@ -280,6 +271,7 @@ class ProcessState:
         self._greenlets.clear()
         if self.role != "worker" and self.run_id is not None:
             log.info("run %s stopped: %s", self.run_id, format_summary(self.totals()))
+        self.rates.on_test_stop(self.run_id)
 
     def on_quit(self) -> None:
         """Last words: the verdict line again, below Locust's summary tables."""
@@ -312,23 +304,23 @@ class ProcessState:
         if self.role == "master":
             lag, self._worker_lag = self._worker_lag, 0.0
             return lag
-        return self.pacer.reset_max_lag()
+        return self.rates.pacers.reset_max_lag()
 
     def _status_loop(self) -> None:
         assert self.run_id is not None
-        line = StatusLine(self.run_id, self.settings.rate or None)
-        line.line(self.totals(), 0.0)
+        line = StatusLine(self.run_id, None if self.rates.unlimited else self.settings.rate)
+        line.line(self.totals(), 0.0, pace=self.rates.totals())
         while True:
             gevent.sleep(self.settings.status_interval)
             totals = self.totals()
             verified = self.verification.live_counts(totals["acked"]) if self.verification else None
-            log.info("%s", line.line(totals, self._take_lag(), verified=verified))
+            log.info("%s", line.line(totals, self._take_lag(), pace=self.rates.totals(), verified=verified))
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         if self.client is not None:
             data["ingestload"] = {
                 **self.client.counters(),
-                "lag_ms": round(self.pacer.reset_max_lag() * 1000, 3),
+                "lag_ms": round(self.rates.pacers.reset_max_lag() * 1000, 3),
                 "run_id": self.run_id,
             }
 
@@ -337,47 +329,6 @@ class ProcessState:
         if report and report.get("run_id") == self.run_id:
             self.worker_counters[client_id] = report
             self._worker_lag = max(self._worker_lag, float(report.get("lag_ms", 0)) / 1000)
-
-    # -- rate shares (master) ---------------------------------------------------------
-
-    def _live_workers(self) -> list[Any]:
-        from locust.runners import STATE_INIT, STATE_RUNNING, STATE_SPAWNING
-
-        return [
-            c for c in self.runner.clients.values() if c.state in (STATE_INIT, STATE_SPAWNING, STATE_RUNNING)
-        ]
-
-    def shares(self, workers: list[Any]) -> dict[str, float | None]:
-        """Each worker's part of the target rate, in proportion to its Kafka users."""
-        total = self.settings.rate or None
-        if total is None or not workers:
-            return {w.id: None for w in workers} if total is None else {}
-        kafka_classes = {u.__name__ for u in self.environment.user_classes if _is_kafka_user(u)}
-        weights = {
-            w.id: sum(n for cls, n in w.user_classes_count.items() if cls in kafka_classes) for w in workers
-        }
-        if not any(weights.values()):
-            weights = dict.fromkeys(weights, 1)
-        scale = total / sum(weights.values())
-        return {wid: weight * scale for wid, weight in weights.items()}
-
-    def distribute_rate(self) -> None:
-        for worker_id, share in self.shares(self._live_workers()).items():
-            previous = self._sent_shares.get(worker_id, -1.0)
-            if share is None and previous is None:
-                continue
-            if share is not None and previous is not None and abs(share - previous) <= 1e-9 * max(1.0, share):
-                continue
-            self.runner.send_message(MSG_RATE, {"rate": share, "run_id": self.run_id}, client_id=worker_id)
-            self._sent_shares[worker_id] = share
-
-    def _rate_loop(self) -> None:
-        while True:
-            gevent.sleep(REBALANCE_INTERVAL)
-            self.distribute_rate()
-
-    def _on_rate_message(self, environment: Any, msg: Any, **_: Any) -> None:
-        self.pacer.set_rate(msg.data["rate"])
 
     # -- drain protocol ---------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingestload.durations import parse_duration
 from ingestload.errors import ConfigError
 
 ENV_PREFIX = "INGESTLOAD_"
@@ -103,9 +104,41 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--rate",
-        "1000",
-        "Target messages per second for the whole run (all workers); 0 = as fast as possible.",
+        None,
+        "Target messages per second for the whole run (all workers); 0 = as fast as possible. "
+        "Default 1000; not together with --rate-profile.",
         "MSGS_PER_S",
+    ),
+    Option(
+        "--rate-profile",
+        None,
+        "A rate profile YAML (stages: ramp, hold, step, spike; see mocks/profiles/) that drives the "
+        "target rate instead of --rate; the run ends when the profile ends.",
+        "PATH",
+    ),
+    Option(
+        "--rate-split",
+        None,
+        "How the target divides between paths, as weights, e.g. kafka=0.7,api=0.3; "
+        "default: by the weights of the user classes of each path.",
+        "PATH=W,…",
+    ),
+    Option(
+        "--max-lateness",
+        None,
+        "Drop (never send, count as dropped) messages further behind their intended time than this, "
+        "e.g. 2s; default: send them late (catch up).",
+        "DURATION",
+    ),
+    Option(
+        "--min-rate-ratio",
+        None,
+        "Fail the run (exit code 5) when the offered rate stays below this share of the target "
+        "(e.g. 0.95) for longer than --min-rate-window; default: off.",
+        "RATIO",
+    ),
+    Option(
+        "--min-rate-window", "10s", "How long the offered rate may stay below --min-rate-ratio.", "DURATION"
     ),
     Option("--batch-max", "1000", "Most messages a user sends per wake-up before yielding.", "N"),
     Option(
@@ -231,6 +264,17 @@ class Settings:
     """User librdkafka properties (file, env, then ``--kafka-config``), secrets included."""
     rate: float = 1000.0
     """Target messages per second for the whole run; 0 means as fast as possible."""
+    rate_profile: str | None = None
+    """Rate profile file that drives the run instead of :attr:`rate` (loaded where it is used:
+    on the master or the local process, never on workers, which receive its stages)."""
+    rate_split: Mapping[str, float] | None = None
+    """Weight per path (``kafka``, ``api``) of the target; ``None``: by user class weights."""
+    max_lateness: float | None = None
+    """Seconds behind schedule after which messages are dropped; ``None``: catch up."""
+    min_rate_ratio: float | None = None
+    """Rate guard: lowest acceptable offered ÷ target; ``None`` turns the guard off."""
+    min_rate_window: float = 10.0
+    """Rate guard: seconds the offered rate may stay below the ratio before the run fails."""
     batch_max: int = 1000
     """Most messages one user sends per wake-up."""
     catalogue: Path | None = None
@@ -323,13 +367,36 @@ class Settings:
             raise ConfigError(
                 f"--envelope-field: {envelope_field!r} must be a JSON member name like _ingestload"
             )
+        profile = str(raw["rate_profile"]).strip() if raw["rate_profile"] else None
+        if profile is not None and raw["rate"] is not None:
+            raise ConfigError(
+                f"--rate {raw['rate']} and --rate-profile {profile}: give only one of them "
+                "(the profile sets the rate over time)"
+            )
+        ratio = raw["min_rate_ratio"]
+        if ratio is not None:
+            ratio = _number("--min-rate-ratio", ratio, float, minimum=0, what="a ratio in (0, 1], e.g. 0.95")
+            if not 0 < ratio <= 1:
+                raise ConfigError(
+                    f"--min-rate-ratio: {raw['min_rate_ratio']!r} is not allowed; "
+                    "expected a ratio in (0, 1], e.g. 0.95"
+                )
 
         return cls(
             kafka_bootstrap=bootstrap,
             kafka_config=kafka_config,
             rate=_number(
-                "--rate", raw["rate"], float, minimum=0, what="messages per second ≥ 0 (0 = unlimited)"
+                "--rate",
+                "1000" if raw["rate"] is None else raw["rate"],
+                float,
+                minimum=0,
+                what="messages per second ≥ 0 (0 = unlimited)",
             ),
+            rate_profile=profile,
+            rate_split=parse_rate_split(raw["rate_split"]),
+            max_lateness=_positive_duration("--max-lateness", raw["max_lateness"]),
+            min_rate_ratio=ratio,
+            min_rate_window=_positive_duration("--min-rate-window", raw["min_rate_window"]) or 10.0,
             batch_max=_number("--batch-max", raw["batch_max"], int, minimum=1, what="an integer ≥ 1"),
             catalogue=catalogue,
             topic_prefix=prefix,
@@ -382,12 +449,54 @@ class Settings:
     def describe(self) -> str:
         """A one-line, secret-free summary for logs."""
         rate = "unlimited" if self.rate == 0 else f"{self.rate:g} msg/s"
+        if self.rate_profile:
+            rate = f"profile {self.rate_profile}"
+        if self.rate_split:
+            rate += " split " + ",".join(f"{k}={v:g}" for k, v in self.rate_split.items())
         props = ", ".join(f"{k}={v}" for k, v in sorted(redact_config(self.kafka_config).items()))
         return (
             f"kafka={self.kafka_bootstrap} rate={rate} catalogue={self.catalogue or 'built-in'}"
             + (f" topic_prefix={self.topic_prefix}" if self.topic_prefix is not None else "")
             + (f" kafka_config=[{props}]" if props else "")
         )
+
+
+def parse_rate_split(value: Any) -> dict[str, float] | None:
+    """``"kafka=0.7,api=0.3"`` → ``{"kafka": 0.7, "api": 0.3}`` (weights; ``None`` stays ``None``).
+
+    Example::
+
+        >>> parse_rate_split("kafka=7, api=3")
+        {'kafka': 7.0, 'api': 3.0}
+    """
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    hint = f"--rate-split: {text!r} is not valid; expected PATH=WEIGHT[,PATH=WEIGHT…], e.g. kafka=0.7,api=0.3"
+    split: dict[str, float] = {}
+    for item in text.split(","):
+        path, sep, weight = (part.strip() for part in item.partition("="))
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_-]*", path) or path in split:
+            raise ConfigError(hint)
+        try:
+            number = float(weight)
+        except ValueError:
+            raise ConfigError(hint) from None
+        if not math.isfinite(number) or number < 0:
+            raise ConfigError(f"--rate-split: {path}={weight} is not allowed; weights are numbers ≥ 0")
+        split[path] = number
+    if not any(split.values()):
+        raise ConfigError(f"--rate-split: {text!r} gives every path weight 0; give at least one a weight > 0")
+    return split
+
+
+def _positive_duration(flag: str, value: Any) -> float | None:
+    if value is None or str(value).strip() == "":
+        return None
+    seconds = parse_duration(value, where=flag)
+    if seconds <= 0:
+        raise ConfigError(f"{flag}: {value!r} is not allowed; expected a duration > 0, e.g. 10s")
+    return seconds
 
 
 def _as_list(value: Any) -> Sequence[str]:

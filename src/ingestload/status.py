@@ -3,17 +3,24 @@
 Example output::
 
     run 5f3a9c0b | target 2,775/s | sent 2,771/s | acked 2,770/s | total 13,850 | \
-in-flight 21 | backpressure 0 | failed 0 | lag max 3 ms
+in-flight 21 | backpressure 0 | failed 0 | lateness p50 0.41 ms p99 1.9 ms max 3 ms | late 0 | dropped 0
 
 Rates are computed from the change of cumulative totals between two lines, so they are
-exact over the interval whatever the reporting cadence of the workers.
+exact over the interval whatever the reporting cadence of the workers. With pacing
+numbers (``pace``), ``target`` is what the schedule asked for over the interval (it
+follows a ramp), and ``lateness`` is how late the interval's messages left against their
+intended times; ``late`` (sent > 100 ms late) and ``dropped`` (``--max-lateness``) are
+totals for the run.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from ingestload.lateness import LATE_AFTER, PaceSnapshot, describe_lateness, format_seconds, interval
 
 COUNTER_KEYS = ("sent", "acked", "failed", "in_flight", "backpressure", "undelivered")
 
@@ -41,15 +48,17 @@ class StatusLine:
     """Target msg/s for the run (``None`` = unlimited)."""
     _last: dict[str, int] = field(default_factory=dict)
     _last_t: float | None = None
+    _last_pace: PaceSnapshot | None = None
 
     def line(
         self,
         counters: Mapping[str, int],
         lag_s: float,
         now: float | None = None,
+        pace: PaceSnapshot | None = None,
         verified: Mapping[str, int] | None = None,
     ) -> str:
-        """The next status line for ``counters`` (cumulative since the run started).
+        """The next status line for ``counters`` (and ``pace``), cumulative since the run started.
 
         ``verified`` adds the verifier's live view: seen, unseen (acked, not seen yet),
         duplicated and corrupted.
@@ -57,21 +66,32 @@ class StatusLine:
         now = time.time() if now is None else now
         elapsed = (now - self._last_t) if self._last_t is not None else 0.0
         sent_rate = acked_rate = 0.0
+        target = self.target
         if elapsed > 0:
             sent_rate = (counters.get("sent", 0) - self._last.get("sent", 0)) / elapsed
             acked_rate = (counters.get("acked", 0) - self._last.get("acked", 0)) / elapsed
-        self._last, self._last_t = dict(counters), now
+            if pace is not None and self._last_pace is not None and target is not None:
+                target = (pace.intended - self._last_pace.intended) / elapsed
+        recent = interval(self._last_pace, pace) if pace is not None and self._last_pace is not None else pace
+        self._last, self._last_t, self._last_pace = dict(counters), now, pace
         parts = [
             f"run {self.run_id[:8]}",
-            f"target {format_rate(self.target)}",
+            f"target {format_rate(target)}",
             f"sent {sent_rate:,.0f}/s",
             f"acked {acked_rate:,.0f}/s",
             f"total {counters.get('acked', 0):,}",
             f"in-flight {counters.get('in_flight', 0):,}",
             f"backpressure {counters.get('backpressure', 0):,}",
             f"failed {counters.get('failed', 0):,}",
-            f"lag max {lag_s * 1000:,.0f} ms",
         ]
+        if pace is None or recent is None:
+            parts.append(f"lag max {lag_s * 1000:,.0f} ms")
+        else:
+            parts += [
+                f"lateness {describe_lateness(recent, lag_s)}",
+                f"late {pace.late:,}",
+                f"dropped {pace.dropped:,}",
+            ]
         if verified is not None:
             parts += [
                 f"seen {verified.get('seen', 0):,}",
@@ -80,6 +100,28 @@ class StatusLine:
                 f"corrupt {verified.get('corrupted', 0):,}",
             ]
         return " | ".join(parts)
+
+
+def format_pacing(total: PaceSnapshot, per_path: Mapping[str, PaceSnapshot] | None = None) -> str:
+    """The pacing account printed when a run stops, e.g.
+
+    ``target 166,500 offered 166,500 (100.00%) | lateness p50 0.4 ms p99 2 ms max 5 ms |
+    late (>100 ms) 0 | dropped 0 | still due at stop 0`` (then one such part per path when
+    there are several). target = offered + dropped + still due at stop (± a fraction).
+    """
+
+    def one(s: PaceSnapshot) -> str:
+        unsent = max(0, math.floor(s.intended + 1e-6) - s.offered - s.dropped)
+        return (
+            f"target {s.intended:,.0f} offered {s.offered:,} ({s.ratio:.2%}) | "
+            f"lateness {describe_lateness(s)} | late (>{format_seconds(LATE_AFTER)}) {s.late:,} | "
+            f"dropped {s.dropped:,} | still due at stop {unsent:,}"
+        )
+
+    text = one(total)
+    if per_path and len(per_path) > 1:
+        text += "".join(f" || {path}: {one(s)}" for path, s in per_path.items())
+    return text
 
 
 def format_summary(counters: Mapping[str, int]) -> str:

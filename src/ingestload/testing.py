@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ingestload.broker import EmbeddedBroker
-from ingestload.envelope import Envelope, checksum, find
+from ingestload.envelope import HEADER, Envelope, checksum, find
 from ingestload.kafka import Offsets, read_to_end
 
 #: Set this to use an existing Kafka instead of starting the embedded broker.
@@ -47,6 +49,29 @@ def kafka_bootstrap(environ: Mapping[str, str] | None = None) -> Iterator[str]:
         yield broker.bootstrap
 
 
+class ManualClock:
+    """A clock that moves only when told: inject it into a pacer to test schedules without sleeping.
+
+    Example::
+
+        clock = ManualClock()
+        pacer = Pacer(100, clock=clock)
+        pacer.take(1)            # anchors the schedule
+        clock.advance(1.0)
+        assert pacer.take(1000) == 100
+    """
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> float:
+        self.t += seconds
+        return self.t
+
+
 def unique_prefix(label: str = "t") -> str:
     """A topic prefix no other test uses, e.g. ``t-3f2a9c-``."""
     return f"{label}-{uuid.uuid4().hex[:10]}-"
@@ -60,6 +85,8 @@ class Landed(NamedTuple):
     offset: int
     envelope: Envelope
     value: bytes
+    timestamp_ms: int = -1
+    """The broker's record timestamp (CreateTime: when the producer accepted it), ms since the epoch."""
 
 
 @dataclass
@@ -112,14 +139,98 @@ def read_run(
                 result.foreign += 1
                 continue
             result.messages.append(
-                Landed(message.topic(), message.partition(), message.offset(), envelope, message.value())
+                Landed(
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    envelope,
+                    message.value(),
+                    message.timestamp()[1],
+                )
             )
     return result
+
+
+def run_timestamps(
+    config: Mapping[str, str], topics: Iterable[str], run_id: str, start: Offsets | None = None
+) -> list[int]:
+    """The broker timestamps (ms, sorted) of every message of ``run_id`` — cheaper than :func:`read_run`
+    for rate checks of large runs (no envelope decoding)."""
+    wanted = bytes.fromhex(run_id)
+    stamps = []
+    for batch in read_to_end(config, topics, start):
+        for message in batch:
+            for key, value in message.headers() or ():
+                if key == HEADER and value[1:9] == wanted:
+                    stamps.append(message.timestamp()[1])
+                    break
+    stamps.sort()
+    return stamps
+
+
+def counts_per_window(
+    timestamps_ms: Sequence[int], origin_ms: float, width: float, windows: int
+) -> list[int]:
+    """How many timestamps fall in each of ``windows`` consecutive windows of ``width`` seconds
+    from ``origin_ms`` (timestamps outside are ignored).
+
+    Example::
+
+        counts_per_window([1000, 1500, 2100], origin_ms=1000, width=1.0, windows=2)   # [2, 1]
+    """
+    counts = [0] * windows
+    for ts in timestamps_ms:
+        k = int((ts - origin_ms) // (width * 1000))
+        if 0 <= k < windows:
+            counts[k] += 1
+    return counts
 
 
 def locust_command(locustfile: str | Path, *args: str) -> list[str]:
     """argv to run Locust with this interpreter (for ``subprocess``)."""
     return [sys.executable, "-m", "locust", "-f", str(locustfile), *args]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def processes_args(count: int) -> list[str]:
+    """``--processes COUNT`` on a free master port (Locust's default 5557 collides between runs).
+
+    Example::
+
+        locust_command(locustfile, "--headless", *processes_args(2))
+    """
+    port = str(free_port())
+    return ["--processes", str(count), "--master-bind-port", port, "--master-port", port]
+
+
+@contextlib.contextmanager
+def worker_processes(locustfile: str | Path, count: int = 2, cwd: str | Path | None = None) -> Iterator[int]:
+    """Start ``count`` ``locust --worker`` processes for a master on a free port; yields the port.
+
+    Run the master with ``--master --master-bind-port PORT --expect-workers COUNT`` inside the
+    block; on leaving, each worker gets 15 s to quit on its own before it is killed.
+    """
+    port = free_port()
+    command = locust_command(locustfile, "--worker", "--master-port", str(port))
+    workers = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+        for _ in range(count)
+    ]
+    try:
+        yield port
+    finally:
+        for worker in workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 def describe_output(completed: Any, limit: int = 4000) -> str:

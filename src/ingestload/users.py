@@ -39,6 +39,10 @@ class KafkaProducerUser(User):
 
     abstract = True
     ingestload_path = "kafka"
+    """The path this user's messages take; its pacer is ``state.pacer_for(ingestload_path)``."""
+    ingestload_user_capacity = 100_000.0
+    """Msg/s one user sustains (sizes a profile's fixed user pool; all users of a process
+    share one producer and one schedule, so one user per process is usually enough)."""
     wait_time = constant(0)
 
     def __init__(self, environment: object) -> None:
@@ -49,7 +53,7 @@ class KafkaProducerUser(User):
                 "the Kafka producer was not created; see the ingestload error logged at test start"
             )
         self.client = state.client
-        self.pacer = state.pacer
+        self.pacer = state.pacer_for(self.ingestload_path)
         self.batch_max = state.settings.batch_max
 
     @task

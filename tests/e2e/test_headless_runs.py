@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from ingestload.catalogue import Catalogue
 from ingestload.kafka import high_watermarks
-from ingestload.testing import describe_output, locust_command, read_run
+from ingestload.testing import describe_output, locust_command, processes_args, read_run, worker_processes
 
 pytestmark = pytest.mark.e2e
 
@@ -22,12 +21,6 @@ RUN = "0badc0ffee000001"
 #: arrive well after Locust's 0.5 s quit window: only a real drain at stop can count them.
 SLOW_ACKS = ("--kafka-config", "linger.ms=1500")
 TOPICS_OF = Catalogue.load().topics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def locust(
@@ -83,7 +76,7 @@ def headless(root: Path, kafka: str, prefix: str, out: Path, *extra: str) -> sub
     ("how", "args", "producers"),
     [
         ("LocalRunner", "-u 3 -r 3 --rate 3000", 1),
-        ("--processes 2", "--processes 2 -u 2 -r 2 --rate 4000", 2),
+        ("--processes 2", "-u 2 -r 2 --rate 4000", 2),
     ],
 )
 def test_headless_run_exits_0_and_every_acked_message_is_in_the_broker(
@@ -91,7 +84,8 @@ def test_headless_run_exits_0_and_every_acked_message_is_in_the_broker(
 ):
     """A headless run exits 0; sent = acked = Locust's per-topic counts = the broker's, seqs contiguous."""
     out = tmp_path / "stats"
-    done = headless(root, kafka, prefix, out, *args.split())
+    extra = processes_args(2) if how == "--processes 2" else []
+    done = headless(root, kafka, prefix, out, *args.split(), *extra)
     assert done.returncode == 0, describe_output(done)
     total = assert_every_ack_landed(kafka, prefix, RUN, done, out, producers=producers)
     rate = int(args.split("--rate ")[1])
@@ -101,20 +95,9 @@ def test_headless_run_exits_0_and_every_acked_message_is_in_the_broker(
 def test_master_and_two_worker_processes(kafka, prefix, root, tmp_path):
     """A --master with two separately started --worker processes drains both before quitting."""
     out = tmp_path / "stats"
-    port = str(free_port())
-    worker = locust_command(root / "locustfiles" / "kafka.py", "--worker", "--master-port", port)
-    workers = [
-        subprocess.Popen(worker, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root) for _ in "ab"
-    ]
-    try:
+    with worker_processes(root / "locustfiles" / "kafka.py", 2, cwd=root) as port:
         master = f"--master --master-bind-port {port} --expect-workers 2 -u 4 -r 4 --rate 4000"
         done = headless(root, kafka, prefix, out, *master.split())
-    finally:
-        for w in workers:
-            try:
-                w.wait(15)
-            except subprocess.TimeoutExpired:
-                w.kill()
     assert done.returncode == 0, describe_output(done)
     assert_every_ack_landed(kafka, prefix, RUN, done, out, producers=2)
 

@@ -12,8 +12,7 @@ import pytest
 
 from ingestload.broker import EmbeddedBroker
 from ingestload.catalogue import Catalogue
-from ingestload.testing import describe_output, locust_command, read_run
-from tests.e2e.test_headless_runs import free_port
+from ingestload.testing import describe_output, free_port, locust_command, read_run
 
 pytestmark = pytest.mark.e2e
 

@@ -124,3 +124,59 @@ def test_malformed_properties_line_hides_secret_values():
         parse_properties(["sasl.password hunter2"], "f.properties")
     assert "hunter2" not in str(info.value)
     assert str(info.value).startswith("f.properties:1: expected KEY=VALUE")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"rate": "2775", "rate_profile": "p.yaml"},
+            "--rate 2775 and --rate-profile p.yaml: give only one of them",
+        ),
+        ({"rate_split": "kafka=0.7;api=0.3"}, "--rate-split: 'kafka=0.7;api=0.3' is not valid; expected"),
+        ({"rate_split": "kafka=lots"}, "--rate-split: 'kafka=lots' is not valid"),
+        ({"rate_split": "kafka=1,kafka=2"}, "--rate-split: 'kafka=1,kafka=2' is not valid"),
+        ({"rate_split": "kafka=-1"}, "--rate-split: kafka=-1 is not allowed; weights are numbers ≥ 0"),
+        ({"rate_split": "kafka=0,api=0"}, "--rate-split: 'kafka=0,api=0' gives every path weight 0"),
+        ({"min_rate_ratio": "95%"}, "--min-rate-ratio: '95%' is not valid; expected a ratio in (0, 1]"),
+        ({"min_rate_ratio": "1.5"}, "--min-rate-ratio: '1.5' is not allowed; expected a ratio in (0, 1]"),
+        ({"min_rate_ratio": "0"}, "--min-rate-ratio: '0' is not allowed"),
+        (
+            {"min_rate_window": "10 secs"},
+            "--min-rate-window: '10 secs' is not a duration; did you mean '10s'?",
+        ),
+        ({"min_rate_window": "0s"}, "--min-rate-window: '0s' is not allowed; expected a duration > 0"),
+        ({"max_lateness": "2 minutes"}, "--max-lateness: '2 minutes' is not a duration; did you mean '2m'?"),
+    ],
+)
+def test_bad_rate_options_say_how_to_fix_them(values, expected):
+    """Rate options are validated up front with a one-line fix."""
+    message = error(**values)
+    assert message.startswith(expected)
+    assert "\n" not in message
+
+
+def test_rate_options_parsed():
+    """A profile instead of --rate, a split, a lateness bound and a guard are read as typed values."""
+    s = Settings.from_options(
+        namespace(
+            rate_profile="mocks/profiles/knee.yaml",
+            rate_split="kafka=7, api=3",
+            max_lateness="1500ms",
+            min_rate_ratio="0.95",
+            min_rate_window="1m",
+        ),
+        environ={},
+    )
+    assert s.rate_profile == "mocks/profiles/knee.yaml"
+    assert s.rate_split == {"kafka": 7.0, "api": 3.0}
+    assert (s.max_lateness, s.min_rate_ratio, s.min_rate_window) == (1.5, 0.95, 60.0)
+    assert "rate=profile mocks/profiles/knee.yaml split kafka=7,api=3" in s.describe()
+    default = Settings.from_options(namespace(), environ={})
+    assert (default.rate_profile, default.rate_split, default.max_lateness, default.min_rate_ratio) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert default.min_rate_window == 10.0
