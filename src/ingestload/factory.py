@@ -87,7 +87,12 @@ class MessageFactory:
     def _render(self, cell: Cell, variants: int) -> list[list[bytes]]:
         rng = random.Random(f"{self.seed}:{cell.controller.name}:{cell.msg_type}")
         draw = Draw(rng, cell.controller, cell.msg_type)
-        return [orjson.dumps(cell.template.render(draw)).split(_SENTINEL_BYTES) for _ in range(variants)]
+        # Sorted keys: the payload is in canonical form, so on the HTTP path its plain CRC-32 is
+        # the envelope checksum (see envelope.body_checksum) without re-serialising anything.
+        return [
+            orjson.dumps(cell.template.render(draw), option=orjson.OPT_SORT_KEYS).split(_SENTINEL_BYTES)
+            for _ in range(variants)
+        ]
 
     def _schedule_for(self, block_no: int) -> list[int]:
         order = list(self._slots)

@@ -41,6 +41,7 @@ from ingestload.catalogue import Catalogue
 from ingestload.conclusion import RunVerification
 from ingestload.errors import ConfigError, IngestloadError
 from ingestload.factory import MessageFactory
+from ingestload.ingest_api import IngestApiClient
 from ingestload.kafka import ensure_topics
 from ingestload.ledger import AckLedger, ProducerLedger
 from ingestload.pacer import Pacer
@@ -86,8 +87,9 @@ def _role(runner: Any) -> str:
     return "local"
 
 
-def _is_kafka_user(user_class: Any) -> bool:
-    return getattr(user_class, "ingestload_path", None) == "kafka"
+def _paths(user_classes: Any) -> set[str]:
+    """The ingestload paths (``kafka``, ``api``) that these user classes send on."""
+    return {p for p in (getattr(u, "ingestload_path", None) for u in user_classes) if p}
 
 
 class ProcessState:
@@ -107,12 +109,14 @@ class ProcessState:
         self._client_key: tuple[Any, ...] | None = None
         self.producer_wrapper: Callable[[KafkaProducerClient], Any] | None = None
         """Test hook: wraps each new client's confluent-kafka Producer (see ingestload.testing)."""
+        self.api_client: IngestApiClient | None = None
         self.run_id: str | None = None
-        self.uses_kafka = any(_is_kafka_user(u) for u in environment.user_classes)
+        self.paths = _paths(environment.user_classes)
+        self.uses_kafka = "kafka" in self.paths
         self._greenlets: list[gevent.Greenlet] = []
         # master only: latest counters per worker, who answered the drain, their final ledgers
         self.worker_counters: dict[str, dict[str, int]] = {}
-        self.worker_ledgers: dict[str, ProducerLedger] = {}
+        self.worker_ledgers: dict[str, list[ProducerLedger]] = {}
         self.drained: set[str] = set()
         self.missing_workers: set[str] = set()
         self._worker_lag = 0.0
@@ -120,6 +124,11 @@ class ProcessState:
         self.verdict: dict[str, Any] | None = None
         self._concluded: str | None = None
         self._drained_sent: str | None = None
+
+    @property
+    def senders(self) -> list[KafkaProducerClient | IngestApiClient]:
+        """This process's message senders: the Kafka producer client and/or the ingest API client."""
+        return [c for c in (self.client, self.api_client) if c is not None]
 
     @property
     def pacer(self) -> Pacer:
@@ -136,14 +145,14 @@ class ProcessState:
         """``init``: validate against Kafka and register messages; raises on bad input."""
         settings = self.settings
         log.info("ingestload %s: %s", self.role, settings.describe())
-        if self.role != "worker" and self.uses_kafka and settings.create_topics:
+        if self.role != "worker" and self.paths and settings.create_topics:
             created = ensure_topics(
                 settings.admin_config(), self.catalogue.topics(settings.topic_prefix), settings.partitions
             )
             if created:
                 log.info("created topics: %s", ", ".join(created))
-        if self.role == "local" and self.uses_kafka:
-            self._ensure_client()
+        if self.role == "local":
+            self._ensure_senders()
         self.rates.setup()
         runner, events = self.runner, self.environment.events
         if self.role == "worker":
@@ -174,6 +183,19 @@ class ProcessState:
             self._client_key = key
         return self.client
 
+    def _ensure_senders(self) -> None:
+        """Create (or rebuild) a sender for every path this process's users take."""
+        if self.uses_kafka:
+            self._ensure_client()
+        if "api" in self.paths:
+            s = self.settings
+            index = int(getattr(self.runner, "worker_index", 0) or 0)
+            # Its own seed: the API path is another producer with its own seq space.
+            factory = MessageFactory(
+                self.catalogue, seed=s.seed * 1_000_003 + 500_009 + index, topic_prefix=s.topic_prefix
+            )
+            self.api_client = IngestApiClient(factory, envelope_field=s.envelope_field)
+
     def set_producer_wrapper(self, wrapper: Callable[[KafkaProducerClient], Any]) -> None:
         """Wrap the Producer of the current client and of every client made later (fault injection)."""
         self.producer_wrapper = wrapper
@@ -195,26 +217,28 @@ class ProcessState:
             if options is not None:
                 # The spawn message carries the master's custom options to every worker.
                 options.run_id = self.run_id
-        if self.role != "master" and self.uses_kafka:
+        if self.role != "master" and self.paths:
             try:
-                client = self._ensure_client()
+                self._ensure_senders()
             except IngestloadError as e:
                 log.error("ingestload: %s", e)
                 return
-            if not client.warm_up():
-                log.warning(
-                    "Kafka at %s did not answer a metadata request within 5s",
-                    self.settings.kafka_bootstrap,
-                )
-            client.begin_run(
-                self.run_id,
-                meta={"role": self.role, "worker_index": int(getattr(self.runner, "worker_index", 0) or 0)},
-            )
-            log.info("run %s: producer %016x", self.run_id, client.producer_id)
+            meta = {"role": self.role, "worker_index": int(getattr(self.runner, "worker_index", 0) or 0)}
+            if self.client is not None:
+                if not self.client.warm_up():
+                    log.warning(
+                        "Kafka at %s did not answer a metadata request within 5s",
+                        self.settings.kafka_bootstrap,
+                    )
+                self.client.begin_run(self.run_id, meta=meta)
+            if self.api_client is not None:
+                self.api_client.begin_run(self.run_id, meta=meta)
+            for sender in self.senders:
+                log.info("run %s: %s producer %016x", self.run_id, sender.meta["path"], sender.producer_id)
         if self.role != "worker":
             self.verdict = None
             self.verification = None
-            if self.settings.verify and self.uses_kafka:
+            if self.settings.verify and self.paths:
                 topics = self.catalogue.topics(self.settings.topic_prefix)
                 self.verification = RunVerification(self.environment, self.settings, topics, self.run_id)
                 self.verification.start()  # before any user sends: it must hold the start offsets first
@@ -239,7 +263,7 @@ class ProcessState:
             return
         if self.role == "master":
             self.drain_workers()
-            ledger = AckLedger(self.worker_ledgers.values())
+            ledger = AckLedger(p for ledgers in self.worker_ledgers.values() for p in ledgers)
             missing = self.missing_workers | (set(self.worker_counters) - self.drained)
         else:
             self.drain_local()
@@ -247,7 +271,7 @@ class ProcessState:
                 self._send_drained()
                 self._concluded = self.run_id
                 return
-            ledger = AckLedger([self.client.ledger()] if self.client is not None else [])
+            ledger = AckLedger(sender.ledger() for sender in self.senders)
             missing = set()
         self._concluded = self.run_id
         if self.verification is not None:
@@ -256,14 +280,16 @@ class ProcessState:
     def drain_local(self) -> None:
         """Stop sending and wait for this process's last acknowledgements (no-op when done)."""
         self.rates.stop()
-        if self.client is not None and self.client.accepting:
-            undelivered = self.client.drain(self.settings.drain_timeout)
-            if undelivered:
-                log.warning(
-                    "%d messages were still unacknowledged after the %gs drain",
-                    undelivered,
-                    self.settings.drain_timeout,
-                )
+        for sender in self.senders:
+            if sender.accepting:
+                left = sender.drain(self.settings.drain_timeout)
+                if left:
+                    log.warning(
+                        "%d %s messages were still unacknowledged after the %gs drain",
+                        left,
+                        sender.meta.get("path"),
+                        self.settings.drain_timeout,
+                    )
 
     def on_test_stop(self) -> None:
         for greenlet in self._greenlets:
@@ -289,8 +315,8 @@ class ProcessState:
         # the runner: drain and judge here too, or the verdict would come too late and
         # closing the producer would purge messages still on their way.
         self.conclude_run()
-        if self.client is not None:
-            self.client.close()
+        for sender in self.senders:
+            sender.close()
 
     # -- counters and status ------------------------------------------------------------
 
@@ -298,7 +324,7 @@ class ProcessState:
         """Cumulative counters for the run, summed over workers on a master."""
         if self.role == "master":
             return add_counters(list(self.worker_counters.values()))
-        return add_counters([self.client.counters()] if self.client else [])
+        return add_counters([sender.counters() for sender in self.senders])
 
     def _take_lag(self) -> float:
         if self.role == "master":
@@ -317,9 +343,9 @@ class ProcessState:
             log.info("%s", line.line(totals, self._take_lag(), pace=self.rates.totals(), verified=verified))
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
-        if self.client is not None:
+        if self.senders:
             data["ingestload"] = {
-                **self.client.counters(),
+                **self.totals(),
                 "lag_ms": round(self.rates.pacers.reset_max_lag() * 1000, 3),
                 "run_id": self.run_id,
             }
@@ -361,16 +387,18 @@ class ProcessState:
         send_stats = getattr(self.runner, "_send_stats", None)
         if send_stats is not None:
             send_stats()  # the last request events must reach the master before our answer
-        counters = self.client.counters() if self.client else {}
-        ledger = self.client.ledger().to_dict() if self.client else None
-        self.runner.send_message(MSG_DRAINED, {"run_id": self.run_id, "counters": counters, "ledger": ledger})
+        ledgers = [sender.ledger().to_dict() for sender in self.senders]
+        self.runner.send_message(
+            MSG_DRAINED, {"run_id": self.run_id, "counters": self.totals(), "ledgers": ledgers}
+        )
 
     def _on_drained_message(self, environment: Any, msg: Any, **_: Any) -> None:
         if msg.data.get("run_id") != self.run_id:
             return
         self.worker_counters[msg.node_id] = msg.data.get("counters", {})
-        if msg.data.get("ledger"):
-            self.worker_ledgers[msg.node_id] = ProducerLedger.from_dict(msg.data["ledger"])
+        self.worker_ledgers[msg.node_id] = [
+            ProducerLedger.from_dict(d) for d in msg.data.get("ledgers") or []
+        ]
         self.drained.add(msg.node_id)
 
     def _spawn(self, fn: Any) -> None:

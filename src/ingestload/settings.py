@@ -185,6 +185,30 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--envelope-field", "_ingestload", "JSON member that carries the envelope on the HTTP path.", "NAME"
     ),
+    Option("--api-batch-size", "1", "Messages per HTTP request for the ingest API user (1 = single).", "N"),
+    Option(
+        "--api-path", "/v1/messages/{msgType}", "Path template for one message ({msgType} is filled).", "PATH"
+    ),
+    Option(
+        "--api-batch-path",
+        "/v1/messages/{msgType}:batch",
+        "Path template for a batch (a JSON array of messages of one type).",
+        "PATH",
+    ),
+    Option("--api-header", None, "An extra HTTP header 'Name: value' (repeatable).", "HEADER", multiple=True),
+    Option(
+        "--api-token",
+        None,
+        "Bearer token for the ingest API (sent as Authorization); better from INGESTLOAD_API_TOKEN.",
+        "TOKEN",
+        secret=True,
+    ),
+    Option(
+        "--api-timeout",
+        "10",
+        "Seconds before an ingest API request counts as timed out (outcome unknown).",
+        "S",
+    ),
 )
 
 
@@ -307,6 +331,18 @@ class Settings:
     """Where to write the ledger JSON."""
     envelope_field: str = "_ingestload"
     """JSON member carrying the envelope on the HTTP path."""
+    api_batch_size: int = 1
+    """Messages per HTTP request (1 = the single-message endpoint)."""
+    api_path: str = "/v1/messages/{msgType}"
+    """Path template for one message."""
+    api_batch_path: str = "/v1/messages/{msgType}:batch"
+    """Path template for a batch."""
+    api_headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra HTTP headers."""
+    api_token: str | None = field(default=None, repr=False)
+    """Bearer token (never printed)."""
+    api_timeout: float = 10.0
+    """Seconds before a request's outcome is unknown."""
 
     @classmethod
     def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
@@ -421,6 +457,16 @@ class Settings:
             verdict_file=raw["verdict_file"] or None,
             ledger_file=raw["ledger_file"] or None,
             envelope_field=envelope_field,
+            api_batch_size=_number(
+                "--api-batch-size", raw["api_batch_size"], int, minimum=1, what="an integer ≥ 1"
+            ),
+            api_path=_path_template("--api-path", raw["api_path"]),
+            api_batch_path=_path_template("--api-batch-path", raw["api_batch_path"]),
+            api_headers=_headers(_as_list(raw["api_header"])),
+            api_token=str(raw["api_token"]) if raw["api_token"] else None,
+            api_timeout=_number(
+                "--api-timeout", raw["api_timeout"], float, minimum=0.001, what="seconds > 0"
+            ),
         )
 
     def producer_config(self, client_id: str | None = None) -> dict[str, str]:
@@ -458,6 +504,7 @@ class Settings:
             f"kafka={self.kafka_bootstrap} rate={rate} catalogue={self.catalogue or 'built-in'}"
             + (f" topic_prefix={self.topic_prefix}" if self.topic_prefix is not None else "")
             + (f" kafka_config=[{props}]" if props else "")
+            + (f" api_batch_size={self.api_batch_size}" if self.api_batch_size != 1 else "")
         )
 
 
@@ -515,6 +562,27 @@ def _number(flag: str, value: Any, kind: type[int] | type[float], *, minimum: fl
     if (isinstance(number, float) and not math.isfinite(number)) or number < minimum:
         raise ConfigError(f"{flag}: {value!r} is not allowed; expected {what}")
     return number
+
+
+def _path_template(flag: str, value: Any) -> str:
+    text = str(value)
+    if not text.startswith("/") or any(c.isspace() for c in text):
+        raise ConfigError(f"{flag}: {text!r} must be a path starting with '/', e.g. /v1/messages/{{msgType}}")
+    try:
+        text.format(msgType="x")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(f"{flag}: {text!r} may only use the placeholder {{msgType}}") from None
+    return text
+
+
+def _headers(lines: Sequence[str]) -> dict[str, str]:
+    headers = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name.strip()):
+            raise ConfigError(f"--api-header: {name.strip()!r}… is not 'Name: value'")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 def _boolean(flag: str, value: Any) -> bool:

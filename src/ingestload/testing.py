@@ -234,9 +234,11 @@ def worker_processes(locustfile: str | Path, count: int = 2, cwd: str | Path | N
 
 
 def describe_output(completed: Any, limit: int = 4000) -> str:
-    """stdout/stderr of a finished subprocess, for assertion messages."""
+    """stdout/stderr of a finished subprocess, for assertion messages (verdict lines first)."""
     out = (completed.stdout or "") + "\n--- stderr ---\n" + (completed.stderr or "")
-    return out[-limit:]
+    keys = ("VERDICT", "reason:", "first lost", "first duplicated", "first corrupted", "error", "Traceback")
+    verdict = [line for line in out.splitlines() if any(k in line for k in keys)][:40]
+    return "\n".join(verdict) + "\n--- tail ---\n" + out[-limit:]
 
 
 # -- fault injection ----------------------------------------------------------------------

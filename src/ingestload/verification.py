@@ -160,7 +160,7 @@ class VerificationRun:
     # -- consuming ---------------------------------------------------------------------
 
     def poll_once(self, timeout: float = 0.02) -> int:
-        """Consume and record one batch; returns how many messages it held.
+        """Consume and record one batch; returns how many messages (not events) it held.
 
         ``consume`` returns when the batch is full *or* the timeout passes; the latency of a
         message includes that wait, so it stays short (20 ms) for a truthful end-to-end figure.
@@ -182,7 +182,7 @@ class VerificationRun:
                     self._suspect(
                         state.topic, state.partition, "offsets went backwards (log truncated or recreated)"
                     )
-        return len(messages)
+        return len(good)
 
     def _suspect(self, topic: str | None, partition: int | None, why: str) -> None:
         if topic and partition is not None and partition >= 0:
@@ -252,15 +252,23 @@ class VerificationRun:
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         settle: float = SETTLE,
     ) -> Verdict:
-        """Consume until everything acknowledged is seen or the end is reached, then judge."""
-        started = time.monotonic()
+        """Consume until everything acknowledged is seen or the end is reached, then judge.
+
+        "The end" — which turns a missing message into a *lost* one — needs both the
+        partitions quiet (nothing read for ``settle`` seconds; every producer had drained
+        before the ledger arrived, so nothing more is coming) and every position at the
+        high watermark. The watermark alone comes from the latest fetch response, which on
+        a loaded machine can predate the last writes.
+        """
+        started = last_read = time.monotonic()
         deadline = started + drain_timeout
         acked = {p.producer_id: p.acked() for p in ledger}
         reached_end = False
         next_check = started
         while True:
             try:
-                self.poll_once()
+                if self.poll_once():
+                    last_read = time.monotonic()
             except Exception as e:  # a consumer that cannot go on
                 self.errors.append(scrub(str(e), self.config))
                 break
@@ -269,15 +277,19 @@ class VerificationRun:
                 next_check = now + 0.5
                 if on_progress is not None:
                     on_progress(self.take_progress())
-                if self._all_seen(acked) or (now - started >= settle and self.at_end()):
+                if self._all_seen(acked) or (now - last_read >= settle and self.at_end()):
                     reached_end = True
                     break
             if now >= deadline:
-                reached_end = self.at_end()
+                reached_end = now - last_read >= settle and self.at_end()
                 break
         if self.suspect and reached_end:
             self._reread_suspects()
-        self.take_progress()
+        if reached_end:
+            self._confirm_missing(acked)
+        final = self.take_progress()
+        if on_progress is not None:
+            on_progress(final)
         self.consumer.close()
         summary = self.verifier.summary()
         return classify(
@@ -291,6 +303,32 @@ class VerificationRun:
             latency_ms={topic: percentiles(h) for topic, h in self.histograms.items()},
             topic_of=TopicNamer(ledger),
         )
+
+    def _missing(self, acked: Mapping[int, Any]) -> dict[int, Any]:
+        seen = self.verifier.summary().seen
+        return {p: bits - seen[p] if p in seen else bits for p, bits in acked.items()}
+
+    def _confirm_missing(self, acked: Mapping[int, Any]) -> None:
+        """Before anything is called lost, read every partition again from the start of the run.
+
+        "Lost" must never be a false alarm: a message the live read did not see is looked
+        for once more by a fresh consumer. This costs time only when something is missing.
+        """
+        missing = {p: bits for p, bits in self._missing(acked).items() if bits}
+        count = sum(len(bits) for bits in missing.values())
+        if not count:
+            return
+        log.warning("%d acknowledged messages not seen; reading every partition again to confirm", count)
+        self.suspect.update((tp.topic, tp.partition) for tp in self.assignment)
+        self._reread_suspects()
+        still = sum(len(bits) for bits in self._missing(acked).values())
+        if still < count:
+            found = {p: len(bits - self._missing(acked)[p]) for p, bits in missing.items()}
+            log.warning(
+                "the confirmation read found %d of them (per producer: %s); the live read had missed them",
+                count - still,
+                ", ".join(f"{p:016x}={n}" for p, n in found.items() if n),
+            )
 
     def _all_seen(self, acked: Mapping[int, Any]) -> bool:
         if not acked or self.suspect:

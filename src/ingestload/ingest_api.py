@@ -1,0 +1,191 @@
+"""The HTTP path: :class:`IngestApiClient` (per process) behind :class:`~ingestload.http_users.IngestApiUser`.
+
+Messages are the catalogue's mock controller messages with the envelope inside the JSON
+body (member ``--envelope-field``, default ``_ingestload``), because an ingest API we did
+not write will not copy our Kafka headers. The payload is rendered with sorted keys, so the
+checksum of the message *without* that member is the CRC-32 of the factory's bytes, and
+the verifier's canonical check holds even when the API re-serialises what it forwards.
+
+Every message is filed in the ledger from the answer to its request:
+
+==================================  ====================================================
+2xx (200/201/202/204)               acknowledged
+207 (multi-status, batch)           per item: the ``failures`` entries by ``index`` as
+                                    below, the rest acknowledged; an unreadable 207 body
+                                    makes every item *unknown*
+502, 504                            *unknown* — a gateway gave up; the API may have written
+other 4xx / 5xx (503 included)      *failed* — the API said it did not take the message
+timeout, connection error           *unknown*
+==================================  ====================================================
+
+A failed or unknown message that nevertheless lands in Kafka is reported *recovered*; an
+API that answers 2xx before Kafka acknowledged (and then loses it) shows up as *lost*.
+
+Example::
+
+    client = IngestApiClient(factory, envelope_field="_ingestload")
+    client.begin_run("00112233445566ff")
+    batch = client.take(100)                    # [(msg_type, seq, body bytes), …]
+    client.resolve([seq for _, seq, _ in batch], OUTCOME_ACKED)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gevent
+import orjson
+from pyroaring import BitMap
+
+from ingestload.envelope import EnvelopeWriter, checksum
+from ingestload.factory import MessageFactory
+from ingestload.ledger import ProducerLedger
+
+OUTCOME_ACKED, OUTCOME_FAILED, OUTCOME_UNKNOWN = "acked", "failed", "unknown"
+#: Statuses after which the fate of the message is unknown (a gateway timed out, not the API).
+UNKNOWN_STATUSES = frozenset({502, 504})
+
+
+def outcome_of(status: int) -> str:
+    """What an HTTP status says about the messages of a request (0 = no answer)."""
+    if 200 <= status < 300:
+        return OUTCOME_ACKED
+    if status == 0 or status in UNKNOWN_STATUSES:
+        return OUTCOME_UNKNOWN
+    return OUTCOME_FAILED
+
+
+def batch_outcomes(status: int, body: bytes | None, seqs: list[int]) -> dict[str, list[int]]:
+    """Per-outcome seqs of a batch request (``seqs`` in item order)."""
+    if status != 207:
+        return {outcome_of(status): list(seqs)}
+    try:
+        failures = orjson.loads(body or b"")["failures"]
+        failed_at = {int(f["index"]): int(f.get("status", 500)) for f in failures}
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return {OUTCOME_UNKNOWN: list(seqs)}
+    result: dict[str, list[int]] = {OUTCOME_ACKED: [], OUTCOME_FAILED: [], OUTCOME_UNKNOWN: []}
+    for index, seq in enumerate(seqs):
+        if index in failed_at:
+            item = outcome_of(failed_at[index])
+            result[OUTCOME_UNKNOWN if item == OUTCOME_ACKED else item].append(seq)
+        else:
+            result[OUTCOME_ACKED].append(seq)
+    return result
+
+
+class IngestApiClient:
+    """Seqs, envelopes and the ledger of one process's HTTP-path messages (shared by its users)."""
+
+    path = "api"
+
+    def __init__(self, factory: MessageFactory, *, envelope_field: str = "_ingestload") -> None:
+        self.factory = factory
+        self.envelope_field = envelope_field
+        self._member = b'{"' + envelope_field.encode() + b'":"'
+        prefix = factory.topic_prefix if factory.topic_prefix is not None else factory.catalogue.topic_prefix
+        self._msg_type = {topic: topic[len(prefix) :] for topic in factory.topics}
+        self.writer: EnvelopeWriter | None = None
+        self.meta: dict[str, Any] = {}
+        self.accepting = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.seq = 0
+        self.acked = 0
+        self.failed = 0
+        self.in_flight = 0
+        """Messages in requests that have not been answered yet."""
+        self.requests = 0
+        self._failed_seqs = BitMap()
+        self._unknown_seqs = BitMap()
+
+    @property
+    def producer_id(self) -> int | None:
+        return self.writer.producer_id if self.writer else None
+
+    def begin_run(
+        self, run_id: str, producer_id: int | None = None, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """A new run: new producer id, seq from 0, empty ledger."""
+        self.writer = EnvelopeWriter(run_id, producer_id if producer_id is not None else secrets.randbits(64))
+        self.meta = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "path": self.path,
+            **self.factory.describe(),
+            **(meta or {}),
+        }
+        self._reset()
+        self.factory.seek(0)
+        self.accepting = True
+
+    def take(self, count: int) -> list[tuple[str, int, bytes]]:
+        """The next ``count`` messages as (message type, seq, JSON body with the envelope)."""
+        writer = self.writer
+        if not self.accepting or writer is None:
+            return []
+        prefix, pack_tail, member = writer.prefix, writer.pack_tail, self._member
+        next_message, msg_type = self.factory.next, self._msg_type
+        clock = time.time_ns
+        out = []
+        seq = self.seq
+        for _ in range(count):
+            now_ns = clock()
+            topic, value = next_message(now_ns)
+            envelope = (prefix + pack_tail(seq, now_ns // 1000, checksum(value))).hex().encode()
+            out.append((msg_type[topic], seq, member + envelope + b'",' + value[1:]))
+            seq += 1
+        self.seq = seq
+        self.in_flight += count
+        return out
+
+    def resolve(self, seqs: Iterable[int], outcome: str) -> None:
+        """File the messages of an answered (or failed) request."""
+        seqs = list(seqs)
+        self.in_flight -= len(seqs)
+        if outcome == OUTCOME_ACKED:
+            self.acked += len(seqs)
+        else:
+            self.failed += len(seqs)
+            (self._failed_seqs if outcome == OUTCOME_FAILED else self._unknown_seqs).update(seqs)
+
+    def drain(self, timeout: float) -> int:
+        """Stop taking messages; wait (cooperatively) for requests under way. Returns those left."""
+        self.accepting = False
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        return self.in_flight
+
+    def abandon(self, seqs: Iterable[int]) -> None:
+        """Requests that will never be answered (their user was stopped): outcome unknown."""
+        self.resolve(seqs, OUTCOME_UNKNOWN)
+
+    def ledger(self) -> ProducerLedger:
+        return ProducerLedger(
+            producer_id=self.producer_id or 0,
+            sent=self.seq,
+            acked_count=self.acked,
+            failed=BitMap(self._failed_seqs),
+            unknown=BitMap(self._unknown_seqs),
+            meta=dict(self.meta),
+        )
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "sent": self.seq,
+            "acked": self.acked,
+            "failed": self.failed,
+            "in_flight": self.in_flight,
+            "backpressure": 0,
+            "undelivered": 0,
+        }
+
+    def close(self) -> None:
+        self.accepting = False
