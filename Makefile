@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench lint clean
+.PHONY: install run ui distributed test test-fast bench bench-api api lint clean
 
 install: $(STAMP)
 
@@ -37,6 +37,14 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/kafka_produce.py
+
+## HTTP path: the reference ingest API vs seed 001's naive Flask app (needs wrk: apt-get install -y wrk).
+bench-api: install
+	$(BIN)/python bench/ingest_api.py
+
+## The reference ingest API on http://127.0.0.1:8080 with an embedded broker (Ctrl-C to stop).
+api: install
+	$(BIN)/ingestload api
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,8 +1,10 @@
 """The reference ingest API under pressure: backpressure, a broker that goes away, graceful shutdown."""
 
 import http.client
+import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -137,3 +139,38 @@ def test_graceful_shutdown_keeps_every_acknowledged_message(kafka, prefix):
     assert missing == [], f"acknowledged but not in Kafka: {missing[:10]} (of {len(acked)} acked)"
     assert "stopped: requests=" in log
     assert "unflushed=0" in log
+
+
+def test_broker_crash_with_requests_in_flight(prefix):
+    """Broker frozen, killed, restarted empty: in-flight requests get 503 or a 2xx found in Kafka."""
+    with EmbeddedBroker() as broker, run_api(broker.bootstrap, "--topic-prefix", prefix) as api:
+        items = bodies("alarm", 6, "crash")
+        assert api.post("/v1/messages/alarm", items[0]).status == 200
+        replies: dict[int, object] = {}
+        os.kill(broker.pid, signal.SIGSTOP)  # requests now wait for an answer that never comes
+
+        def send(i: int) -> None:
+            replies[i] = api.post("/v1/messages/alarm", items[i])
+
+        senders = [threading.Thread(target=send, args=(i,)) for i in range(1, 5)]
+        for sender in senders:
+            sender.start()
+        api.wait_until("/readyz", lambda r: r.json()["in_flight"] == 4, timeout=10)
+        broker.kill()
+        broker.requested_port = broker.port
+        broker.start()
+        for sender in senders:
+            sender.join(60)
+        deadline = time.monotonic() + 30
+        while (
+            last := api.post("/v1/messages/alarm", items[5])
+        ).status != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert last.status == 200, last
+        assert api.get("/debug/faults").json()["producer_replaced"] >= 1
+        found = ids(landed(broker.bootstrap, [prefix + "alarm"]))
+    statuses = {i: reply.status for i, reply in replies.items()}
+    assert set(statuses.values()) <= {200, 503}, statuses
+    assert [i for i, status in statuses.items() if status == 200 and f"crash-{i}" not in found] == []
+    assert "crash-0" not in found  # acknowledged by the old broker, whose memory is gone
+    assert "crash-5" in found

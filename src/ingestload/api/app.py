@@ -49,7 +49,18 @@ log = logging.getLogger("ingestload.api")
 PROBLEM = "application/problem+json"
 JSON = "application/json"
 _MSG_TOO_LARGE = {"MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE"}
-_UNAVAILABLE = {"_MSG_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_QUEUE_FULL"}
+#: Kafka errors that say "not now" rather than "never": 503 + Retry-After.
+_UNAVAILABLE = {
+    "_MSG_TIMED_OUT",
+    "_TIMED_OUT",
+    "_TRANSPORT",
+    "_ALL_BROKERS_DOWN",
+    "_QUEUE_FULL",
+    "_PURGE_QUEUE",
+    "_PURGE_INFLIGHT",
+    "_FATAL",
+    "UNKNOWN_PRODUCER_ID",
+}
 
 
 def problem_body(status: int, error: str, detail: str) -> bytes:

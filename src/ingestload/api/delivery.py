@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,8 +110,10 @@ class KafkaGateway:
         self.replaced = 0
         """How often the producer was replaced (after a lost connection, a fatal error or timeouts)."""
         self._replace_reason = ""
-        self._retiring: list[Any] = []
+        self._retiring: list[tuple[Any, float]] = []
+        """Replaced producers still holding messages, with the time they get purged."""
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._events: list[tuple[Ticket, int, Any]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -143,12 +146,13 @@ class KafkaGateway:
         while self.in_flight and loop.time() < deadline:
             await asyncio.sleep(0.02)
         self._stop.set()
+        self._wake.set()
         for thread in self._threads:
             await asyncio.to_thread(thread.join)
         left = 0
         if self._producer is not None:
             # Reports served by flush() land in _events; resolve them here, on the loop.
-            for producer in [*self._retiring, self._producer]:
+            for producer in [*(old for old, _ in self._retiring), self._producer]:
                 left += await asyncio.to_thread(producer.flush, max(0.0, deadline - loop.time()))
             events, self._events = self._events, []
             self._resolve(events)
@@ -205,20 +209,35 @@ class KafkaGateway:
         loop = self._loop
         assert loop is not None
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except Exception as e:  # poll() raises a fatal error: the probe replaces the producer
+                if not self._replace_reason.startswith("fatal"):
+                    self._replace_reason = f"fatal error: {self._scrub(e)}"
+                    log.error("the Kafka producer hit a fatal error: %s", self._scrub(e))
+                    self._wake.set()
+                self._stop.wait(0.05)
             if self._retiring:
-                # Replaced producers are served until every message they hold was reported.
-                for old in list(self._retiring):
-                    old.poll(0)
-                    if len(old) == 0:
-                        with self._lock:
-                            self._retiring.remove(old)
+                self._serve_retiring()
             if self._events:
                 events, self._events = self._events, []
                 try:
                     loop.call_soon_threadsafe(self._resolve, events)
                 except RuntimeError:  # the loop is closed: the process is going away
                     return
+
+    def _serve_retiring(self) -> None:
+        """Poll replaced producers until every message they hold was reported; one that still
+        holds messages long after message.timeout.ms is purged (its messages fail, reported)."""
+        now = time.monotonic()
+        for old, deadline in list(self._retiring):
+            with contextlib.suppress(Exception):
+                if now > deadline:
+                    old.purge()
+                old.poll(0)
+            if len(old) == 0:
+                with self._lock:
+                    self._retiring.remove((old, deadline))
 
     def _resolve(self, events: list[tuple[Ticket, int, Any]]) -> None:
         for ticket, index, err in events:
@@ -254,6 +273,12 @@ class KafkaGateway:
         from confluent_kafka import KafkaException
 
         while not self._stop.is_set():
+            if self._replace_reason.startswith("fatal"):
+                # A producer with a fatal error cannot even ask for metadata: replace it first.
+                try:
+                    self._replace_producer()
+                except Exception as e:
+                    log.error("cannot create a new Kafka producer: %s", self._scrub(e))
             try:
                 self._producer.list_topics(timeout=max(0.5, self.probe_interval))
             except KafkaException as e:
@@ -277,15 +302,17 @@ class KafkaGateway:
                         log.info("Kafka at %s is reachable", self.config["bootstrap.servers"])
                     self.reachable = True
                     self.last_error = ""
-            self._stop.wait(self.probe_interval)
+            self._wake.wait(self.probe_interval)
+            self._wake.clear()
 
     def _replace_producer(self) -> None:
         """Swap in a fresh producer (probe thread). The old one keeps its messages: it is polled
         until each was reported, so every waiting request still gets its definite answer."""
         reason, self._replace_reason = self._replace_reason, ""
         fresh = self._new_producer()
+        grace = float(self.config.get("message.timeout.ms", 30000)) / 1000 + 5
         with self._lock:
-            self._retiring.append(self._producer)
+            self._retiring.append((self._producer, time.monotonic() + grace))
             self._producer = fresh
         self.replaced += 1
         log.warning("replaced the Kafka producer (%s)", reason)
@@ -297,8 +324,10 @@ class KafkaGateway:
         # answers again the probe swaps in a fresh producer.
         with contextlib.suppress(Exception):
             if err.fatal():
-                self._replace_reason = f"fatal error: {self._scrub(err)}"
-                log.error("the Kafka producer hit a fatal error: %s", self._scrub(err))
+                if not self._replace_reason.startswith("fatal"):
+                    self._replace_reason = f"fatal error: {self._scrub(err)}"
+                    log.error("the Kafka producer hit a fatal error: %s", self._scrub(err))
+                    self._wake.set()
             elif err.code() == _ALL_BROKERS_DOWN:
                 self._replace_reason = self._replace_reason or "the connection to Kafka was lost"
 
