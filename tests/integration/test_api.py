@@ -1,5 +1,7 @@
 """The reference ingest API, as a real server process against a real broker: contract and status codes."""
 
+import re
+
 import orjson
 import pytest
 
@@ -174,3 +176,17 @@ def test_debug_faults_reports_counts(api):
     assert faults["active"] is False
     assert faults["counts"]["dropped"] == 0
     assert faults["accepted"] >= 1
+
+
+def test_several_workers(kafka, prefix):
+    """--workers 2: two processes serve, each with its own producer; each logs its counts at shutdown."""
+    with run_api(kafka, "--topic-prefix", prefix, "--workers", "2") as api:
+        items = bodies("alarm", 30, "workers")
+        assert [api.post("/v1/messages/alarm", item).status for item in items] == [200] * 30
+        assert api.stop() == 0
+        log = api.log()
+    started = set(re.findall(r"worker (\d+) ready to serve", log))
+    stopped = set(re.findall(r"worker (\d+) stopped: requests=", log))
+    assert len(started) == 2
+    assert stopped == started
+    assert ids(landed(kafka, [prefix + "alarm"])) == {f"workers-{i}": 1 for i in range(30)}

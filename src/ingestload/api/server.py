@@ -1,6 +1,6 @@
 """``ingestload api``: run the reference ingest API under Granian.
 
-Why Granian + Falcon: measured on this project's 2-core machine with the same handler
+Why Granian + Falcon: measured on this project's 2-core machine with one minimal handler
 (JSON parse, produce, wait for the delivery report) and ``wrk -c64``, Granian served 16–18k
 acknowledged requests/s with Falcon or a bare ASGI callable, 11k with Starlette; uvicorn
 (uvloop + httptools) 9–12k. Granian parses HTTP in Rust threads, which leaves the Python
