@@ -23,8 +23,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -89,6 +91,22 @@ def check_producer_config(settings: ApiSettings) -> None:
     del producer
 
 
+def listen_port(host: str, port: int) -> int:
+    """``port`` if it is free on ``host`` (a free one for 0), else a :class:`ConfigError` that says so."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"--port: {port} on {host} is already in use; stop what listens there or choose "
+                    "another port (--port N, 0 = any free port)"
+                ) from None
+            raise ConfigError(f"--host/--port: cannot listen on {host}:{port}: {e.strerror}") from None
+        return int(s.getsockname()[1])
+
+
 def serve(settings: ApiSettings) -> int:
     """Run the API until SIGINT/SIGTERM; returns the exit code."""
     from granian import Granian
@@ -96,15 +114,23 @@ def serve(settings: ApiSettings) -> int:
     from granian.log import LogLevels
 
     catalogue = Catalogue.load(settings.kafka.catalogue)
+    port = listen_port(settings.host, settings.port)
     with kafka_for(settings) as settings:
         check_producer_config(settings)
         topics = catalogue.topics(settings.kafka.topic_prefix)
         if settings.create_topics:
-            ensure_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions)
+            try:
+                ensure_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions, timeout=5)
+            except ConfigError:
+                raise
+            except IngestloadError as e:
+                # Serve anyway (an orchestrator restarts pods whose dependency is late): /readyz
+                # answers 503 until Kafka answers, and the workers create the topics then.
+                log.warning("%s; serving anyway, not ready until Kafka answers", e)
         server = Granian(
             "ingestload.api.app:create_app",  # for Granian's process titles; load_app builds the app
             address=settings.host,
-            port=settings.port,
+            port=port,
             interface=Interfaces.ASGI,
             workers=settings.workers,
             loop=Loops.auto,
@@ -115,7 +141,7 @@ def serve(settings: ApiSettings) -> int:
             workers_kill_timeout=int(settings.request_timeout * 2 + 5),
         )
         sys.stderr.write(
-            f"ingestload api: listening on http://{settings.host}:{settings.port} — "
+            f"ingestload api: listening on http://{settings.host}:{port} — "
             f"{settings.describe()}; topics {', '.join(topics)}; Ctrl-C or SIGTERM to stop\n"
         )
         sys.stderr.flush()
