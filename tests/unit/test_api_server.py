@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from ingestload.api.server import listen_port
-from ingestload.errors import ConfigError
+from ingestload.errors import PortInUseError
 
 
 def test_port_in_use_is_a_clear_error():
@@ -14,7 +14,7 @@ def test_port_in_use_is_a_clear_error():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(ConfigError, match=f"--port: {port} on 127.0.0.1 is already in use"):
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use.*--port N"):
             listen_port("127.0.0.1", port)
 
 

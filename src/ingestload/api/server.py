@@ -23,16 +23,14 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import logging
-import socket
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ingestload.api.config import ApiSettings
-from ingestload.broker import EmbeddedBroker
+from ingestload.broker import EmbeddedBroker, _check_port_free, free_port
 from ingestload.catalogue import Catalogue
 from ingestload.errors import ConfigError, IngestloadError
 from ingestload.kafka import ensure_topics
@@ -92,19 +90,12 @@ def check_producer_config(settings: ApiSettings) -> None:
 
 
 def listen_port(host: str, port: int) -> int:
-    """``port`` if it is free on ``host`` (a free one for 0), else a :class:`ConfigError` that says so."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise ConfigError(
-                    f"--port: {port} on {host} is already in use; stop what listens there or choose "
-                    "another port (--port N, 0 = any free port)"
-                ) from None
-            raise ConfigError(f"--host/--port: cannot listen on {host}:{port}: {e.strerror}") from None
-        return int(s.getsockname()[1])
+    """``port`` if it is free on ``host`` (a free one for 0); a taken port raises
+    :class:`~ingestload.errors.PortInUseError` saying how to choose another."""
+    if port == 0:
+        return free_port(host)
+    _check_port_free(host, port)
+    return port
 
 
 def serve(settings: ApiSettings) -> int:
