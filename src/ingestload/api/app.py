@@ -114,6 +114,7 @@ class IngestService:
         self.config = settings.producer_config(client_id=f"ingestload-api-{os.getpid()}")
         self.gateway = KafkaGateway(
             self.config,
+            probe_topic=min(self.topics.values()),
             on_reachable=self._create_topics if settings.create_topics else None,
             on_early_loss=lambda topic, n: self.fault_counts.count(topic, "lost_after_early_ack", n),
             on_duplicate_loss=lambda topic, n: self.fault_counts.count(topic, "duplicate_failed", n),
@@ -223,8 +224,7 @@ class IngestService:
             self._ok_single(resp, topic, (-1, -1))
             return
         if fate.duplicate:
-            self.fault_counts.count(topic, "duplicated")
-            self.gateway.submit(topic, [body], DUPLICATE)
+            self._duplicate(topic, [body])
         if fate.ack_before_delivery:
             submission = self.gateway.submit(topic, [body], EARLY)
             if submission.ticket is None:
@@ -240,6 +240,12 @@ class IngestService:
         if failures:
             raise ApiError(*self.kafka_failure(failures[0][1]), self.settings.retry_after)
         self._ok_single(resp, topic, ticket.offset)
+
+    def _duplicate(self, topic: str, values: list[bytes]) -> None:
+        """Fault injection: produce ``values`` a second time; counts the copies Kafka took."""
+        ticket = self.gateway.submit(topic, values, DUPLICATE).ticket
+        if ticket is not None:
+            self.fault_counts.count(topic, "duplicated", ticket.size)
 
     def _ok_single(self, resp: falcon.asgi.Response, topic: str, offset: tuple[int, int]) -> None:
         self.counters.accepted += 1
@@ -303,8 +309,7 @@ class IngestService:
                     waiting_indexes.append(index)
                     waiting.append(value)
             if duplicates:
-                self.fault_counts.count(topic, "duplicated", len(duplicates))
-                self.gateway.submit(topic, duplicates, DUPLICATE)
+                self._duplicate(topic, duplicates)
             if early:
                 submission = self.gateway.submit(topic, early, EARLY)
                 refused = {i for i, _ in submission.refused}

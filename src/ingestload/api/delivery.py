@@ -88,6 +88,7 @@ class KafkaGateway:
         config: Mapping[str, str],
         *,
         on_reachable: Callable[[], None] | None = None,
+        probe_topic: str | None = None,
         probe_interval: float = 1.0,
         on_early_loss: Callable[[str, int], None] | None = None,
         on_duplicate_loss: Callable[[str, int], None] | None = None,
@@ -97,6 +98,7 @@ class KafkaGateway:
         self.on_early_loss = on_early_loss
         self.on_duplicate_loss = on_duplicate_loss
         self.probe_interval = probe_interval
+        self.probe_topic = probe_topic
         self.in_flight = 0
         """Messages handed to the client and not yet reported (event loop thread only)."""
         self.reachable = False
@@ -280,7 +282,8 @@ class KafkaGateway:
                 except Exception as e:
                     log.error("cannot create a new Kafka producer: %s", self._scrub(e))
             try:
-                self._producer.list_topics(timeout=max(0.5, self.probe_interval))
+                # One topic's metadata, not the whole cluster's: cheap on a cluster with many topics.
+                self._producer.list_topics(self.probe_topic, timeout=max(0.5, self.probe_interval))
             except KafkaException as e:
                 if self.reachable:
                     log.warning(
