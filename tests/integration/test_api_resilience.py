@@ -82,6 +82,8 @@ def test_readiness_follows_the_broker(prefix):
         reply = api.post("/v1/messages/alarm", bodies("alarm", 1, "down")[0])
         assert (reply.status, reply.json()["error"]) == (503, "kafka_unavailable")
         assert reply.headers["retry-after"] == "1"
+        reply = api.post("/v1/messages/alarm:batch", batch(bodies("alarm", 3, "down-batch")))
+        assert (reply.status, reply.json()["error"]) == (503, "kafka_unavailable")
         assert api.get("/healthz").status == 200  # alive, just not ready
 
         broker.requested_port = port

@@ -92,9 +92,9 @@ class ApiCounters:
         self.accepted = 0
         """Messages answered 2xx."""
         self.invalid = 0
-        """Messages rejected for their content (400/404/413/415/422)."""
+        """Rejections for content (400/404/413/415/422): whole requests, plus single batch items."""
         self.refused = 0
-        """Messages refused for Kafka's state or a timeout (5xx)."""
+        """Rejections for Kafka's state, backpressure or a timeout (5xx): requests, plus batch items."""
 
 
 class IngestService:
@@ -326,19 +326,21 @@ class IngestService:
             if ticket is not None and ticket.future is not None:
                 try:
                     reported = await self.wait(ticket.future)
-                except ApiError as f:
-                    reported = []
+                except ApiError as timeout:  # no verdict on any message of the ticket
+                    refused = {position for position, _ in submission.refused}
                     failures.extend(
-                        (waiting_indexes[i], f.status, f.error, f.detail) for i in range(len(waiting))
+                        (waiting_indexes[position], timeout.status, timeout.error, timeout.detail)
+                        for position in range(len(waiting))
+                        if position not in refused
                     )
-                    accepted -= ticket.size  # none of this ticket is confirmed
-                for position, error in reported:
-                    failures.append((waiting_indexes[position], *self.kafka_failure(error)))
-                accepted += ticket.size - len(reported)
-        self._answer_batch(resp, len(items), max(accepted, 0), failures)
+                else:
+                    for position, error in reported:
+                        failures.append((waiting_indexes[position], *self.kafka_failure(error)))
+                    accepted += ticket.size - len(reported)
+        self._answer_batch(resp, accepted, failures)
 
     def _answer_batch(
-        self, resp: falcon.asgi.Response, total: int, accepted: int, failures: list[tuple[int, int, str, str]]
+        self, resp: falcon.asgi.Response, accepted: int, failures: list[tuple[int, int, str, str]]
     ) -> None:
         self.counters.accepted += accepted
         resp.content_type = JSON
@@ -449,7 +451,11 @@ class _Lifespan:
         self.service = service
 
     async def process_startup(self, scope: Any, event: Any) -> None:
-        self.service.gateway.start()
+        gateway = self.service.gateway
+        gateway.start()
+        # Serve only once Kafka was probed: a worker must not turn requests away with 503 just
+        # because it has not asked yet (with several workers, /readyz reaches only one of them).
+        await asyncio.to_thread(gateway.probed.wait, 10)
         log.info("worker %d ready to serve (%s)", os.getpid(), self.service.settings.describe())
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:

@@ -116,6 +116,8 @@ class KafkaGateway:
         """Replaced producers still holding messages, with the time they get purged."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self.probed = threading.Event()
+        """Set once the first readiness probe has finished (either way)."""
         self._events: list[tuple[Ticket, int, Any]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -305,6 +307,7 @@ class KafkaGateway:
                         log.info("Kafka at %s is reachable", self.config["bootstrap.servers"])
                     self.reachable = True
                     self.last_error = ""
+            self.probed.set()
             self._wake.wait(self.probe_interval)
             self._wake.clear()
 
