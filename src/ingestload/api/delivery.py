@@ -21,8 +21,8 @@ Example (inside a running event loop)::
 
     gateway = KafkaGateway(config, on_reachable=create_topics)
     gateway.start()
-    ticket = gateway.submit("gov-alarm", [body])
-    failures = await ticket.future          # [] once Kafka acknowledged, else [(index, KafkaError)]
+    submission = gateway.submit("gov-alarm", [body])     # .refused: the client's queue was full
+    failures = await submission.ticket.future  # [] once Kafka acknowledged, else [(index, KafkaError)]
     await gateway.aclose(timeout=15)
 """
 
