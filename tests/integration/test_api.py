@@ -1,5 +1,6 @@
 """The reference ingest API, as a real server process against a real broker: contract and status codes."""
 
+import json
 import re
 
 import orjson
@@ -55,6 +56,18 @@ def test_batch_all_accepted(api, kafka):
     values = landed(kafka, [api.prefix + "fault"])
     assert ids(values) >= ids(items)
     assert set(items) <= set(values)
+
+
+def test_batch_items_land_as_sent(api, kafka):
+    """Items of a pretty-printed batch reach Kafka as the exact bytes the client wrote, not re-encoded."""
+    items = [
+        json.dumps({**orjson.loads(body), "_ingestload": {"id": f"pretty-{i}", "n": 1e2}}, indent=1).encode()
+        for i, body in enumerate(bodies("alarm", 3, "pretty"))
+    ]
+    body = b"[\n" + b",\n".join(items) + b"\n]"
+    reply = api.post("/v1/messages/alarm:batch", body)
+    assert (reply.status, reply.json()) == (200, {"accepted": 3, "failed": 0})
+    assert set(items) <= set(landed(kafka, [api.prefix + "alarm"]))
 
 
 def test_batch_partial_failure_is_207(api, kafka):

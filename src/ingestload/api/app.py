@@ -9,7 +9,7 @@ Contract (every error body is ``application/problem+json``:
         415 unsupported_media_type · 422 schema_violation
         503 kafka_unavailable / backpressure / shutting_down (+ Retry-After) · 502 kafka_rejected
         504 delivery_unconfirmed  (no report in --request-timeout; should not happen: see config)
-    POST /v1/messages/{msgType}:batch   a JSON array of messages → one Kafka message each
+    POST /v1/messages/{msgType}:batch   a JSON array of messages → one Kafka message each (bytes as sent)
         200 {"accepted": n, "failed": 0}                       every item acknowledged
         207 {"accepted", "failed", "failures": [{"index", "status", "error", "detail"}]}
         4xx/5xx (same body) when no item was accepted; 400 for a body that is not a non-empty array,
@@ -37,6 +37,7 @@ import falcon
 import falcon.asgi
 import orjson
 
+from ingestload.api import jsonsplit
 from ingestload.api.config import ApiSettings
 from ingestload.api.delivery import DUPLICATE, EARLY, WAIT, KafkaGateway
 from ingestload.api.faults import CLEAN, FaultCounts
@@ -162,7 +163,7 @@ class IngestService:
                 retry,
             )
 
-    async def read_json(self, req: falcon.asgi.Request) -> Any:
+    async def read_json(self, req: falcon.asgi.Request) -> tuple[bytes, Any]:
         content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if content_type != JSON and not (
             content_type.startswith("application/") and content_type.endswith("+json")
@@ -267,7 +268,7 @@ class IngestService:
     async def batch(self, msg_type: str, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.counters.requests += 1
         topic = self.topic_for(msg_type)
-        _, items = await self.read_json(req)
+        body, items = await self.read_json(req)
         if not isinstance(items, list):
             raise ApiError(400, "not_an_array", f"a batch must be a JSON array of {msg_type} messages")
         if not items:
@@ -278,13 +279,14 @@ class IngestService:
 
         failures: list[tuple[int, int, str, str]] = []  # (index, status, error, detail)
         check = self.schemas.check
+        raw = jsonsplit.items(body, items)  # each item's bytes exactly as sent
         indexes: list[int] = []
         values: list[bytes] = []
         for index, item in enumerate(items):
             problem = check(msg_type, item)
             if problem is None:
                 indexes.append(index)
-                values.append(orjson.dumps(item))
+                values.append(raw[index])
             else:
                 failures.append((index, 422, "schema_violation", problem))
         if values:
