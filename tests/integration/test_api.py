@@ -1,12 +1,17 @@
 """The reference ingest API, as a real server process against a real broker: contract and status codes."""
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 
 import orjson
 import pytest
 
-from ingestload.api.testing import run_api
+from ingestload.api.testing import ApiProcess, run_api
+from ingestload.broker import free_port
 from ingestload.testing import unique_prefix
 
 from .api_helpers import batch, bodies, ids, landed
@@ -203,3 +208,33 @@ def test_several_workers(kafka, prefix):
     assert len(started) == 2
     assert stopped == started
     assert ids(landed(kafka, [prefix + "alarm"])) == {f"workers-{i}": 1 for i in range(30)}
+
+
+def test_without_kafka_bootstrap_an_embedded_broker_is_started(tmp_path):
+    """`ingestload api` with no Kafka named starts the embedded broker, serves, and stops both on SIGTERM."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTLOAD_")}
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingestload.cli", "api", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    api = ApiProcess(process, "127.0.0.1", port, log)
+    try:
+        api.wait_until("/readyz", lambda r: r.status == 200, timeout=60)
+        reply = api.post("/v1/messages/alarm", bodies("alarm", 1, "embedded")[0])
+        assert reply.status == 200
+        assert reply.json()["topic"] == "gov-alarm"
+        assert api.stop() == 0
+    finally:
+        api.kill()
+    text = log.read_text()
+    bootstrap = re.search(r"embedded Kafka broker \(Tansu, memory storage\) at (\S+)", text)
+    assert bootstrap, text
+    with socket.socket() as s:  # the broker is gone: its port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", int(bootstrap.group(1).rsplit(":", 1)[1])))
