@@ -243,7 +243,8 @@ class IngestService:
         self._ok_single(resp, topic, ticket.offset)
 
     def _duplicate(self, topic: str, values: list[bytes]) -> None:
-        """Fault injection: produce ``values`` a second time; counts the copies Kafka took."""
+        """Fault injection: produce ``values`` a second time; counts the copies handed to the client
+        (those whose delivery then fails are counted as ``duplicate_failed``)."""
         ticket = self.gateway.submit(topic, values, DUPLICATE).ticket
         if ticket is not None:
             self.fault_counts.count(topic, "duplicated", ticket.size)
@@ -496,7 +497,7 @@ def _render_failure(service: IngestService) -> Callable[..., Any]:
             service.counters.invalid += 1
         resp.status = ex.status
         resp.content_type = PROBLEM
-        if ex.retry_after is not None:
+        if ex.retry_after is not None and ex.status == 503:  # only "not now" answers say when to retry
             resp.set_header("Retry-After", str(ex.retry_after))
         resp.data = problem_body(ex.status, ex.error, ex.detail)
 
