@@ -9,13 +9,16 @@ adds latency to every request when traffic is low, and a request here waits for 
 delivery report.
 
 A **probe thread** asks Kafka for metadata every second through the same producer: that is
-readiness (``/readyz``), and while Kafka does not answer, requests get 503 at once instead of
-piling up behind a dead broker. When Kafka comes back, missing topics are created again (a
-restarted embedded broker has none) and, if the connection had been lost, the producer is
-replaced by a fresh one: an idempotent producer whose broker forgot its producer id (the
-embedded broker keeps nothing across a restart) would otherwise retry "unknown producer id"
-until every message timed out. The old producer is polled until each of its messages was
-reported, so no waiting request is left without an answer.
+readiness (``/readyz``), and while Kafka does not answer, requests get 503 at once instead
+of piling up behind a dead broker. A probe that gets no answer while Kafka acknowledged
+messages in the last few seconds does not count: under load a metadata request can wait
+behind large produce requests, and a busy Kafka must not be declared gone. When Kafka comes
+back, missing topics are created again (a restarted embedded broker has none) and, if the
+connection had been lost, the producer is replaced by a fresh one: an idempotent producer
+whose broker forgot its producer id (the embedded broker keeps nothing across a restart)
+would otherwise retry "unknown producer id" until every message timed out. The old producer
+is polled until each of its messages was reported, so no waiting request is left without an
+answer.
 
 Example (inside a running event loop)::
 
@@ -43,6 +46,10 @@ log = logging.getLogger("ingestload.api")
 #: Ticket kinds: the request waits for it / the request was answered already (fault injection:
 #: failures are losses) / the second copy of a duplicated message (fault injection).
 WAIT, EARLY, DUPLICATE = 0, 1, 2
+
+#: Seconds after an acknowledgement during which a probe that got no answer does not count:
+#: under load a metadata request can wait behind large produce requests.
+BUSY_GRACE = 5.0
 
 _MSG_TIMED_OUT = -192  # KafkaError._MSG_TIMED_OUT
 _ALL_BROKERS_DOWN = -187  # KafkaError._ALL_BROKERS_DOWN
@@ -109,6 +116,8 @@ class KafkaGateway:
         """Messages Kafka acknowledged."""
         self.failed = 0
         """Messages whose delivery failed."""
+        self.last_acknowledged = 0.0
+        """``time.monotonic()`` when Kafka last acknowledged a message."""
         self.replaced = 0
         """How often the producer was replaced (after a lost connection, a fatal error or timeouts)."""
         self._replace_reason = ""
@@ -244,8 +253,11 @@ class KafkaGateway:
                     self._retiring.remove((old, deadline))
 
     def _resolve(self, events: list[tuple[Ticket, int, Any]]) -> None:
+        acknowledged = False
         for ticket, index, err in events:
-            if err is not None:
+            if err is None:
+                acknowledged = True
+            else:
                 ticket.failures.append((index, err))
                 if self.reachable and err.code() == _MSG_TIMED_OUT:
                     # Kafka answers metadata but this message never got through: the producer
@@ -256,6 +268,8 @@ class KafkaGateway:
             ticket.remaining -= 1
             if ticket.remaining == 0:
                 self._finish(ticket)
+        if acknowledged:
+            self.last_acknowledged = time.monotonic()
 
     def _finish(self, ticket: Ticket) -> None:
         self.in_flight -= ticket.size
@@ -285,8 +299,14 @@ class KafkaGateway:
                     log.error("cannot create a new Kafka producer: %s", self._scrub(e))
             try:
                 # One topic's metadata, not the whole cluster's: cheap on a cluster with many topics.
-                self._producer.list_topics(self.probe_topic, timeout=max(0.5, self.probe_interval))
+                self._producer.list_topics(self.probe_topic, timeout=max(2.0, self.probe_interval))
             except KafkaException as e:
+                if time.monotonic() - self.last_acknowledged < BUSY_GRACE:
+                    # No metadata answer in time, yet Kafka acknowledged messages a moment ago:
+                    # busy, not gone (a metadata request waits behind large produce requests).
+                    self._wake.wait(self.probe_interval)
+                    self._wake.clear()
+                    continue
                 if self.reachable:
                     log.warning(
                         "Kafka at %s is unreachable: %s", self.config["bootstrap.servers"], self._scrub(e)
