@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench bench-rate lint clean
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api api lint clean
 
 install: $(STAMP)
 
@@ -42,6 +42,14 @@ bench: install
 ## Rate accuracy from broker timestamps: ingestload vs constant_throughput vs constant_total_ips.
 bench-rate: install
 	$(BIN)/python bench/rate_accuracy.py
+
+## HTTP path: the reference ingest API vs seed 001's naive Flask app (needs wrk: apt-get install -y wrk).
+bench-api: install
+	$(BIN)/python bench/ingest_api.py
+
+## The reference ingest API on http://127.0.0.1:8080 with an embedded broker (Ctrl-C to stop).
+api: install
+	$(BIN)/ingestload api
 
 lint: install
 	$(BIN)/ruff check .

@@ -54,7 +54,8 @@ def free_port(host: str = HOST) -> int:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the broker itself does: connections in TIME_WAIT after a restart must not count as "in use".
+        # As the broker binds (Rust's listener sets SO_REUSEADDR): connections of the previous
+        # broker that linger in TIME_WAIT after a restart must not count as "in use".
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))

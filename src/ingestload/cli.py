@@ -6,6 +6,7 @@
     ingestload run --ui                        the same load from Locust's web UI
     ingestload verify --ledger FILE            judge a finished run again, from Kafka, later
     ingestload catalogue [PATH]                validate a catalogue and show its mix
+    ingestload api [options]                   the reference ingest API (HTTP → Kafka); --help for more
 
 ``ingestload run`` starts the embedded broker unless ``--kafka-bootstrap`` (or
 ``INGESTLOAD_KAFKA_BOOTSTRAP``) names a Kafka to use, creates the topics, runs Locust with
@@ -331,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                 + (" Default: the one in the ledger file." if opt.dest == "kafka_bootstrap" else ""),
             )
 
+    sub.add_parser(
+        "api", help="the reference ingest API, HTTP → Kafka (ingestload api --help)", add_help=False
+    )
+
     catalogue = sub.add_parser("catalogue", help="validate a catalogue file and print its mix")
     catalogue.add_argument("path", nargs="?", default=None, help="catalogue YAML (default: the built-in one)")
     catalogue.add_argument("--total", type=int, default=10_000, help="show counts for this many messages")
@@ -339,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["api"]:  # its own parser and options: ingestload.api.config
+        from ingestload.api.server import main as api_main
+
+        return api_main(argv[1:])
     locust_args: list[str] = []
     if "--" in argv:
         split = argv.index("--")

@@ -65,3 +65,15 @@ def test_restart_comes_back_empty():
         ensure_topics(config, ["r"], partitions=1)
         assert read_run(config, ["r"], "0" * 16).foreign == 0
         assert count_run(config, ["r"], None, "0" * 16) == {"r": 0}
+
+
+def test_restart_while_a_client_is_connected():
+    """A restart succeeds although a connected producer leaves the old broker's sockets in TIME_WAIT."""
+    with EmbeddedBroker() as broker:
+        ensure_topics({"bootstrap.servers": broker.bootstrap}, ["c"], partitions=1)
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        producer.produce("c", b"x")
+        assert producer.flush(10) == 0
+        broker.restart()
+        assert broker.running
+        wait_for_kafka(broker.bootstrap, timeout=5)
