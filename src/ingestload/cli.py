@@ -1,7 +1,7 @@
 """The ``ingestload`` command.
 
     ingestload broker [--port 9092]            run the embedded Kafka broker until Ctrl-C
-    ingestload run [options] [-- LOCUST_ARGS]  broker + headless Locust run + what landed per topic
+    ingestload run [options] [-- LOCUST_ARGS]  broker + ingest API + headless verified run, per topic
     ingestload run --rate-profile PATH         the same, the rate following a profile to its end
     ingestload run --ui                        the same load from Locust's web UI
     ingestload verify --ledger FILE            judge a finished run again, from Kafka, later
@@ -9,8 +9,10 @@
     ingestload api [options]                   the reference ingest API (HTTP → Kafka); --help for more
 
 ``ingestload run`` starts the embedded broker unless ``--kafka-bootstrap`` (or
-``INGESTLOAD_KAFKA_BOOTSTRAP``) names a Kafka to use, creates the topics, runs Locust with
-the given locustfile (verified end to end: the verdict and ledger go to
+``INGESTLOAD_KAFKA_BOOTSTRAP``) names a Kafka to use, and the reference ingest API unless
+``--api-url`` names one (or ``--no-api``), creates the topics, runs Locust with the given
+locustfile — by default ``locustfiles/ingest.py``: half the rate straight to Kafka, half
+through the API — (verified end to end: the verdict and ledger go to
 ``reports/<run id>/``), prints how many of the run's messages are on each topic and exits
 with Locust's exit code — the verdict's: 0 PASS, 3 FAIL, 4 INCONCLUSIVE.
 """
@@ -40,7 +42,8 @@ from ingestload.settings import OPTIONS, Settings
 from ingestload.verdict import Thresholds
 from ingestload.verification import VerificationRun
 
-DEFAULT_LOCUSTFILE = "locustfiles/kafka.py"
+DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
+DEFAULT_API_USERS = 10
 _VERIFY_OPTIONS = {
     "kafka_bootstrap",
     "kafka_config",
@@ -100,6 +103,23 @@ def _kafka_for(bootstrap: str | None) -> Iterator[str]:
         yield broker.bootstrap
 
 
+@contextlib.contextmanager
+def _api_for(args: argparse.Namespace, bootstrap: str) -> Iterator[str | None]:
+    """The ingest API's URL: ``--api-url``, none with ``--no-api``, or the reference API started here."""
+    if args.api_url or args.no_api:
+        yield args.api_url
+        return
+    from ingestload.api.testing import run_api
+
+    extra = []
+    for flag, value in (("--topic-prefix", args.topic_prefix), ("--catalogue", args.catalogue)):
+        if value is not None:
+            extra += [flag, str(value)]
+    with run_api(bootstrap, *extra) as api:
+        print(f"ingestload: reference ingest API at {api.url}", flush=True)
+        yield api.url
+
+
 def _locustfile(path: str | None) -> Path:
     if path:
         candidate = Path(path)
@@ -136,7 +156,7 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
     locustfile = _locustfile(args.locustfile)
     topics = catalogue.topics(settings.topic_prefix)
 
-    with _kafka_for(bootstrap_given) as bootstrap:
+    with _kafka_for(bootstrap_given) as bootstrap, _api_for(args, bootstrap) as api_url:
         settings = Settings.from_options(argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap}))
         config = settings.admin_config()
         if settings.create_topics:
@@ -149,8 +169,11 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             args.verdict_file = args.verdict_file or str(reports / "verdict.json")
             args.ledger_file = args.ledger_file or str(reports / "ledger.json")
 
-        users = args.users or max(1, args.processes or 1)
+        # Through an API, users are its HTTP concurrency (one Kafka user per process is plenty).
+        users = args.users or (DEFAULT_API_USERS if api_url else max(1, args.processes or 1))
         command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+        if api_url:
+            command += ["--host", api_url]
         if not settings.rate_profile:  # a profile sizes its own user pool and ends the run itself
             command += ["-u", str(users), "-r", str(users)]
         if args.ui:
@@ -305,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--web-port", type=int, default=8089, help="web UI port (default 8089)")
     run.add_argument(
         "--reports", default="reports", help="directory for verdict and ledger files (default reports)"
+    )
+    run.add_argument(
+        "--api-url", default=None, help="use this ingest API instead of starting the reference one"
+    )
+    run.add_argument(
+        "--no-api", action="store_true", help="start no ingest API (for a Kafka-only locustfile)"
     )
     for opt in OPTIONS:
         run.add_argument(

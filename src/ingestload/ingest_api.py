@@ -15,7 +15,8 @@ Every message is filed in the ledger from the answer to its request:
                                     makes every item *unknown*
 502, 504                            *unknown* — a gateway gave up; the API may have written
 other 4xx / 5xx (503 included)      *failed* — the API said it did not take the message
-timeout, connection error           *unknown*
+connection refused                  *failed* — the request never reached the API
+timeout, other connection errors    *unknown*
 ==================================  ====================================================
 
 A failed or unknown message that nevertheless lands in Kafka is reported *recovered*; an

@@ -24,7 +24,7 @@ from typing import Any
 
 import gevent
 
-from ingestload.ingest_api import OUTCOME_ACKED, batch_outcomes, outcome_of
+from ingestload.ingest_api import OUTCOME_ACKED, OUTCOME_FAILED, batch_outcomes, outcome_of
 from ingestload.plugin import install, state_of
 
 install()
@@ -149,9 +149,12 @@ class IngestApiUser(FastHttpUser):
             post = self.client.post
             with post(path, data=body, headers=self.headers, catch_response=True) as response:  # type: ignore[arg-type]
                 status = int(response.status_code or 0)
-                outcomes = (
-                    batch_outcomes(status, response.content, seqs) if batch else {outcome_of(status): seqs}
-                )
+                if not status and isinstance(getattr(response, "error", None), ConnectionRefusedError):
+                    outcomes = {OUTCOME_FAILED: seqs}  # never reached the API: certainly not taken
+                elif batch:
+                    outcomes = batch_outcomes(status, response.content, seqs)
+                else:
+                    outcomes = {outcome_of(status): seqs}
                 for outcome, outcome_seqs in outcomes.items():
                     self.api.resolve(outcome_seqs, outcome)
                 resolved = True
