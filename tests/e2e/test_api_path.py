@@ -35,16 +35,19 @@ def crash_after(api, accepted: int) -> threading.Thread:
 
 
 def api_run(
-    root: Path, api_url: str, kafka: str, prefix: str, verdict: Path, args: str
+    root: Path, api, kafka: str, prefix: str, verdict: Path, args: str
 ) -> subprocess.CompletedProcess:
+    """Run locustfiles/api.py against ``api``; its log tail is appended to stderr for failure messages."""
     command = locust_command(
         root / "locustfiles" / "api.py",
-        *f"--headless --only-summary --host {api_url} --kafka-bootstrap {kafka} --topic-prefix {prefix} "
+        *f"--headless --only-summary --host {api.url} --kafka-bootstrap {kafka} --topic-prefix {prefix} "
         f"--verdict-file {verdict} {args}".split(),
     )
-    return subprocess.run(
+    done = subprocess.run(
         command, capture_output=True, text=True, timeout=180, cwd=root, env=os.environ.copy()
     )
+    done.stderr += "\n--- ingest API log (tail) ---\n" + api.log()[-3000:]
+    return done
 
 
 @pytest.mark.parametrize("batch_size", [1, 25])
@@ -54,7 +57,7 @@ def test_clean_api_run_passes(kafka, prefix, root, tmp_path, batch_size):
     with run_api(kafka, "--topic-prefix", prefix) as api:
         done = api_run(
             root,
-            api.url,
+            api,
             kafka,
             prefix,
             verdict_file,
@@ -78,7 +81,7 @@ def test_fault_switch_fails_with_the_exact_count(kafka, prefix, root, tmp_path, 
     verdict_file = tmp_path / "v.json"
     with run_api(kafka, "--topic-prefix", prefix, switch, "0.02", "--fault-seed", "11") as api:
         done = api_run(
-            root, api.url, kafka, prefix, verdict_file, "-u 5 -r 5 -t 4s --rate 1500 --api-batch-size 10"
+            root, api, kafka, prefix, verdict_file, "-u 5 -r 5 -t 4s --rate 1500 --api-batch-size 10"
         )
         counts = api.get("/debug/faults").json()["counts"]
     assert done.returncode == 3, describe_output(done)
@@ -107,7 +110,7 @@ def test_answering_before_delivery_then_crashing_loses_exactly_what_was_acknowle
     with run_api(kafka, "--topic-prefix", prefix, *naive) as api:
         crash = crash_after(api, accepted=600)
         try:
-            done = api_run(root, api.url, kafka, prefix, verdict_file, "-u 3 -r 3 -t 6s --rate 500")
+            done = api_run(root, api, kafka, prefix, verdict_file, "-u 3 -r 3 -t 6s --rate 500")
         finally:
             crash.join()
     assert done.returncode == 3, describe_output(done)
@@ -124,7 +127,7 @@ def test_api_killed_mid_run_every_acknowledged_message_is_accounted_for(kafka, p
     with run_api(kafka, "--topic-prefix", prefix) as api:
         crash = crash_after(api, accepted=2000)
         try:
-            done = api_run(root, api.url, kafka, prefix, verdict_file, "-u 5 -r 5 -t 6s --rate 1000")
+            done = api_run(root, api, kafka, prefix, verdict_file, "-u 5 -r 5 -t 6s --rate 1000")
         finally:
             crash.join()
     assert done.returncode == 0, describe_output(done)
