@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api api lint clean
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user api lint clean
 
 install: $(STAMP)
 
@@ -23,9 +23,9 @@ run: install
 ui: install
 	$(BIN)/ingestload run --ui --rate $(RATE)
 
-## Master + 2 worker processes on this machine.
+## Master + 2 worker processes on this machine (the API path posts batches of up to 20).
 distributed: install
-	$(BIN)/ingestload run --processes 2 --rate 10000
+	$(BIN)/ingestload run --processes 2 --rate 10000 --api-batch-size 20
 
 ## Every test layer; starts its own embedded broker (or uses $$KAFKA_BOOTSTRAP).
 test: install
@@ -46,6 +46,10 @@ bench-rate: install
 ## HTTP path: the reference ingest API vs seed 001's naive Flask app (needs wrk: apt-get install -y wrk).
 bench-api: install
 	$(BIN)/python bench/ingest_api.py
+
+## HTTP client side: IngestApiUser vs bare FastHttpUsers posting the same bodies to a minimal server.
+bench-api-user: install
+	$(BIN)/python bench/api_user.py
 
 ## The reference ingest API on http://127.0.0.1:8080 with an embedded broker (Ctrl-C to stop).
 api: install

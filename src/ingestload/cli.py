@@ -32,22 +32,25 @@ from pathlib import Path
 
 import orjson
 
-from ingestload.broker import EmbeddedBroker
+from ingestload.broker import EMBEDDED_VERIFIER_CONFIG, EmbeddedBroker
 from ingestload.catalogue import Catalogue, data_path
 from ingestload.errors import IngestloadError
 from ingestload.kafka import count_run, ensure_topics, high_watermarks
 from ingestload.ledger import AckLedger
 from ingestload.profile import RateProfile
+from ingestload.rates import api_users_for
 from ingestload.settings import OPTIONS, Settings
 from ingestload.verdict import Thresholds
 from ingestload.verification import VerificationRun
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
-DEFAULT_API_USERS = 10
+#: Fewest ingest API users ``ingestload run`` starts (its HTTP concurrency, as ``ab -c``).
+MIN_API_USERS = 10
 _VERIFY_OPTIONS = {
     "kafka_bootstrap",
     "kafka_config",
     "kafka_config_file",
+    "verifier_config",
     "max_lost",
     "max_duplicated",
     "max_corrupted",
@@ -112,9 +115,16 @@ def _api_for(args: argparse.Namespace, bootstrap: str) -> Iterator[str | None]:
     from ingestload.api.testing import run_api
 
     extra = []
-    for flag, value in (("--topic-prefix", args.topic_prefix), ("--catalogue", args.catalogue)):
+    for flag, value in (
+        ("--topic-prefix", args.topic_prefix),
+        ("--catalogue", args.catalogue),
+        ("--kafka-config-file", args.kafka_config_file),
+        ("--partitions", args.partitions),
+    ):
         if value is not None:
             extra += [flag, str(value)]
+    for prop in args.kafka_config or []:  # the same cluster, with the same security settings
+        extra += ["--kafka-config", prop]
     with run_api(bootstrap, *extra) as api:
         print(f"ingestload: reference ingest API at {api.url}", flush=True)
         yield api.url
@@ -156,6 +166,9 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
     locustfile = _locustfile(args.locustfile)
     topics = catalogue.topics(settings.topic_prefix)
 
+    if not bootstrap_given:  # the user's --verifier-config still wins
+        args.verifier_config = [*EMBEDDED_VERIFIER_CONFIG, *(args.verifier_config or [])]
+
     with _kafka_for(bootstrap_given) as bootstrap, _api_for(args, bootstrap) as api_url:
         settings = Settings.from_options(argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap}))
         config = settings.admin_config()
@@ -169,8 +182,11 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             args.verdict_file = args.verdict_file or str(reports / "verdict.json")
             args.ledger_file = args.ledger_file or str(reports / "ledger.json")
 
-        # Through an API, users are its HTTP concurrency (one Kafka user per process is plenty).
-        users = args.users or (DEFAULT_API_USERS if api_url else max(1, args.processes or 1))
+        # Through an API, users are its HTTP concurrency, sized as if the whole rate went that
+        # way (idle users cost little; too few cap the rate); one Kafka user is plenty.
+        kafka_users = max(1, args.processes or 1)
+        api_users = api_users_for(settings.rate, settings.api_batch_size, MIN_API_USERS) if api_url else 0
+        users = args.users or kafka_users + api_users
         command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
         if api_url:
             command += ["--host", api_url]

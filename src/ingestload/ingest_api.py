@@ -36,6 +36,7 @@ import os
 import secrets
 import socket
 import time
+from binascii import hexlify
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -127,24 +128,48 @@ class IngestApiClient:
         self.accepting = True
 
     def take(self, count: int) -> list[tuple[str, int, bytes]]:
-        """The next ``count`` messages as (message type, seq, JSON body with the envelope)."""
+        """The next ``count`` messages as (message type, seq, JSON body with the envelope).
+
+        They go out together, so they share one send time (read once, as for the Kafka path).
+        """
         writer = self.writer
         if not self.accepting or writer is None:
             return []
-        prefix, pack_tail, member = writer.prefix, writer.pack_tail, self._member
-        next_message, msg_type = self.factory.next, self._msg_type
-        clock = time.time_ns
+        head = self._member + hexlify(writer.prefix)
+        pack_tail, next_message, msg_type = writer.pack_tail, self.factory.next, self._msg_type
+        now_ns = time.time_ns()
+        sent_at_us = now_ns // 1000
         out = []
-        seq = self.seq
-        for _ in range(count):
-            now_ns = clock()
+        first = self.seq
+        for seq in range(first, first + count):
             topic, value = next_message(now_ns)
-            envelope = (prefix + pack_tail(seq, now_ns // 1000, checksum(value))).hex().encode()
-            out.append((msg_type[topic], seq, member + envelope + b'",' + value[1:]))
-            seq += 1
-        self.seq = seq
+            envelope = hexlify(pack_tail(seq, sent_at_us, checksum(value)))
+            out.append((msg_type[topic], seq, head + envelope + b'",' + value[1:]))
+        self.seq += count
         self.in_flight += count
         return out
+
+    def take_batches(self, count: int) -> dict[str, tuple[list[int], bytes]]:
+        """The next ``count`` messages as one JSON array per message type: {type: (seqs, body)}."""
+        writer = self.writer
+        if not self.accepting or writer is None:
+            return {}
+        head = self._member + hexlify(writer.prefix)
+        pack_tail, next_message, msg_type = writer.pack_tail, self.factory.next, self._msg_type
+        now_ns = time.time_ns()
+        sent_at_us = now_ns // 1000
+        groups: dict[str, tuple[list[int], list[bytes]]] = {}
+        first = self.seq
+        for seq in range(first, first + count):
+            topic, value = next_message(now_ns)
+            group = groups.get(topic)
+            if group is None:
+                group = groups[topic] = ([], [])
+            group[0].append(seq)
+            group[1].append(head + hexlify(pack_tail(seq, sent_at_us, checksum(value))) + b'",' + value[1:])
+        self.seq += count
+        self.in_flight += count
+        return {msg_type[t]: (seqs, b"[" + b",".join(items) + b"]") for t, (seqs, items) in groups.items()}
 
     def resolve(self, seqs: Iterable[int], outcome: str) -> None:
         """File the messages of an answered (or failed) request."""
@@ -155,6 +180,15 @@ class IngestApiClient:
         else:
             self.failed += len(seqs)
             (self._failed_seqs if outcome == OUTCOME_FAILED else self._unknown_seqs).update(seqs)
+
+    def resolve_one(self, seq: int, outcome: str) -> None:
+        """File the message of an answered (or failed) single-message request."""
+        self.in_flight -= 1
+        if outcome == OUTCOME_ACKED:
+            self.acked += 1
+            return
+        self.failed += 1
+        (self._failed_seqs if outcome == OUTCOME_FAILED else self._unknown_seqs).add(seq)
 
     def drain(self, timeout: float) -> int:
         """Stop taking messages; wait (cooperatively) for requests under way. Returns those left."""

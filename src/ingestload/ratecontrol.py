@@ -18,7 +18,7 @@ Example (a user class on another path: the HTTP ingest user, batching per reques
 
     class IngestApiUser(User):
         ingestload_path = "api"                 # its share: --rate-split api=… (default: class weights)
-        ingestload_user_capacity = 5_000.0      # msg/s one user sustains; sizes a profile's user pool
+        ingestload_user_capacity = 50.0         # msg/s one user sustains; sizes a profile's user pool
         wait_time = constant(0)
 
         def on_start(self):
@@ -183,7 +183,7 @@ class RateControl:
         workers = len(self._live_workers()) if self.role == "master" else 1
         classes = self.environment.user_classes
         peak = self.coordinator.curve.peak if self.coordinator.curve is not None else 0.0
-        return pool_size(peak, user_capacity(classes), workers, len(classes))
+        return pool_size(peak, user_capacity(classes, self.settings), workers, len(classes))
 
     # -- run lifecycle ------------------------------------------------------------------------
 

@@ -149,6 +149,27 @@ def worker_fractions(
     return fractions
 
 
+#: Requests per second one HTTP user keeps going: it has one request in flight at a time, and
+#: a request to an ingest API that answers after Kafka acknowledged takes ~10–20 ms on a busy
+#: machine. A user's capacity in msg/s is this times the messages per request.
+API_USER_REQUESTS_PER_S = 50.0
+
+
+def api_users_for(rate: float, batch_size: int, minimum: int = 1) -> int:
+    """HTTP users (concurrency) that ``rate`` msg/s needs at ``batch_size`` messages per request.
+
+    Example::
+
+        >>> api_users_for(2775, batch_size=1, minimum=10)
+        56
+        >>> api_users_for(10_000, batch_size=100, minimum=10)
+        10
+    """
+    if rate <= 0 or not math.isfinite(rate):
+        return minimum
+    return max(minimum, math.ceil(rate / (API_USER_REQUESTS_PER_S * max(1, batch_size)) - 1e-9))
+
+
 def pool_size(peak: float, capacity: float, workers: int, classes: int) -> int:
     """Users for a fixed pool: enough for ``peak`` at ``capacity`` msg/s per user, at least one
     per user class on every worker, and the same number on every worker.

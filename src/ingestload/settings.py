@@ -97,6 +97,15 @@ OPTIONS: tuple[Option, ...] = (
         multiple=True,
     ),
     Option(
+        "--verifier-config",
+        None,
+        "A librdkafka property for the verifier's consumer only, as KEY=VALUE (repeatable), "
+        "e.g. fetch.wait.max.ms=500; wins over --kafka-config.",
+        "KEY=VALUE",
+        secret=True,
+        multiple=True,
+    ),
+    Option(
         "--kafka-config-file",
         None,
         "A librdkafka properties file (KEY=VALUE lines, # comments); --kafka-config wins on conflicts.",
@@ -286,6 +295,8 @@ class Settings:
     """Bootstrap servers."""
     kafka_config: Mapping[str, str] = field(default_factory=dict)
     """User librdkafka properties (file, env, then ``--kafka-config``), secrets included."""
+    verifier_config: Mapping[str, str] = field(default_factory=dict)
+    """``--verifier-config`` properties: the verifier's consumer only."""
     rate: float = 1000.0
     """Target messages per second for the whole run; 0 means as fast as possible."""
     rate_profile: str | None = None
@@ -421,6 +432,7 @@ class Settings:
         return cls(
             kafka_bootstrap=bootstrap,
             kafka_config=kafka_config,
+            verifier_config=parse_properties(_as_list(raw["verifier_config"]), "--verifier-config"),
             rate=_number(
                 "--rate",
                 "1000" if raw["rate"] is None else raw["rate"],
@@ -489,8 +501,9 @@ class Settings:
         return config
 
     def consumer_config(self) -> dict[str, str]:
-        """Config for the verifier's consumer: fast-fetch defaults, then the user's properties."""
-        return {**CONSUMER_DEFAULTS, **self.admin_config()}
+        """Config for the verifier's consumer: fast-fetch defaults, the user's properties, then
+        ``--verifier-config``."""
+        return {**CONSUMER_DEFAULTS, **self.admin_config(), **self.verifier_config}
 
     def describe(self) -> str:
         """A one-line, secret-free summary for logs."""

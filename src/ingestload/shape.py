@@ -21,8 +21,9 @@ process). To ship a profile with a locustfile, subclass it::
         profile = "mocks/profiles/knee.yaml"     # --rate-profile still wins when given
 
 Pool size: a user class says how many msg/s one of its users sustains
-(``ingestload_user_capacity``; ``KafkaProducerUser``: 100,000, as all users of a process
-share one producer and one schedule). Each worker gets
+(``ingestload_capacity(settings)`` or ``ingestload_user_capacity``; ``KafkaProducerUser``:
+100,000, as all users of a process share one producer and one schedule; ``IngestApiUser``:
+50 requests/s × ``--api-batch-size``, one request in flight per user). Each worker gets
 ``max(number of user classes, ceil(peak ÷ capacity ÷ workers))`` users.
 """
 
@@ -70,8 +71,14 @@ class RampingRateShape(LoadTestShape):
         return users, float(users)
 
 
-def user_capacity(user_classes: Any) -> float:
-    """The smallest ``ingestload_user_capacity`` of the classes (``inf`` when none says)."""
-    return min(
-        (float(getattr(c, "ingestload_user_capacity", math.inf)) for c in user_classes), default=math.inf
-    )
+def user_capacity(user_classes: Any, settings: Any = None) -> float:
+    """The smallest capacity of the classes (``inf`` when none says): a class's
+    ``ingestload_capacity(settings)``, else its ``ingestload_user_capacity``."""
+
+    def capacity(cls: Any) -> float:
+        method = getattr(cls, "ingestload_capacity", None)
+        if method is not None and settings is not None:
+            return float(method(settings))
+        return float(getattr(cls, "ingestload_user_capacity", math.inf))
+
+    return min((capacity(c) for c in user_classes), default=math.inf)

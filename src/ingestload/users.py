@@ -24,8 +24,16 @@ from typing import Any
 
 import gevent
 
-from ingestload.ingest_api import OUTCOME_ACKED, OUTCOME_FAILED, batch_outcomes, outcome_of
+from ingestload.ingest_api import (
+    OUTCOME_ACKED,
+    OUTCOME_FAILED,
+    OUTCOME_UNKNOWN,
+    batch_outcomes,
+    outcome_of,
+)
 from ingestload.plugin import install, state_of
+from ingestload.rates import API_USER_REQUESTS_PER_S
+from ingestload.settings import Settings
 
 install()
 
@@ -51,6 +59,11 @@ class KafkaProducerUser(User):
     """Msg/s one user sustains (sizes a profile's fixed user pool; all users of a process
     share one producer and one schedule, so one user per process is usually enough)."""
     wait_time = constant(0)
+
+    @classmethod
+    def ingestload_capacity(cls, settings: Settings) -> float:
+        """Msg/s one user sustains with these settings (sizes a profile's user pool)."""
+        return cls.ingestload_user_capacity
 
     def __init__(self, environment: object) -> None:
         super().__init__(environment)
@@ -97,8 +110,12 @@ class IngestApiUser(FastHttpUser):
 
     abstract = True
     ingestload_path = "api"
-    ingestload_user_capacity = 5_000.0
     wait_time = constant(0)
+
+    @classmethod
+    def ingestload_capacity(cls, settings: Settings) -> float:
+        """One request in flight per user: ``API_USER_REQUESTS_PER_S`` × messages per request."""
+        return API_USER_REQUESTS_PER_S * settings.api_batch_size
 
     def __init__(self, environment: Any) -> None:
         state = state_of(environment)
@@ -115,6 +132,7 @@ class IngestApiUser(FastHttpUser):
         self.pacer = state.pacer_for(self.ingestload_path)
         self.batch_size = settings.api_batch_size
         self.single_path, self.batch_path = settings.api_path, settings.api_batch_path
+        self._single_paths: dict[str, str] = {}
         self.headers = {"Content-Type": "application/json", **settings.api_headers}
         if settings.api_token:
             self.headers["Authorization"] = f"Bearer {settings.api_token}"
@@ -126,35 +144,48 @@ class IngestApiUser(FastHttpUser):
         if not count:
             gevent.sleep(min(max(self.pacer.delay(), MIN_SLEEP), MAX_SLEEP))
             return
-        messages = self.api.take(count)
-        if not messages:  # stopping
+        if self.batch_size == 1:
+            messages = self.api.take(count)
+            if not messages:  # stopping
+                self.pacer.give_back(count)
+                gevent.sleep(MIN_SLEEP)
+                return
+            paths = self._single_paths
+            for msg_type, seq, body in messages:
+                path = paths.get(msg_type)
+                if path is None:
+                    path = paths[msg_type] = self.single_path.format(msgType=msg_type)
+                self._post_one(path, body, seq)
+            return
+        batches = self.api.take_batches(count)
+        if not batches:  # stopping
             self.pacer.give_back(count)
             gevent.sleep(MIN_SLEEP)
             return
-        if self.batch_size == 1:
-            for msg_type, seq, body in messages:
-                self._post(self.single_path.format(msgType=msg_type), body, [seq], batch=False)
-            return
-        groups: dict[str, list[tuple[int, bytes]]] = {}
-        for msg_type, seq, body in messages:
-            groups.setdefault(msg_type, []).append((seq, body))
-        for msg_type, items in groups.items():
-            body = b"[" + b",".join(b for _, b in items) + b"]"
-            self._post(self.batch_path.format(msgType=msg_type), body, [s for s, _ in items], batch=True)
+        for msg_type, (seqs, body) in batches.items():
+            self._post_batch(self.batch_path.format(msgType=msg_type), body, seqs)
 
-    def _post(self, path: str, body: bytes, seqs: list[int], *, batch: bool) -> None:
-        resolved = False
+    def _post_one(self, path: str, body: bytes, seq: int) -> None:
+        """One message: Locust's own success/failure by status is right, so no catch_response."""
+        outcome = OUTCOME_UNKNOWN  # stopped mid-request, or the client raised: nobody knows
         try:
             # Locust documents data as "String/bytes" but annotates it as str; bytes avoid a copy.
+            response = self.client.post(path, data=body, headers=self.headers)  # type: ignore[arg-type]
+            outcome = _outcome(response)
+        finally:
+            self.api.resolve_one(seq, outcome)
+
+    def _post_batch(self, path: str, body: bytes, seqs: list[int]) -> None:
+        """A batch: a 207 is a failure in Locust's stats when any item was refused."""
+        resolved = False
+        try:
             post = self.client.post
             with post(path, data=body, headers=self.headers, catch_response=True) as response:  # type: ignore[arg-type]
                 status = int(response.status_code or 0)
-                if not status and isinstance(getattr(response, "error", None), ConnectionRefusedError):
-                    outcomes = {OUTCOME_FAILED: seqs}  # never reached the API: certainly not taken
-                elif batch:
-                    outcomes = batch_outcomes(status, response.content, seqs)
+                if _refused_connection(response):
+                    outcomes = {OUTCOME_FAILED: seqs}
                 else:
-                    outcomes = {outcome_of(status): seqs}
+                    outcomes = batch_outcomes(status, response.content, seqs)
                 for outcome, outcome_seqs in outcomes.items():
                     self.api.resolve(outcome_seqs, outcome)
                 resolved = True
@@ -166,3 +197,13 @@ class IngestApiUser(FastHttpUser):
         finally:
             if not resolved:  # stopped mid-request, or the client raised: nobody knows
                 self.api.abandon(seqs)
+
+
+def _refused_connection(response: Any) -> bool:
+    """No answer because nothing listened: the API certainly did not take the messages."""
+    return not response.status_code and isinstance(getattr(response, "error", None), ConnectionRefusedError)
+
+
+def _outcome(response: Any) -> str:
+    """The ledger outcome of a single-message response."""
+    return OUTCOME_FAILED if _refused_connection(response) else outcome_of(int(response.status_code or 0))

@@ -46,10 +46,10 @@ def test_flags_and_environment():
 
 
 def test_message_timeout_is_derived_below_the_request_timeout():
-    """message.timeout.ms defaults to the request timeout less one second; linger is short."""
+    """message.timeout.ms defaults to the request timeout less one second; linger is librdkafka's 5 ms."""
     config = parse("--request-timeout", "10").producer_config()
     assert config["message.timeout.ms"] == "9000"
-    assert (config["acks"], config["enable.idempotence"], config["linger.ms"]) == ("all", "true", "1")
+    assert (config["acks"], config["enable.idempotence"], config["linger.ms"]) == ("all", "true", "5")
 
 
 def test_user_properties_win_over_api_defaults():

@@ -75,6 +75,31 @@ def test_bodies_carry_the_envelope_and_verify_clean():
     assert (summary.corrupted, summary.duplicated) == (1, 1)
 
 
+def test_batches_are_one_json_array_per_type_in_seq_order_and_verify_clean():
+    """take_batches: every seq once, grouped by type, each item the same body take() would make."""
+    factory = MessageFactory(Catalogue.load(), topic_prefix="p-")
+    client = IngestApiClient(factory)
+    client.begin_run(RUN, producer_id=4)
+    batches = client.take_batches(200)
+    assert len(batches) > 1
+    seqs = sorted(s for group, _ in batches.values() for s in group)
+    assert seqs == list(range(200))
+    assert (client.seq, client.in_flight) == (200, 200)
+    messages = []
+    for msg_type, (group, body) in batches.items():
+        items = orjson.loads(body)
+        assert len(items) == len(group)
+        assert {item["Header"]["MessageType"] for item in items} == {msg_type}
+        messages += [
+            Msg("p-" + msg_type, 0, seq, orjson.dumps(item)) for seq, item in zip(group, items, strict=True)
+        ]
+    verifier = Verifier(RUN)
+    verifier.process(messages)
+    summary = verifier.summary()
+    assert len(summary.seen[4]) == 200
+    assert (summary.corrupted, summary.duplicated) == (0, 0)
+
+
 def test_ledger_from_outcomes_and_drain_accounting():
     """Resolved seqs land in the ledger; in-flight counts what awaits an answer."""
     client = IngestApiClient(MessageFactory(Catalogue.load()))

@@ -6,12 +6,14 @@ import pytest
 
 from ingestload.profile import ConstantRate, RateProfile, Stage
 from ingestload.rates import (
+    API_USER_REQUESTS_PER_S,
     END_GRACE,
     RESYNC_AFTER,
     PacerSet,
     RateCoordinator,
     RateFollower,
     RatePlan,
+    api_users_for,
     path_split,
     pool_size,
     worker_fractions,
@@ -46,6 +48,16 @@ def test_pool_size_is_fixed_even_and_large_enough():
     assert pool_size(20_000, 100_000, workers=2, classes=2) == 4
     assert pool_size(450_000, 100_000, workers=2, classes=1) == 6
     assert pool_size(1_000, math.inf, workers=3, classes=1) == 3
+
+
+def test_api_users_cover_the_rate_at_one_request_in_flight_each():
+    """HTTP concurrency for a rate: rate ÷ (requests/s per user × batch), at least the minimum."""
+    assert API_USER_REQUESTS_PER_S == 50.0
+    assert api_users_for(2775, batch_size=1, minimum=10) == 56
+    assert api_users_for(2750, batch_size=1) == 55  # exact multiples need no extra user
+    assert api_users_for(10_000, batch_size=20, minimum=10) == 10
+    assert api_users_for(100, batch_size=1, minimum=10) == 10
+    assert api_users_for(0, batch_size=1, minimum=3) == 3  # unlimited: the minimum
 
 
 def test_plans_travel_as_plain_data():

@@ -91,6 +91,24 @@ def test_producer_config_keeps_safe_defaults_unless_overridden():
     assert "acks" not in s.admin_config()
 
 
+def test_verifier_config_reaches_only_the_verifiers_consumer_and_wins():
+    """--verifier-config: consumer-only properties over the defaults and over --kafka-config."""
+    s = Settings.from_options(
+        namespace(
+            kafka_config=["fetch.wait.max.ms=100", "security.protocol=SSL"],
+            verifier_config=["fetch.wait.max.ms=250", "fetch.min.bytes=262144"],
+        ),
+        environ={},
+    )
+    consumer = s.consumer_config()
+    assert (consumer["fetch.wait.max.ms"], consumer["fetch.min.bytes"]) == ("250", "262144")
+    assert consumer["security.protocol"] == "SSL"
+    assert consumer["fetch.queue.backoff.ms"] == "10"  # the defaults stay
+    assert "fetch.min.bytes" not in s.producer_config("me")
+    with pytest.raises(ConfigError, match="--verifier-config"):
+        Settings.from_options(namespace(verifier_config=["no-equals-sign"]), environ={})
+
+
 def test_secrets_are_redacted_in_describe():
     """describe() never shows a password, token or secret."""
     s = Settings.from_options(

@@ -47,6 +47,26 @@ def test_user_capacity_is_the_smallest_declared():
     assert user_capacity([B]) == float("inf")
 
 
+def test_user_capacity_asks_the_class_given_the_settings():
+    """A class whose capacity depends on settings (IngestApiUser: per-request batch) is asked for it."""
+
+    class PerRequest:
+        ingestload_user_capacity = 1e9  # ignored when settings are given
+
+        @classmethod
+        def ingestload_capacity(cls, settings):
+            return 50.0 * settings.api_batch_size
+
+    class Kafka:
+        ingestload_user_capacity = 100_000.0
+
+    class S:
+        api_batch_size = 20
+
+    assert user_capacity([PerRequest, Kafka], S()) == 1_000.0
+    assert user_capacity([PerRequest, Kafka]) == 100_000.0
+
+
 def test_locust_does_not_pick_the_base_class_up_by_itself():
     """The base class is abstract, so importing it into a locustfile does not make every run shaped."""
     assert RampingRateShape.abstract is True

@@ -31,9 +31,12 @@ API_ENV_PREFIX = "INGESTLOAD_API_"
 #: The Kafka-side options shared with the other commands (their env names are unchanged).
 SHARED = ("kafka_bootstrap", "kafka_config", "kafka_config_file", "catalogue", "topic_prefix", "partitions")
 
-#: Producer settings that suit an HTTP front: a short linger keeps single-request latency low
-#: (a request waits for its own delivery report, so linger is added to every response time).
-API_PRODUCER_DEFAULTS: Mapping[str, str] = {"linger.ms": "1"}
+#: Producer settings for an HTTP front. A request waits for its own delivery report, so linger
+#: is added to a lone request's response time; under load, though, a longer linger puts the
+#: messages of concurrent requests into fewer, larger batches, and the broker keeps up better.
+#: `ingestload run` at 2,775 msg/s (57 users), mean POST response time: 20 ms at linger.ms=1,
+#: 17 ms at 5 (librdkafka's default), both on target.
+API_PRODUCER_DEFAULTS: Mapping[str, str] = {"linger.ms": "5"}
 
 
 class ApiOption(Option):
