@@ -61,7 +61,7 @@ def test_clean_api_run_passes(kafka, prefix, root, tmp_path, batch_size):
             kafka,
             prefix,
             verdict_file,
-            f"-u 5 -r 5 -t 4s --rate 1500 --api-batch-size {batch_size}",
+            f"-u 30 -r 30 -t 4s --rate 1500 --api-batch-size {batch_size}",  # 1 request in flight per user
         )
     assert done.returncode == 0, describe_output(done)
     v = json.loads(verdict_file.read_text())
