@@ -37,7 +37,7 @@ import secrets
 import socket
 import time
 from binascii import hexlify
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import gevent
@@ -127,48 +127,40 @@ class IngestApiClient:
         self.factory.seek(0)
         self.accepting = True
 
-    def take(self, count: int) -> list[tuple[str, int, bytes]]:
-        """The next ``count`` messages as (message type, seq, JSON body with the envelope).
+    def _render(self, count: int) -> Iterator[tuple[str, int, bytes]]:
+        """The next ``count`` messages as (topic, seq, JSON body with the envelope).
 
         They go out together, so they share one send time (read once, as for the Kafka path).
         """
         writer = self.writer
         if not self.accepting or writer is None:
-            return []
+            return
         head = self._member + hexlify(writer.prefix)
-        pack_tail, next_message, msg_type = writer.pack_tail, self.factory.next, self._msg_type
+        pack_tail, next_message = writer.pack_tail, self.factory.next
         now_ns = time.time_ns()
         sent_at_us = now_ns // 1000
-        out = []
         first = self.seq
-        for seq in range(first, first + count):
-            topic, value = next_message(now_ns)
-            envelope = hexlify(pack_tail(seq, sent_at_us, checksum(value)))
-            out.append((msg_type[topic], seq, head + envelope + b'",' + value[1:]))
         self.seq += count
         self.in_flight += count
-        return out
+        for seq in range(first, first + count):
+            topic, value = next_message(now_ns)
+            yield topic, seq, head + hexlify(pack_tail(seq, sent_at_us, checksum(value))) + b'",' + value[1:]
+
+    def take(self, count: int) -> list[tuple[str, int, bytes]]:
+        """The next ``count`` messages as (message type, seq, JSON body with the envelope)."""
+        msg_type = self._msg_type
+        return [(msg_type[topic], seq, body) for topic, seq, body in self._render(count)]
 
     def take_batches(self, count: int) -> dict[str, tuple[list[int], bytes]]:
         """The next ``count`` messages as one JSON array per message type: {type: (seqs, body)}."""
-        writer = self.writer
-        if not self.accepting or writer is None:
-            return {}
-        head = self._member + hexlify(writer.prefix)
-        pack_tail, next_message, msg_type = writer.pack_tail, self.factory.next, self._msg_type
-        now_ns = time.time_ns()
-        sent_at_us = now_ns // 1000
         groups: dict[str, tuple[list[int], list[bytes]]] = {}
-        first = self.seq
-        for seq in range(first, first + count):
-            topic, value = next_message(now_ns)
+        for topic, seq, body in self._render(count):
             group = groups.get(topic)
             if group is None:
                 group = groups[topic] = ([], [])
             group[0].append(seq)
-            group[1].append(head + hexlify(pack_tail(seq, sent_at_us, checksum(value))) + b'",' + value[1:])
-        self.seq += count
-        self.in_flight += count
+            group[1].append(body)
+        msg_type = self._msg_type
         return {msg_type[t]: (seqs, b"[" + b",".join(items) + b"]") for t, (seqs, items) in groups.items()}
 
     def resolve(self, seqs: Iterable[int], outcome: str) -> None:
