@@ -36,7 +36,7 @@ test-fast: install
 	$(BIN)/python -m pytest tests/unit
 
 bench: install
-	$(BIN)/python bench/kafka_produce.py
+	$(BIN)/python bench/kafka_produce.py --gc-compare
 	$(BIN)/python bench/verify_throughput.py
 
 ## Rate accuracy from broker timestamps: ingestload vs constant_throughput vs constant_total_ips.

@@ -1,14 +1,17 @@
 """Kafka path throughput, side by side in one run, on the same broker:
 
   (a) a bare confluent-kafka produce loop (no Locust, no envelope)  — the ceiling;
-  (b) ingestload's KafkaProducerUser in ONE Locust process, unlimited rate, with a Locust
-      request event per acknowledged message and an envelope header on every message;
+  (b) ingestload's KafkaProducerUser in ONE Locust process, unlimited rate, with every
+      acknowledged message in Locust's stats (its ack latency, its topic), an envelope header
+      on every message and the producer ledger on — as a worker of a distributed run, whose
+      verifier runs beside the master; then the same process with its own verifier process
+      beside it, as a local run has it (on 2 cores the verifier takes CPU from the broker);
   (c) locust-plugins' KafkaUser with 10 users — the anchor to beat.
 
 Also the MessageFactory's cost per message. Targets (issue #2): (b) ≥ 100,000 acked
-msg/s and ≥ 0.3 × (a).
+msg/s and ≥ 0.3 × (a). Each side gets a fresh embedded broker.
 
-    python bench/kafka_produce.py [--duration 20] [--kafka-bootstrap HOST:PORT]
+    python bench/kafka_produce.py [--duration 20] [--gc-compare] [--kafka-bootstrap HOST:PORT]
 """
 
 from __future__ import annotations
@@ -78,6 +81,15 @@ class ProduceBench:
         self.rows.append((label, acked, rate))
         print(f"  {label}: {rate:,.0f} msg/s", flush=True)
 
+    @contextlib.contextmanager
+    def broker(self) -> Iterator[tuple[str, str]]:
+        """(bootstrap, topic prefix) with the catalogue's topics and the anchor's created."""
+        with kafka(self.args.kafka_bootstrap) as bootstrap:
+            prefix = unique_prefix("bench")
+            topics = Catalogue.load().topics(prefix)
+            ensure_topics({"bootstrap.servers": bootstrap}, [*topics, prefix + "anchor"], partitions=3)
+            yield bootstrap, prefix
+
     def main(self) -> None:
         duration = self.args.duration
         print(f"Kafka produce benchmark, {duration:g} s per side", flush=True)
@@ -89,11 +101,9 @@ class ProduceBench:
         factory_us = (time.perf_counter() - t) / n * 1e6
         payload = factory.next(time.time_ns())[1]
 
-        with kafka(self.args.kafka_bootstrap) as bootstrap:
-            prefix = unique_prefix("bench")
-            topics = Catalogue.load().topics(prefix)
-            ensure_topics({"bootstrap.servers": bootstrap}, [*topics, prefix + "anchor"], partitions=3)
-
+        # A fresh embedded broker per side: Tansu keeps every message in memory, and a broker
+        # holding the previous side's millions of messages is slower for the next one.
+        with self.broker() as (bootstrap, prefix):
             bare = subprocess.run(
                 [
                     sys.executable,
@@ -109,36 +119,29 @@ class ProduceBench:
                 text=True,
                 check=True,
             )
-            result = json.loads(bare.stdout)
-            self.rows.append(
-                (
-                    "bare confluent-kafka loop (no Locust)",
-                    result["acked"],
-                    result["acked"] / result["seconds"],
-                )
-            )
-            print(f"  bare loop: {self.rows[-1][2]:,.0f} msg/s", flush=True)
+        result = json.loads(bare.stdout)
+        self.rows.append(
+            ("bare confluent-kafka loop (no Locust)", result["acked"], result["acked"] / result["seconds"])
+        )
+        print(f"  bare loop: {self.rows[-1][2]:,.0f} msg/s", flush=True)
 
-            self.run_locust(
-                "ingestload KafkaProducerUser, 1 process",
-                ROOT / "locustfiles" / "kafka.py",
-                "KAFKA",
-                [
-                    "-u",
-                    "1",
-                    "-r",
-                    "1",
-                    "--rate",
-                    "0",
-                    "--kafka-bootstrap",
-                    bootstrap,
-                    "--topic-prefix",
-                    prefix,
-                    "--status-interval",
-                    "0",
-                ],
-                {},
-            )
+        sides = [("ingestload, 1 worker process, ledger on", ["--verify", "false"])]
+        if self.args.gc_compare:
+            sides.append(("  same, Python's default GC", ["--verify", "false", "--gc-threshold", "0"]))
+        sides.append(("  same + its verifier process (local run)", ["--verify", "true"]))
+        for label, extra in sides:
+            with self.broker() as (bootstrap, prefix):
+                self.run_locust(
+                    label,
+                    ROOT / "locustfiles" / "kafka.py",
+                    "KAFKA",
+                    [
+                        *("-u", "1", "-r", "1", "--rate", "0", "--status-interval", "0"),
+                        *("--kafka-bootstrap", bootstrap, "--topic-prefix", prefix, *extra),
+                    ],
+                    {},
+                )
+        with self.broker() as (bootstrap, prefix):
             self.run_locust(
                 f"locust-plugins KafkaUser, {self.args.anchor_users} users",
                 ROOT / "bench" / "locustfiles" / "plugins_kafka_user.py",
@@ -175,6 +178,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--kafka-bootstrap", default=None, help="use this Kafka instead of the embedded broker"
+    )
+    parser.add_argument(
+        "--gc-compare", action="store_true", help="also run ingestload with Python's default GC"
     )
     return parser.parse_args()
 

@@ -9,8 +9,9 @@ How it stays under a few microseconds per message:
 * the order of cells comes from blocks of ``block`` slots: each block holds exactly the
   mix's share of every cell (largest-remainder rounding, as seed 000's
   ``Percentage.calculate(controller, msgType, total)``) in a shuffled order that depends
-  only on the seed and the block number. Over whole blocks the mix is exact; within a
-  block it is a random sample without replacement.
+  only on the seed and the block number (one of 16 seeded shuffles, rotated per block, so
+  the per-block cost is a list rotation, not a shuffle). Over whole blocks the mix is
+  exact; within a block it is a random sample without replacement.
 
 Message ``i`` is a pure function of (catalogue, seed, i) apart from its timestamp, so
 :meth:`MessageFactory.unread` can step back after backpressure without breaking either
@@ -34,6 +35,11 @@ import orjson
 from ingestload.catalogue import TIMESTAMP_SENTINEL, Catalogue, Cell, Draw
 
 _SENTINEL_BYTES = TIMESTAMP_SENTINEL.encode()
+#: Distinct shuffled block orders per factory; block ``b`` uses shuffle ``b % SHUFFLES``,
+#: rotated by a step that depends on ``b // SHUFFLES``.
+SHUFFLES = 16
+#: A prime, so that successive rotations of one shuffle land far apart.
+_ROTATION_STEP = 7_919
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -69,6 +75,7 @@ class MessageFactory:
         self.cells: tuple[Cell, ...] = catalogue.cells
         self.topics: tuple[str, ...] = tuple(catalogue.topic(c.msg_type, topic_prefix) for c in self.cells)
         counts = catalogue.counts(block)
+        self._shuffles: dict[int, list[int]] = {}
         self._slots = [
             index
             for index, cell in enumerate(self.cells)
@@ -95,9 +102,19 @@ class MessageFactory:
         ]
 
     def _schedule_for(self, block_no: int) -> list[int]:
-        order = list(self._slots)
-        random.Random(f"{self.seed}:schedule:{block_no}").shuffle(order)
-        return order
+        """Block ``block_no``'s order: one of :data:`SHUFFLES` seeded shuffles, rotated.
+
+        Shuffling 10,000 slots in Python costs ~4 ms, ~0.4 µs per message if done for every
+        block; a rotation of a cached shuffle costs microseconds and keeps each block exact.
+        """
+        k = block_no % SHUFFLES
+        base = self._shuffles.get(k)
+        if base is None:
+            base = list(self._slots)
+            random.Random(f"{self.seed}:schedule:{k}").shuffle(base)
+            self._shuffles[k] = base
+        r = (block_no // SHUFFLES) * _ROTATION_STEP % len(base) if base else 0
+        return base[r:] + base[:r]
 
     def describe(self) -> dict[str, object]:
         """The parameters that decide which cell (and topic) message ``i`` is: see :meth:`rebuild`."""

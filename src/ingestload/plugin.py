@@ -37,6 +37,7 @@ from typing import Any, NoReturn
 
 import gevent
 
+from ingestload import gctune
 from ingestload.catalogue import Catalogue
 from ingestload.conclusion import RunVerification
 from ingestload.errors import ConfigError, IngestloadError
@@ -48,7 +49,7 @@ from ingestload.pacer import Pacer
 from ingestload.producer import KafkaProducerClient
 from ingestload.ratecontrol import RateControl
 from ingestload.settings import Settings, add_arguments
-from ingestload.status import StatusLine, add_counters, format_summary
+from ingestload.status import StatusLine, WorkerRates, add_counters, format_summary
 
 log = logging.getLogger("ingestload")
 
@@ -117,6 +118,7 @@ class ProcessState:
         # master only: latest counters per worker, who answered the drain, their final ledgers
         self.worker_counters: dict[str, dict[str, int]] = {}
         self.worker_ledgers: dict[str, list[ProducerLedger]] = {}
+        self.worker_rates = WorkerRates()
         self.drained: set[str] = set()
         self.missing_workers: set[str] = set()
         self._worker_lag = 0.0
@@ -235,6 +237,7 @@ class ProcessState:
                 self.api_client.begin_run(self.run_id, meta=meta)
             for sender in self.senders:
                 log.info("run %s: %s producer %016x", self.run_id, sender.meta["path"], sender.producer_id)
+            gctune.tune(self.settings.gc_threshold)
         if self.role != "worker":
             self.verdict = None
             self.verification = None
@@ -245,6 +248,7 @@ class ProcessState:
         if self.role == "master":
             self.worker_counters.clear()
             self.worker_ledgers.clear()
+            self.worker_rates.clear()
             self.drained.clear()
             self.missing_workers.clear()
         self.rates.on_test_start(self.run_id, self.settings)
@@ -340,12 +344,16 @@ class ProcessState:
             gevent.sleep(self.settings.status_interval)
             totals = self.totals()
             verified = self.verification.live_counts(totals["acked"]) if self.verification else None
-            log.info("%s", line.line(totals, self._take_lag(), pace=self.rates.totals(), verified=verified))
+            rates = self.worker_rates.totals() if self.role == "master" else None
+            pace = self.rates.totals()
+            log.info("%s", line.line(totals, self._take_lag(), pace=pace, verified=verified, rates=rates))
 
     def on_report_to_master(self, client_id: str, data: dict[str, Any]) -> None:
         if self.senders:
             data["ingestload"] = {
                 **self.totals(),
+                "target": self.rates.totals().intended,
+                "at": time.time(),
                 "lag_ms": round(self.rates.pacers.reset_max_lag() * 1000, 3),
                 "run_id": self.run_id,
             }
@@ -354,6 +362,8 @@ class ProcessState:
         report = data.get("ingestload")
         if report and report.get("run_id") == self.run_id:
             self.worker_counters[client_id] = report
+            if "at" in report:
+                self.worker_rates.report(client_id, float(report["at"]), report)
             self._worker_lag = max(self._worker_lag, float(report.get("lag_ms", 0)) / 1000)
 
     # -- drain protocol ---------------------------------------------------------------

@@ -36,6 +36,7 @@ from typing import Any
 import gevent
 from pyroaring import BitMap
 
+from ingestload.ackstats import AckStats
 from ingestload.envelope import HEADER, EnvelopeWriter, checksum
 from ingestload.errors import ConfigError, KafkaDeliveryError
 from ingestload.factory import MessageFactory
@@ -99,14 +100,18 @@ class _Deliveries:
     """The delivery reports of one run.
 
     A new object per run: a late report from an earlier run lands in its own object and
-    cannot disturb the current counts, with no per-message check.
+    cannot disturb the current counts, with no per-message check. Acknowledged messages go
+    to Locust's stats through :class:`~ingestload.ackstats.AckStats` (in bulk when only
+    Locust listens); a failed delivery fires its request event at once.
     """
 
-    __slots__ = ("acked", "failed", "failed_seqs", "fire", "request_type", "unknown_seqs")
+    __slots__ = ("acked", "failed", "failed_seqs", "fire", "landed", "request_type", "stats", "unknown_seqs")
 
-    def __init__(self, fire: Callable[..., None], request_type: str) -> None:
+    def __init__(self, fire: Callable[..., None], request_type: str, stats: AckStats) -> None:
         self.fire = fire
         self.request_type = request_type
+        self.stats = stats
+        self.landed = stats.pending
         self.acked = 0
         self.failed = 0
         self.failed_seqs = BitMap()
@@ -114,20 +119,19 @@ class _Deliveries:
 
     def report(self, seq: int, err: Any, msg: Any) -> None:
         """librdkafka's delivery callback for message ``seq`` (bound with ``partial``)."""
-        latency = msg.latency()
         if err is None:
             self.acked += 1
-            exception = None
-        else:
-            self.failed += 1
-            (self.failed_seqs if is_definite_failure(err.name()) else self.unknown_seqs).add(seq)
-            exception = KafkaDeliveryError(err)
+            self.landed[msg.topic()].append(msg)
+            return
+        self.failed += 1
+        (self.failed_seqs if is_definite_failure(err.name()) else self.unknown_seqs).add(seq)
+        latency = msg.latency()
         self.fire(
             request_type=self.request_type,
             name=msg.topic(),
             response_time=latency * 1000.0 if latency is not None else 0.0,
             response_length=len(msg),
-            exception=exception,
+            exception=KafkaDeliveryError(err),
             context=_NO_CONTEXT,
         )
 
@@ -162,7 +166,12 @@ class KafkaProducerClient:
     def _reset_counters(self) -> None:
         self.seq = 0
         """Next seq; equals the number of messages handed to librdkafka this run."""
-        self.deliveries = _Deliveries(self._fire, self.request_type)
+        previous: _Deliveries | None = getattr(self, "deliveries", None)
+        if previous is not None:
+            previous.stats.publish()  # what the last run acknowledged belongs to its stats
+        self.deliveries = _Deliveries(
+            self._fire, self.request_type, AckStats(self.environment, self.request_type, self._fire)
+        )
         self.backpressure = 0
         """How many times the local queue was full."""
         self.undelivered = 0
@@ -258,7 +267,7 @@ class KafkaProducerClient:
         except BufferError:
             self.factory.unread()
             self.backpressure += 1
-            self.producer.poll(0)
+            self.poll()
         finally:
             self.seq = seq
         return seq - first
@@ -276,13 +285,22 @@ class KafkaProducerClient:
         )
 
     def poll(self) -> int:
-        """Serve pending delivery reports now (non-blocking)."""
-        return int(self.producer.poll(0))
+        """Serve pending delivery reports now (non-blocking); acks reach Locust's stats within 50 ms."""
+        served = int(self.producer.poll(0))
+        if served:
+            self.deliveries.stats.flush()
+        return served
+
+    def publish_stats(self) -> None:
+        """Put every acknowledgement served so far into Locust's stats now."""
+        self.deliveries.stats.publish()
 
     def _poll_loop(self) -> None:
-        poll = self.producer.poll
+        poll = self.poll
         while True:
-            served = poll(0)
+            served = poll()
+            if not served:
+                self.publish_stats()  # idle: nothing should wait for the next batch
             gevent.sleep(0 if served else IDLE_POLL_INTERVAL)
 
     def drain(self, timeout: float) -> int:
@@ -304,9 +322,10 @@ class KafkaProducerClient:
     def _wait_outstanding(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while len(self.producer) and time.monotonic() < deadline:
-            self.producer.poll(0)
+            self.poll()
             gevent.sleep(0.01)
-        self.producer.poll(0)
+        self.poll()
+        self.publish_stats()
 
     def counters(self) -> dict[str, int]:
         """A snapshot for status lines and worker reports."""
@@ -329,5 +348,6 @@ class KafkaProducerClient:
             self._poller.kill(block=True)  # it must not poll a closed producer
             self._poller = None
         self.producer.purge(in_queue=True, in_flight=True, blocking=False)
-        self.producer.poll(0)
+        self.poll()
+        self.publish_stats()
         self.producer.close()

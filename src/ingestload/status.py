@@ -5,8 +5,10 @@ Example output::
     run 5f3a9c0b | target 2,775/s | sent 2,771/s | acked 2,770/s | total 13,850 | \
 in-flight 21 | backpressure 0 | failed 0 | lateness p50 0.41 ms p99 1.9 ms max 3 ms | late 0 | dropped 0
 
-Rates are computed from the change of cumulative totals between two lines, so they are
-exact over the interval whatever the reporting cadence of the workers. With pacing
+Rates are computed from the change of cumulative totals between two lines. On a master,
+whose totals are sums of worker reports that arrive every 3 s, that would alias (a 5 s
+interval holds one report of a worker, or two): there each worker's rates come from its own
+reports' timestamps (:class:`WorkerRates`) and are summed. With pacing
 numbers (``pace``), ``target`` is what the schedule asked for over the interval (it
 follows a ramp), and ``lateness`` is how late the interval's messages left against their
 intended times; ``late`` (sent > 100 ms late) and ``dropped`` (``--max-lateness``) are
@@ -39,6 +41,60 @@ def format_rate(rate: float | None) -> str:
     return "unlimited" if rate is None else f"{rate:,.0f}/s"
 
 
+class WorkerRates:
+    """Master: each worker's msg/s from the change between its last two reports, summed.
+
+    A report carries the worker's cumulative ``sent``/``acked``/``target`` and the worker's
+    own clock (``at``), so a worker's rate is exact over the span between its reports,
+    whatever the master's status interval. A worker whose last report is older than
+    :attr:`stale_after` seconds (master's clock) no longer counts.
+
+    Example::
+
+        rates = WorkerRates()
+        rates.report("w1", at=100.0, values={"sent": 0, "acked": 0, "target": 0})
+        rates.report("w1", at=103.0, values={"sent": 30_000, "acked": 29_990, "target": 30_000})
+        rates.totals()      # {"sent": 10000.0, "acked": 9996.67, "target": 10000.0}
+    """
+
+    KEYS = ("sent", "acked", "target")
+
+    def __init__(self, stale_after: float = 10.0) -> None:
+        self.stale_after = stale_after
+        self._last: dict[str, tuple[float, Mapping[str, float]]] = {}
+        self._rates: dict[str, tuple[float, dict[str, float]]] = {}
+
+    def report(
+        self, worker: str, at: float, values: Mapping[str, float], received: float | None = None
+    ) -> None:
+        """File a worker's cumulative values as of ``at`` (its clock); ``received``: master's clock."""
+        received = time.monotonic() if received is None else received
+        last = self._last.get(worker)
+        if last is not None and at > last[0]:
+            span = at - last[0]
+            rates = {
+                key: (float(values.get(key, 0)) - float(last[1].get(key, 0))) / span for key in self.KEYS
+            }
+            self._rates[worker] = (received, rates)
+        if last is None or at > last[0]:
+            self._last[worker] = (at, dict(values))
+
+    def totals(self, now: float | None = None) -> dict[str, float]:
+        """Summed rates of the workers heard from within :attr:`stale_after` seconds."""
+        now = time.monotonic() if now is None else now
+        total = dict.fromkeys(self.KEYS, 0.0)
+        for received, rates in self._rates.values():
+            if now - received <= self.stale_after:
+                for key in self.KEYS:
+                    total[key] += rates[key]
+        return total
+
+    def clear(self) -> None:
+        """Forget every worker (a new run begins)."""
+        self._last.clear()
+        self._rates.clear()
+
+
 @dataclass
 class StatusLine:
     """Turns successive cumulative counter snapshots into status lines."""
@@ -57,11 +113,13 @@ class StatusLine:
         now: float | None = None,
         pace: PaceSnapshot | None = None,
         verified: Mapping[str, int] | None = None,
+        rates: Mapping[str, float] | None = None,
     ) -> str:
         """The next status line for ``counters`` (and ``pace``), cumulative since the run started.
 
         ``verified`` adds the verifier's live view: seen, unseen (acked, not seen yet),
-        duplicated and corrupted.
+        duplicated and corrupted. ``rates`` (``sent``/``acked``/``target`` msg/s, e.g. from
+        :class:`WorkerRates`) replaces the rates computed from the change of the totals.
         """
         now = time.time() if now is None else now
         elapsed = (now - self._last_t) if self._last_t is not None else 0.0
@@ -72,6 +130,10 @@ class StatusLine:
             acked_rate = (counters.get("acked", 0) - self._last.get("acked", 0)) / elapsed
             if pace is not None and self._last_pace is not None and target is not None:
                 target = (pace.intended - self._last_pace.intended) / elapsed
+        if rates is not None:
+            sent_rate, acked_rate = rates.get("sent", 0.0), rates.get("acked", 0.0)
+            if target is not None:
+                target = rates.get("target", 0.0)
         recent = interval(self._last_pace, pace) if pace is not None and self._last_pace is not None else pace
         self._last, self._last_t, self._last_pace = dict(counters), now, pace
         parts = [

@@ -100,6 +100,32 @@ def test_messages_land_on_the_right_topics_with_valid_envelopes(kafka, prefix):
     assert per_topic == run.per_topic()
 
 
+def test_acks_reach_locust_stats_per_message_when_only_locust_listens(kafka, prefix):
+    """With a real runner and no other listener the acks are folded in bulk: same counts per topic."""
+    settings = Settings.from_options(namespace(kafka_bootstrap=kafka), environ={})
+    catalogue = Catalogue.load()
+    ensure_topics(settings.admin_config(), catalogue.topics(prefix), partitions=3)
+    environment = Environment()
+    environment.create_local_runner()
+    client = KafkaProducerClient(
+        environment, settings.producer_config(), MessageFactory(catalogue, topic_prefix=prefix)
+    )
+    client.warm_up()
+    client.begin_run(RUN, producer_id=43)
+    n = 20_000
+    send_all(client, n)
+
+    run = read_run({"bootstrap.servers": kafka}, catalogue.topics(prefix), RUN)
+    stats = environment.stats
+    per_topic = {name: e.num_requests for (name, method), e in stats.entries.items() if method == "KAFKA"}
+    assert per_topic == run.per_topic()
+    assert stats.total.num_requests == n == client.acked
+    assert stats.total.num_failures == 0
+    assert sum(stats.total.response_times.values()) == n
+    assert 0 <= stats.total.min_response_time <= stats.total.max_response_time < 30_000
+    assert stats.total.total_content_length == sum(len(m.value) for m in run.messages)
+
+
 def test_backpressure_is_counted_and_loses_nothing(kafka, prefix):
     """With a tiny local queue the client reports backpressure, and every message still arrives once."""
     client, _ = make_client(kafka, prefix, queue_buffering_max_messages="50")
