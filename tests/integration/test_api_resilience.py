@@ -172,7 +172,7 @@ def test_broker_crash_with_requests_in_flight(prefix):
         assert api.get("/debug/faults").json()["producer_replaced"] >= 1
         found = ids(landed(broker.bootstrap, [prefix + "alarm"]))
     statuses = {i: reply.status for i, reply in replies.items()}
-    assert set(statuses.values()) <= {200, 503}, statuses
+    assert set(statuses.values()) <= {200, 503}, {i: (r.status, r.body) for i, r in replies.items()}
     assert [i for i, status in statuses.items() if status == 200 and f"crash-{i}" not in found] == []
     assert "crash-0" not in found  # acknowledged by the old broker, whose memory is gone
     assert "crash-5" in found

@@ -60,7 +60,14 @@ _UNAVAILABLE = {
     "_PURGE_QUEUE",
     "_PURGE_INFLIGHT",
     "_FATAL",
+    # The producer's identity, not the message, was refused: after a broker lost its state
+    # (Tansu answers PRODUCER_FENCED there, Kafka UNKNOWN_PRODUCER_ID / OUT_OF_ORDER_SEQUENCE_NUMBER).
+    # The API replaces its producer, so a retry succeeds.
     "UNKNOWN_PRODUCER_ID",
+    "PRODUCER_FENCED",
+    "INVALID_PRODUCER_EPOCH",
+    "OUT_OF_ORDER_SEQUENCE_NUMBER",
+    "_FENCED",
 }
 
 
