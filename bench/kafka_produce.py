@@ -4,8 +4,10 @@
   (b) ingestload's KafkaProducerUser in ONE Locust process, unlimited rate, with every
       acknowledged message in Locust's stats (its ack latency, its topic), an envelope header
       on every message and the producer ledger on — as a worker of a distributed run, whose
-      verifier runs beside the master; then the same process with its own verifier process
-      beside it, as a local run has it (on 2 cores the verifier takes CPU from the broker);
+      verifier runs beside the master; then the same with a request listener of its own
+      attached (called once per acknowledged message, as an exporter plugin would be); then
+      with its own verifier process beside it, as a local run has it (on 2 cores the
+      verifier takes CPU from the broker);
   (c) locust-plugins' KafkaUser with 10 users — the anchor to beat.
 
 Also the MessageFactory's cost per message. Targets (issue #2): (b) ≥ 100,000 acked
@@ -125,15 +127,20 @@ class ProduceBench:
         )
         print(f"  bare loop: {self.rows[-1][2]:,.0f} msg/s", flush=True)
 
-        sides = [("ingestload, 1 worker process, ledger on", ["--verify", "false"])]
+        kafka_user = ROOT / "locustfiles" / "kafka.py"
+        sides = [("ingestload, 1 worker process, ledger on", kafka_user, ["--verify", "false"])]
         if self.args.gc_compare:
-            sides.append(("  same, Python's default GC", ["--verify", "false", "--gc-threshold", "0"]))
-        sides.append(("  same + its verifier process (local run)", ["--verify", "true"]))
-        for label, extra in sides:
+            sides.append(
+                ("  same, Python's default GC", kafka_user, ["--verify", "false", "--gc-threshold", "0"])
+            )
+        listener = ROOT / "bench" / "locustfiles" / "kafka_with_listener.py"
+        sides.append(("  same + a listener called per message", listener, ["--verify", "false"]))
+        sides.append(("  same + its verifier process (local run)", kafka_user, ["--verify", "true"]))
+        for label, locustfile, extra in sides:
             with self.broker() as (bootstrap, prefix):
                 self.run_locust(
                     label,
-                    ROOT / "locustfiles" / "kafka.py",
+                    locustfile,
                     "KAFKA",
                     [
                         *("-u", "1", "-r", "1", "--rate", "0", "--status-interval", "0"),

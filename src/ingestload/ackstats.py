@@ -4,19 +4,20 @@ Every acknowledged message counts in Locust's stats exactly as one ``request`` e
 count it: request type ``KAFKA``, name = topic, response time = produce-to-ack in ms,
 length = value bytes. Firing a real event per message costs ~3 µs in Locust's listener
 alone (two ``StatsEntry.log`` calls), a third of the per-message budget at 100k msg/s. So
-when Locust's own stats listener is the *only* listener of the ``request`` event, the
-acknowledgements are gathered per topic and added to ``environment.stats`` in bulk with
-``StatsEntry.extend`` — the merge Locust's master uses for worker reports — at most every
-:data:`PUBLISH_INTERVAL` and whenever the wall-clock second changes (so per-second counts
-land in the right second), and always before anyone reads the totals (:meth:`AckStats.publish`).
+Locust's own stats listener (the one its runner adds) is served in bulk: acknowledgements
+are gathered per topic and added to ``environment.stats`` with ``StatsEntry.extend`` — the
+merge Locust's master uses for worker reports — at most every :data:`PUBLISH_INTERVAL` and
+whenever the wall-clock second changes (so per-second counts land in the right second), and
+always before anyone reads the totals (:meth:`AckStats.publish`).
 
-When anything else listens to ``request`` (a plugin exporting each request, a test's
-counter), every message fires a real event instead, so that listener sees each one.
-Failed deliveries always fire a real event (they are rare and carry an exception).
+Every *other* listener of ``request`` (a plugin exporting each request, a test's counter)
+is called once per message with the usual keyword arguments, as ``EventHook.fire`` would
+call it. Failed deliveries always fire a real event to every listener (they are rare and
+carry an exception).
 
 Example::
 
-    stats = AckStats(environment, "KAFKA", fire)
+    stats = AckStats(environment, "KAFKA")
     stats.pending[msg.topic()].append(msg)   # in the delivery callback, per acknowledged message
     stats.flush()         # after each poll: publishes when due
     stats.publish()       # before reading totals (drain, stop)
@@ -24,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -31,7 +33,12 @@ from typing import Any
 
 import locust.stats
 from confluent_kafka import Message
+from locust.exception import InterruptTaskSet, RescheduleTask, RescheduleTaskImmediately, StopTest, StopUser
 from locust.stats import StatsEntry
+
+_log = logging.getLogger("ingestload")
+#: Exceptions a listener may raise on purpose to steer Locust: never swallowed.
+_LOCUST_CONTROL_FLOW = (StopUser, StopTest, RescheduleTask, RescheduleTaskImmediately, InterruptTaskSet)
 
 #: Longest time acknowledged messages wait before they appear in Locust's stats.
 PUBLISH_INTERVAL = 0.05
@@ -39,19 +46,26 @@ PUBLISH_INTERVAL = 0.05
 #: runtime (``locust.stats.bucket_response_time = …``) is honoured.
 _LOCUST_BUCKET = locust.stats.bucket_response_time
 
+#: Shared by every per-message call: a fresh dict each costs measurable time at 100k/s.
+#: Listeners must treat ``context`` as read-only (Locust's own do).
 _NO_CONTEXT: dict[str, Any] = {}
 
 
-def locust_stats_only(event: Any) -> bool:
-    """True when the only listener of ``event`` is the one a Locust runner adds to fill its stats."""
-    handlers = getattr(event, "_handlers", None)
-    if not isinstance(handlers, list) or len(handlers) != 1:
-        return False
-    handler = handlers[0]
+def is_locust_stats_listener(handler: Any) -> bool:
+    """True for the ``request`` listener a Locust runner adds to fill its stats."""
     return (
         getattr(handler, "__module__", None) == "locust.runners"
         and getattr(handler, "__qualname__", "") == "Runner.__init__.<locals>.on_request"
     )
+
+
+def split_listeners(event: Any) -> tuple[int, list[Callable[..., Any]]]:
+    """(how many of ``event``'s listeners are Locust's stats listener, the other listeners)."""
+    handlers = getattr(event, "_handlers", None)
+    if not isinstance(handlers, list):  # a Locust without the attribute: call everything
+        return 0, [event.fire]
+    own = sum(1 for h in handlers if is_locust_stats_listener(h))
+    return own, [h for h in handlers if not is_locust_stats_listener(h)]
 
 
 def bucket_counts(response_times: list[float]) -> Counter[int]:
@@ -70,13 +84,12 @@ def bucket_counts(response_times: list[float]) -> Counter[int]:
 class AckStats:
     """Gathers acknowledged messages per topic and adds them to Locust's stats in bulk."""
 
-    __slots__ = ("_at", "_fire", "_second", "environment", "event", "pending", "request_type")
+    __slots__ = ("_at", "_second", "environment", "event", "pending", "request_type")
 
-    def __init__(self, environment: Any, request_type: str, fire: Callable[..., None]) -> None:
+    def __init__(self, environment: Any, request_type: str) -> None:
         self.environment = environment
         self.event = environment.events.request
         self.request_type = request_type
-        self._fire = fire
         self.pending: defaultdict[str, list[Any]] = defaultdict(list)
         """Acknowledged messages (confluent-kafka ``Message``) not yet in the stats, by topic: the
         delivery callback appends to it directly (no call per message)."""
@@ -99,14 +112,16 @@ class AckStats:
         pending = dict(self.pending)
         self.pending.clear()
         self._at, self._second = now, int(now)
-        if not locust_stats_only(self.event):
-            self._fire_each(pending)
-            return
-        stats = self.environment.stats
-        for topic, messages in pending.items():
-            entry = self._entry(stats, topic, messages, now)
-            stats.entries[(topic, self.request_type)].extend(entry)
-            stats.total.extend(entry)
+        own, others = split_listeners(self.event)
+        if own:
+            stats = self.environment.stats
+            for topic, messages in pending.items():
+                entry = self._entry(stats, topic, messages, now)
+                for _ in range(own):  # (one runner, one listener; two would count twice, as Locust does)
+                    stats.entries[(topic, self.request_type)].extend(entry)
+                    stats.total.extend(entry)
+        if others:
+            self._call_each(others, pending)
 
     def _entry(self, stats: Any, topic: str, messages: list[Any], now: float) -> StatsEntry:
         """A StatsEntry holding what one request event per message would have logged at ``now``."""
@@ -125,12 +140,14 @@ class AckStats:
         entry.response_times = dict(bucket_counts(times))
         return entry
 
-    def _fire_each(self, pending: dict[str, list[Any]]) -> None:
-        fire, request_type = self._fire, self.request_type
+    def _call_each(self, listeners: list[Callable[..., Any]], pending: dict[str, list[Any]]) -> None:
+        """Call ``listeners`` once per message, with what a request event carries."""
+        request_type = self.request_type
         for topic, messages in pending.items():
             for msg in messages:
                 latency = msg.latency()
-                fire(
+                call_listeners(
+                    listeners,
                     request_type=request_type,
                     name=topic,
                     response_time=latency * 1000.0 if latency is not None else 0.0,
@@ -138,3 +155,15 @@ class AckStats:
                     exception=None,
                     context=_NO_CONTEXT,
                 )
+
+
+def call_listeners(listeners: list[Callable[..., Any]], **kwargs: Any) -> None:
+    """Call each listener as ``EventHook.fire`` does: one that raises is logged, the rest still run,
+    Locust's control-flow exceptions propagate."""
+    for listener in listeners:
+        try:
+            listener(**kwargs)
+        except _LOCUST_CONTROL_FLOW:
+            raise
+        except Exception:
+            _log.exception("Uncaught exception in request event listener %r", listener)

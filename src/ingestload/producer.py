@@ -7,9 +7,11 @@ Rules it keeps (see docs/architecture.md, "gevent rules"):
   or ``flush()`` with a timeout, which would freeze every greenlet of the process;
 * a full local queue (``BufferError``) is backpressure: the message is kept, the client
   polls, the user yields and retries later, and the event is counted;
-* every delivery report fires exactly one Locust ``request`` event: request_type
-  ``KAFKA``, name = topic, response_time = produce-to-ack in ms, length = value bytes,
-  exception = :class:`~ingestload.errors.KafkaDeliveryError` for a failed delivery;
+* every delivery report is one Locust ``request``: request_type ``KAFKA``, name = topic,
+  response_time = produce-to-ack in ms, length = value bytes, exception =
+  :class:`~ingestload.errors.KafkaDeliveryError` for a failed delivery; acknowledgements
+  reach Locust's own stats listener in bulk and every other listener one call each
+  (:mod:`ingestload.ackstats`), a failure fires a real event;
 * every report is filed in the run's ledger: each message carries its seq in its
   delivery callback (``partial(report, seq)``), because librdkafka does not return
   headers with a failed report — the one case where the seq matters.
@@ -44,56 +46,10 @@ from ingestload.ledger import ProducerLedger, is_definite_failure
 from ingestload.settings import scrub
 
 _log = logging.getLogger("ingestload")
-try:
-    from locust.exception import (
-        InterruptTaskSet,
-        RescheduleTask,
-        RescheduleTaskImmediately,
-        StopTest,
-        StopUser,
-    )
-
-    _LOCUST_CONTROL_FLOW: tuple[type[BaseException], ...] = (
-        StopUser,
-        StopTest,
-        RescheduleTask,
-        RescheduleTaskImmediately,
-        InterruptTaskSet,
-    )
-except ImportError:  # pragma: no cover - locust is a dependency
-    _LOCUST_CONTROL_FLOW = ()
-
-#: Shared by every request event: a fresh dict per message costs measurable time at 100k/s.
-#: Listeners must treat ``context`` as read-only (Locust's own do).
-_NO_CONTEXT: dict[str, Any] = {}
 #: Seconds to wait for the reports of purged messages after a drain timed out.
 PURGE_SETTLE_TIMEOUT = 5.0
 #: Seconds the poll greenlet sleeps when there was nothing to serve.
 IDLE_POLL_INTERVAL = 0.002
-
-
-def request_firer(event: Any) -> Callable[..., None]:
-    """A function that fires Locust's ``request`` event, cheaper than ``EventHook.fire``.
-
-    ``fire`` copies the listener list on every call, a measurable share of the budget at
-    100,000+ events per second. This keeps the semantics users rely on: every listener
-    (including ones added later) gets the same keyword arguments, a listener that raises
-    is logged and the others still run, Locust's control-flow exceptions propagate.
-    """
-    handlers = getattr(event, "_handlers", None)
-    if not isinstance(handlers, list):  # a Locust without the attribute: take the public road
-        return event.fire  # type: ignore[no-any-return]
-
-    def fire(**kwargs: Any) -> None:
-        for handler in handlers:
-            try:
-                handler(**kwargs)
-            except _LOCUST_CONTROL_FLOW:
-                raise
-            except Exception:
-                _log.exception("Uncaught exception in request event listener %r", handler)
-
-    return fire
 
 
 class _Deliveries:
@@ -132,7 +88,7 @@ class _Deliveries:
             response_time=latency * 1000.0 if latency is not None else 0.0,
             response_length=len(msg),
             exception=KafkaDeliveryError(err),
-            context=_NO_CONTEXT,
+            context={},
         )
 
 
@@ -151,7 +107,7 @@ class KafkaProducerClient:
 
         self.environment = environment
         self.factory = factory
-        self._fire = request_firer(environment.events.request)
+        self._fire = environment.events.request.fire
         try:
             # librdkafka's own log lines go through Python logging (served by poll), not raw stderr.
             self.producer = Producer({**config, "logger": logging.getLogger("ingestload.librdkafka")})
@@ -170,7 +126,7 @@ class KafkaProducerClient:
         if previous is not None:
             previous.stats.publish()  # what the last run acknowledged belongs to its stats
         self.deliveries = _Deliveries(
-            self._fire, self.request_type, AckStats(self.environment, self.request_type, self._fire)
+            self._fire, self.request_type, AckStats(self.environment, self.request_type)
         )
         self.backpressure = 0
         """How many times the local queue was full."""

@@ -5,7 +5,7 @@ import pytest
 from confluent_kafka import Message
 from locust.env import Environment
 
-from ingestload.ackstats import PUBLISH_INTERVAL, AckStats, bucket_counts, locust_stats_only
+from ingestload.ackstats import PUBLISH_INTERVAL, AckStats, bucket_counts, split_listeners
 
 NOW = 1_700_000_000.25
 # Below 100 ms, ties and the 100 / 1,000 / 10,000 ms bucket edges, and no latency at all.
@@ -64,8 +64,8 @@ def test_folded_stats_equal_one_request_event_per_message(monkeypatch):
     msgs = messages()
     by_event, folded = local_environment(), local_environment()
     fire_each(by_event, msgs)
-    assert locust_stats_only(folded.events.request)
-    fold(AckStats(folded, "KAFKA", folded.events.request.fire), msgs, NOW)
+    assert split_listeners(folded.events.request) == (1, [])
+    fold(AckStats(folded, "KAFKA"), msgs, NOW)
 
     expected, got = by_event.stats, folded.stats
     assert sorted(got.entries) == sorted(expected.entries)
@@ -79,7 +79,7 @@ def test_folded_stats_equal_one_request_event_per_message(monkeypatch):
 
 def test_requests_land_in_the_second_they_were_published():
     environment = local_environment()
-    stats = AckStats(environment, "KAFKA", environment.events.request.fire)
+    stats = AckStats(environment, "KAFKA")
     msgs = messages()
     fold(stats, msgs[:10], NOW)
     fold(stats, msgs[10:25], NOW + 1.0)
@@ -89,7 +89,7 @@ def test_requests_land_in_the_second_they_were_published():
 
 def test_flush_waits_for_the_interval_or_a_new_second():
     environment = local_environment()
-    stats = AckStats(environment, "KAFKA", environment.events.request.fire)
+    stats = AckStats(environment, "KAFKA")
     msgs = messages()
     fold(stats, msgs[:1], NOW)
     stats.pending[msgs[1].topic()].append(msgs[1])
@@ -102,22 +102,48 @@ def test_flush_waits_for_the_interval_or_a_new_second():
     assert environment.stats.total.num_requests == 3
 
 
-def test_any_other_request_listener_gets_every_message_as_an_event():
+def test_any_other_request_listener_gets_every_message_while_locust_stats_stay_exact(monkeypatch):
+    monkeypatch.setattr("time.time", lambda: NOW)
+    msgs = messages()
+    by_event = local_environment()
+    fire_each(by_event, msgs)
+
     environment = local_environment()
     seen: list[dict] = []
     environment.events.request.add_listener(lambda **kw: seen.append(kw))
-    assert not locust_stats_only(environment.events.request)
-    msgs = messages()
-    fold(AckStats(environment, "KAFKA", environment.events.request.fire), msgs, NOW)
+    own, others = split_listeners(environment.events.request)
+    assert (own, len(others)) == (1, 1)
+    fold(AckStats(environment, "KAFKA"), msgs, NOW)
     assert len(seen) == len(msgs)
     assert sorted(e["name"] for e in seen) == sorted(m.topic() for m in msgs)
     assert sum(e["response_length"] for e in seen) == sum(len(m) for m in msgs)
-    assert environment.stats.total.num_requests == len(msgs)  # Locust's own listener still counted them
+    assert all(e["request_type"] == "KAFKA" and e["exception"] is None for e in seen)
+    assert comparable(environment.stats.total) == comparable(by_event.stats.total)  # counted once
+
+
+def test_a_listener_that_raises_is_logged_and_the_others_still_run(caplog):
+    environment = local_environment()
+    seen: list[str] = []
+
+    def broken(**_: object) -> None:
+        raise ValueError("exporter down")
+
+    environment.events.request.add_listener(broken)
+    environment.events.request.add_listener(lambda name, **_: seen.append(name))
+    msgs = messages()[:4]
+    fold(AckStats(environment, "KAFKA"), msgs, NOW)
+    assert len(seen) == 4
+    assert environment.stats.total.num_requests == 4
+    assert "exporter down" in caplog.text
 
 
 def test_without_a_runner_nothing_is_folded_into_stats():
     environment = Environment()  # no runner: no Locust stats listener
-    assert not locust_stats_only(environment.events.request)
+    seen: list[dict] = []
+    environment.events.request.add_listener(lambda **kw: seen.append(kw))
+    fold(AckStats(environment, "KAFKA"), messages()[:5], NOW)
+    assert len(seen) == 5
+    assert environment.stats.total.num_requests == 0
 
 
 @pytest.mark.parametrize("times", [[0.4, 2.5, 99.4, 99.5], [0.4, 100.0, 145.0, 999.5, 1234.0, 56789.0]])
