@@ -248,6 +248,13 @@ class Catalogue:
             floors[i] += 1
         return {(c.controller.name, c.msg_type): n for c, n in zip(self.cells, floors, strict=True)}
 
+    def type_shares(self) -> dict[str, float]:
+        """Each message type's share of all messages (0…1, summing to 1)."""
+        shares: dict[str, float] = {}
+        for cell in self.cells:
+            shares[cell.msg_type] = shares.get(cell.msg_type, 0.0) + cell.percent / 100.0
+        return shares
+
     def calculate(self, controller: str, msg_type: str, total: int) -> int:
         """How many of ``total`` messages are ``controller``/``msg_type`` (0 when not in the mix)."""
         return self.counts(total).get((controller, msg_type), 0)

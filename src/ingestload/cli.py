@@ -185,7 +185,11 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         # Through an API, users are its HTTP concurrency, sized as if the whole rate went that
         # way (idle users cost little; too few cap the rate); one Kafka user is plenty.
         kafka_users = max(1, args.processes or 1)
-        api_users = api_users_for(settings.rate, settings.api_batch_size, MIN_API_USERS) if api_url else 0
+        # A batch path with {msgType} gets one request per type present in a take.
+        shares = catalogue.type_shares() if "{msgType}" in settings.api_batch_path else None
+        api_users = (
+            api_users_for(settings.rate, settings.api_batch_size, MIN_API_USERS, shares) if api_url else 0
+        )
         users = args.users or kafka_users + api_users
         command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
         if api_url:

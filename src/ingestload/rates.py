@@ -155,8 +155,33 @@ def worker_fractions(
 API_USER_REQUESTS_PER_S = 50.0
 
 
-def api_users_for(rate: float, batch_size: int, minimum: int = 1) -> int:
-    """HTTP users (concurrency) that ``rate`` msg/s needs at ``batch_size`` messages per request.
+def messages_per_request(batch_size: int, type_shares: Mapping[str, float] | None = None) -> float:
+    """Messages in an average batch request when a take of ``batch_size`` is split by message type.
+
+    IngestApiUser posts one request per message type present in a take (the batch path has a
+    ``{msgType}``), so with the built-in mix a take of 20 makes ~3.4 requests of ~5.9 messages.
+    The expected number of types present in a take of ``n`` is ``Σ 1 − (1 − share)ⁿ``.
+
+    Example::
+
+        >>> messages_per_request(20)
+        20.0
+        >>> round(messages_per_request(20, {"a": 0.5, "b": 0.5}), 2)
+        10.0
+    """
+    n = max(1, batch_size)
+    if not type_shares:
+        return float(n)
+    requests = sum(1.0 - (1.0 - share) ** n for share in type_shares.values() if share > 0)
+    return n / max(1.0, requests)
+
+
+def api_users_for(
+    rate: float, batch_size: int, minimum: int = 1, type_shares: Mapping[str, float] | None = None
+) -> int:
+    """HTTP users (concurrency) that ``rate`` msg/s needs at ``batch_size`` messages per take.
+
+    ``type_shares`` (the catalogue's mix) accounts for takes split into one request per type.
 
     Example::
 
@@ -164,10 +189,13 @@ def api_users_for(rate: float, batch_size: int, minimum: int = 1) -> int:
         56
         >>> api_users_for(10_000, batch_size=100, minimum=10)
         10
+        >>> api_users_for(10_000, batch_size=20, minimum=10, type_shares={"a": 0.5, "b": 0.5})
+        20
     """
     if rate <= 0 or not math.isfinite(rate):
         return minimum
-    return max(minimum, math.ceil(rate / (API_USER_REQUESTS_PER_S * max(1, batch_size)) - 1e-9))
+    per_request = messages_per_request(batch_size, type_shares)
+    return max(minimum, math.ceil(rate / (API_USER_REQUESTS_PER_S * per_request) - 1e-9))
 
 
 def pool_size(peak: float, capacity: float, workers: int, classes: int) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 import gevent
 
+from ingestload.catalogue import Catalogue
 from ingestload.ingest_api import (
     OUTCOME_ACKED,
     OUTCOME_FAILED,
@@ -32,7 +33,7 @@ from ingestload.ingest_api import (
     outcome_of,
 )
 from ingestload.plugin import install, state_of
-from ingestload.rates import API_USER_REQUESTS_PER_S
+from ingestload.rates import API_USER_REQUESTS_PER_S, messages_per_request
 from ingestload.settings import Settings
 
 install()
@@ -114,8 +115,12 @@ class IngestApiUser(FastHttpUser):
 
     @classmethod
     def ingestload_capacity(cls, settings: Settings) -> float:
-        """One request in flight per user: ``API_USER_REQUESTS_PER_S`` × messages per request."""
-        return API_USER_REQUESTS_PER_S * settings.api_batch_size
+        """One request in flight per user: ``API_USER_REQUESTS_PER_S`` × messages per request
+        (a take split into one request per message type when the batch path has ``{msgType}``)."""
+        shares = None
+        if settings.api_batch_size > 1 and "{msgType}" in settings.api_batch_path:
+            shares = Catalogue.load(settings.catalogue).type_shares()
+        return API_USER_REQUESTS_PER_S * messages_per_request(settings.api_batch_size, shares)
 
     def __init__(self, environment: Any) -> None:
         state = state_of(environment)

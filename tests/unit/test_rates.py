@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from ingestload.catalogue import Catalogue
 from ingestload.profile import ConstantRate, RateProfile, Stage
 from ingestload.rates import (
     API_USER_REQUESTS_PER_S,
@@ -14,6 +15,7 @@ from ingestload.rates import (
     RateFollower,
     RatePlan,
     api_users_for,
+    messages_per_request,
     path_split,
     pool_size,
     worker_fractions,
@@ -58,6 +60,22 @@ def test_api_users_cover_the_rate_at_one_request_in_flight_each():
     assert api_users_for(10_000, batch_size=20, minimum=10) == 10
     assert api_users_for(100, batch_size=1, minimum=10) == 10
     assert api_users_for(0, batch_size=1, minimum=3) == 3  # unlimited: the minimum
+
+
+def test_takes_split_by_message_type_need_more_users():
+    """One request per type present in a take: the built-in mix makes a take of 20 into ~3.4
+    requests (~5.9 messages each), so 10,000 msg/s need ~34 users, not 10."""
+    shares = Catalogue.load().type_shares()
+    assert sum(shares.values()) == pytest.approx(1.0)
+    expected_types = sum(1 - (1 - p) ** 20 for p in shares.values())
+    assert messages_per_request(20, shares) == pytest.approx(20 / expected_types)
+    assert 3 < expected_types < 4
+    assert messages_per_request(1, shares) == pytest.approx(1.0)
+    assert messages_per_request(20) == 20.0  # one request per take (no {msgType} in the path)
+    assert api_users_for(10_000, batch_size=20, minimum=10, type_shares=shares) == math.ceil(
+        10_000 / (50 * messages_per_request(20, shares))
+    )
+    assert api_users_for(10_000, batch_size=20, minimum=10, type_shares={"only": 1.0}) == 10
 
 
 def test_plans_travel_as_plain_data():

@@ -75,3 +75,19 @@ def test_locust_does_not_pick_the_base_class_up_by_itself():
         profile = "mocks/profiles/knee.yaml"
 
     assert Knee.abstract is False
+
+
+def test_api_user_capacity_counts_the_split_by_message_type():
+    """IngestApiUser's per-user msg/s: 50 requests/s × messages per request, where a batch path
+    with {msgType} splits each take by type (the built-in mix: ~5.9 of 20), and one without does not."""
+    from ingestload.catalogue import Catalogue
+    from ingestload.rates import messages_per_request
+    from ingestload.settings import Settings, namespace
+    from ingestload.users import IngestApiUser
+
+    per_type = Settings.from_options(namespace(api_batch_size=20), environ={})
+    mixed = Settings.from_options(namespace(api_batch_size=20, api_batch_path="/v1/batch"), environ={})
+    split = messages_per_request(20, Catalogue.load().type_shares())
+    assert IngestApiUser.ingestload_capacity(per_type) == pytest.approx(50.0 * split)
+    assert IngestApiUser.ingestload_capacity(mixed) == 1_000.0
+    assert split < 7
