@@ -186,7 +186,7 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         # way (idle users cost little; too few cap the rate); one Kafka user is plenty.
         kafka_users = max(1, args.processes or 1)
         # A batch path with {msgType} gets one request per type present in a take.
-        shares = catalogue.type_shares() if "{msgType}" in settings.api_batch_path else None
+        shares = catalogue.type_shares() if settings.api_batch_per_type else None
         api_users = (
             api_users_for(settings.rate, settings.api_batch_size, MIN_API_USERS, shares) if api_url else 0
         )

@@ -151,17 +151,22 @@ class IngestApiClient:
         msg_type = self._msg_type
         return [(msg_type[topic], seq, body) for topic, seq, body in self._render(count)]
 
-    def take_batches(self, count: int) -> dict[str, tuple[list[int], bytes]]:
-        """The next ``count`` messages as one JSON array per message type: {type: (seqs, body)}."""
+    def take_batches(self, count: int, per_type: bool = True) -> dict[str, tuple[list[int], bytes]]:
+        """The next ``count`` messages as one JSON array per message type: {type: (seqs, body)};
+        with ``per_type=False`` one array of every type, under the key ``""``."""
         groups: dict[str, tuple[list[int], list[bytes]]] = {}
         for topic, seq, body in self._render(count):
+            if not per_type:
+                topic = ""
             group = groups.get(topic)
             if group is None:
                 group = groups[topic] = ([], [])
             group[0].append(seq)
             group[1].append(body)
         msg_type = self._msg_type
-        return {msg_type[t]: (seqs, b"[" + b",".join(items) + b"]") for t, (seqs, items) in groups.items()}
+        return {
+            msg_type.get(t, t): (seqs, b"[" + b",".join(items) + b"]") for t, (seqs, items) in groups.items()
+        }
 
     def resolve(self, seqs: Iterable[int], outcome: str) -> None:
         """File the messages of an answered (or failed) request."""

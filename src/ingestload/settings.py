@@ -208,7 +208,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--api-batch-path",
         "/v1/messages/{msgType}:batch",
-        "Path template for a batch (a JSON array of messages of one type).",
+        "Path template for a batch (a JSON array): with {msgType}, one request per message type "
+        "in a take; without, one request with every type (for APIs that route each message).",
         "PATH",
     ),
     Option("--api-header", None, "An extra HTTP header 'Name: value' (repeatable).", "HEADER", multiple=True),
@@ -510,6 +511,12 @@ class Settings:
         config = {k: v for k, v in self.kafka_config.items() if k not in producer_only}
         config["bootstrap.servers"] = self.kafka_bootstrap
         return config
+
+    @property
+    def api_batch_per_type(self) -> bool:
+        """Whether a take of due messages is posted as one batch per message type (the batch path
+        has ``{msgType}``) rather than one batch holding every type."""
+        return "{msgType}" in self.api_batch_path
 
     def consumer_config(self) -> dict[str, str]:
         """Config for the verifier's consumer: fast-fetch defaults, the user's properties, then

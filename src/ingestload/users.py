@@ -118,7 +118,7 @@ class IngestApiUser(FastHttpUser):
         """One request in flight per user: ``API_USER_REQUESTS_PER_S`` × messages per request
         (a take split into one request per message type when the batch path has ``{msgType}``)."""
         shares = None
-        if settings.api_batch_size > 1 and "{msgType}" in settings.api_batch_path:
+        if settings.api_batch_size > 1 and settings.api_batch_per_type:
             shares = Catalogue.load(settings.catalogue).type_shares()
         return API_USER_REQUESTS_PER_S * messages_per_request(settings.api_batch_size, shares)
 
@@ -137,6 +137,7 @@ class IngestApiUser(FastHttpUser):
         self.pacer = state.pacer_for(self.ingestload_path)
         self.batch_size = settings.api_batch_size
         self.single_path, self.batch_path = settings.api_path, settings.api_batch_path
+        self.batch_per_type = settings.api_batch_per_type
         self._single_paths: dict[str, str] = {}
         self.headers = {"Content-Type": "application/json", **settings.api_headers}
         if settings.api_token:
@@ -162,7 +163,7 @@ class IngestApiUser(FastHttpUser):
                     path = paths[msg_type] = self.single_path.format(msgType=msg_type)
                 self._post_one(path, body, seq)
             return
-        batches = self.api.take_batches(count)
+        batches = self.api.take_batches(count, per_type=self.batch_per_type)
         if not batches:  # stopping
             self.pacer.give_back(count)
             gevent.sleep(MIN_SLEEP)

@@ -50,26 +50,28 @@ def api_run(
     return done
 
 
-@pytest.mark.parametrize("batch_size", [1, 25])
-def test_clean_api_run_passes(kafka, prefix, root, tmp_path, batch_size):
-    """Single messages or batches through the reference API: every 2xx'd message is in Kafka once."""
+@pytest.mark.parametrize(
+    ("batch_size", "extra", "stats_row"),
+    [
+        (1, "", "/v1/messages/movementData"),
+        (25, "", "/v1/messages/movementData:batch"),
+        (25, "--api-batch-path /v1/messages:batch", "/v1/messages:batch"),  # every type in one array
+    ],
+)
+def test_clean_api_run_passes(kafka, prefix, root, tmp_path, batch_size, extra, stats_row):
+    """Single messages, per-type or mixed batches through the reference API: every 2xx'd message
+    is in Kafka once."""
     verdict_file = tmp_path / "v.json"
+    # 30 users: one request in flight each
+    args = f"-u 30 -r 30 -t 4s --rate 1500 --api-batch-size {batch_size} {extra}"
     with run_api(kafka, "--topic-prefix", prefix) as api:
-        done = api_run(
-            root,
-            api,
-            kafka,
-            prefix,
-            verdict_file,
-            f"-u 30 -r 30 -t 4s --rate 1500 --api-batch-size {batch_size}",  # 1 request in flight per user
-        )
+        done = api_run(root, api, kafka, prefix, verdict_file, args)
     assert done.returncode == 0, describe_output(done)
     v = json.loads(verdict_file.read_text())
     assert v["status"] == "PASS"
     assert v["acked"] == v["seen"] > 3000
     assert (v["failed"], v["unknown"], v["producers"]) == (0, 0, 1)
-    path = "/v1/messages/movementData" + (":batch" if batch_size > 1 else "")
-    assert f"POST     {path}" in done.stderr  # the HTTP requests are in Locust's stats
+    assert f"POST     {stats_row} " in done.stderr  # the HTTP requests are in Locust's stats
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,34 @@ def test_batch_partial_failure_is_207(api, kafka):
     assert {k for k in found if k.startswith("partial-")} == {f"partial-{i}" for i in (0, 2, 3, 5)}
 
 
+def test_mixed_batch_routes_each_item_by_its_message_type(api, kafka):
+    """POST /v1/messages:batch: items of several types, each lands on its own type's topic, as sent."""
+    by_type = {t: bodies(t, 3, f"mixed-{t}") for t in ("alarm", "fault", "movementData")}
+    items = [item for group in zip(*by_type.values(), strict=True) for item in group]  # interleaved
+    reply = api.post("/v1/messages:batch", batch(items))
+    assert (reply.status, reply.json()) == (200, {"accepted": 9, "failed": 0})
+    for msg_type, sent in by_type.items():
+        values = landed(kafka, [api.prefix + msg_type])
+        assert set(sent) <= set(values), msg_type
+        others = {i for t, group in by_type.items() if t != msg_type for i in group}
+        assert not others & set(values), f"an item of another type landed on {msg_type}"
+
+
+def test_mixed_batch_refuses_items_without_a_known_type_alone(api, kafka):
+    """An item whose Header.MessageType is missing or unknown fails by index (422); the rest land: 207."""
+    items = [*bodies("fault", 2, "mixed-bad"), b'{"Header":{"MessageType":"teleport"}}', b"[1]"]
+    reply = api.post("/v1/messages:batch", batch(items))
+    assert reply.status == 207
+    body = reply.json()
+    assert (body["accepted"], body["failed"]) == (2, 2)
+    assert [(f["index"], f["status"], f["error"]) for f in body["failures"]] == [
+        (2, 422, "unknown_message_type"),
+        (3, 422, "unknown_message_type"),
+    ]
+    assert "'teleport'" in body["failures"][0]["detail"]
+    assert ids(landed(kafka, [api.prefix + "fault"]))["mixed-bad-1"] == 1
+
+
 def test_batch_with_no_valid_item_is_422(api):
     """When no item is acceptable the whole batch answers 422 with every failure listed."""
     reply = api.post("/v1/messages/alarm:batch", b'[{"a":1},{"b":2}]')

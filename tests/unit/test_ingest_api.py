@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from ingestload.catalogue import Catalogue
+from ingestload.envelope import seq_of
 from ingestload.factory import MessageFactory
 from ingestload.ingest_api import (
     OUTCOME_ACKED,
@@ -98,6 +99,30 @@ def test_batches_are_one_json_array_per_type_in_seq_order_and_verify_clean():
     summary = verifier.summary()
     assert len(summary.seen[4]) == 200
     assert (summary.corrupted, summary.duplicated) == (0, 0)
+
+
+def seq_of_item(item: dict) -> int:
+    return seq_of(bytes.fromhex(item["_ingestload"]))
+
+
+def test_a_mixed_batch_holds_every_type_in_seq_order():
+    """take_batches(per_type=False): one array of all 200, in seq order, bodies as take() makes them."""
+    same_seed = MessageFactory(Catalogue.load(), topic_prefix="p-")
+    one, other = (
+        IngestApiClient(same_seed),
+        IngestApiClient(MessageFactory(Catalogue.load(), topic_prefix="p-")),
+    )
+    one.begin_run(RUN, producer_id=4)
+    other.begin_run(RUN, producer_id=4)
+    batches = one.take_batches(200, per_type=False)
+    assert list(batches) == [""]
+    seqs, body = batches[""]
+    assert seqs == list(range(200))
+    items = orjson.loads(body)
+    assert len({item["Header"]["MessageType"] for item in items}) > 1
+    singles = [orjson.loads(b) for _, _, b in other.take(200)]
+    assert [m["Header"] for m in singles] == [m["Header"] for m in items]  # same messages, same order
+    assert [seq_of_item(m) for m in items] == seqs
 
 
 def test_ledger_from_outcomes_and_drain_accounting():

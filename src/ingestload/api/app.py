@@ -14,6 +14,8 @@ Contract (every error body is ``application/problem+json``:
         207 {"accepted", "failed", "failures": [{"index", "status", "error", "detail"}]}
         4xx/5xx (same body) when no item was accepted; 400 for a body that is not a non-empty array,
         413 for more than --max-batch-items items
+    POST /v1/messages:batch             the same, with messages of any types: each goes to the topic of
+        its Header.MessageType (an item without a known one fails alone: 422 unknown_message_type)
     GET /healthz     200 while the process serves requests
     GET /readyz      200 when Kafka answers metadata requests, else 503 (with the reason)
     GET /debug/faults    fault-injection settings and exact counts of this worker process
@@ -274,31 +276,92 @@ class IngestService:
             ) from None
 
     async def batch(self, msg_type: str, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """A JSON array of ``msg_type`` messages."""
         self.counters.requests += 1
         topic = self.topic_for(msg_type)
+        body, items = await self.read_batch(req, f"{msg_type} messages")
+        raw = jsonsplit.items(body, items)  # each item's bytes exactly as sent
+        check = self.schemas.check
+        failures: list[tuple[int, int, str, str]] = []  # (index, status, error, detail)
+        group: tuple[list[int], list[bytes]] = ([], [])
+        for index, item in enumerate(items):
+            problem = check(msg_type, item)
+            if problem is None:
+                group[0].append(index)
+                group[1].append(raw[index])
+            else:
+                failures.append((index, 422, "schema_violation", problem))
+        await self.deliver_groups(resp, {topic: group}, failures)
+
+    async def mixed_batch(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """A JSON array of messages of any types, each routed by its ``Header.MessageType``."""
+        self.counters.requests += 1
+        body, items = await self.read_batch(req, "messages")
+        raw = jsonsplit.items(body, items)
+        check, topics = self.schemas.check, self.topics
+        failures: list[tuple[int, int, str, str]] = []
+        groups: dict[str, tuple[list[int], list[bytes]]] = {}
+        for index, item in enumerate(items):
+            msg_type = _message_type(item)
+            topic = topics.get(msg_type) if msg_type is not None else None
+            if topic is None:
+                known = ", ".join(sorted(topics))
+                failures.append(
+                    (
+                        index,
+                        422,
+                        "unknown_message_type",
+                        f"Header.MessageType {msg_type!r} is not one of: {known}",
+                    )
+                )
+                continue
+            problem = check(msg_type, item)  # type: ignore[arg-type]  # known: it has a topic
+            if problem is not None:
+                failures.append((index, 422, "schema_violation", problem))
+                continue
+            group = groups.get(topic)
+            if group is None:
+                group = groups[topic] = ([], [])
+            group[0].append(index)
+            group[1].append(raw[index])
+        await self.deliver_groups(resp, groups, failures)
+
+    async def read_batch(self, req: falcon.asgi.Request, what: str) -> tuple[bytes, list[Any]]:
+        """The body and its items: a non-empty JSON array of at most ``--max-batch-items``."""
         body, items = await self.read_json(req)
         if not isinstance(items, list):
-            raise ApiError(400, "not_an_array", f"a batch must be a JSON array of {msg_type} messages")
+            raise ApiError(400, "not_an_array", f"a batch must be a JSON array of {what}")
         if not items:
             raise ApiError(400, "empty_batch", "the batch is empty; send at least one message")
         limit = self.settings.max_batch_items
         if len(items) > limit:
             raise ApiError(413, "too_many_items", f"the batch has {len(items)} items; the limit is {limit}")
+        return body, items
 
-        failures: list[tuple[int, int, str, str]] = []  # (index, status, error, detail)
-        check = self.schemas.check
-        raw = jsonsplit.items(body, items)  # each item's bytes exactly as sent
-        indexes: list[int] = []
-        values: list[bytes] = []
-        for index, item in enumerate(items):
-            problem = check(msg_type, item)
-            if problem is None:
-                indexes.append(index)
-                values.append(raw[index])
-            else:
-                failures.append((index, 422, "schema_violation", problem))
-        if values:
-            self.admit(len(values))
+    async def deliver_groups(
+        self,
+        resp: falcon.asgi.Response,
+        groups: dict[str, tuple[list[int], list[bytes]]],
+        failures: list[tuple[int, int, str, str]],
+    ) -> None:
+        """Deliver each topic's valid items (all topics at once) and answer for the whole batch."""
+        valid = sum(len(values) for _, values in groups.values())
+        if valid:
+            self.admit(valid)
+        results = await asyncio.gather(
+            *(self._deliver(topic, indexes, values) for topic, (indexes, values) in groups.items() if values)
+        )
+        accepted = 0
+        for group_accepted, group_failures in results:
+            accepted += group_accepted
+            failures.extend(group_failures)
+        self._answer_batch(resp, accepted, failures)
+
+    async def _deliver(
+        self, topic: str, indexes: list[int], values: list[bytes]
+    ) -> tuple[int, list[tuple[int, int, str, str]]]:
+        """Produce one topic's items of a batch; (accepted, failures by item index)."""
+        failures: list[tuple[int, int, str, str]] = []
         accepted = 0
         waiting_indexes, waiting = indexes, values
         if self.faults_on:
@@ -347,7 +410,7 @@ class IngestService:
                     for position, error in reported:
                         failures.append((waiting_indexes[position], *self.kafka_failure(error)))
                     accepted += ticket.size - len(reported)
-        self._answer_batch(resp, accepted, failures)
+        return accepted, failures
 
     def _answer_batch(
         self, resp: falcon.asgi.Response, accepted: int, failures: list[tuple[int, int, str, str]]
@@ -396,6 +459,21 @@ class _Messages:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, msg_type: str) -> None:
         await self.handler(msg_type, req, resp)
+
+
+class _MixedMessages:
+    def __init__(self, handler: Callable[..., Any]) -> None:
+        self.handler = handler
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await self.handler(req, resp)
+
+
+def _message_type(item: Any) -> str | None:
+    """``Header.MessageType`` of a batch item, if it has one (a string)."""
+    header = item.get("Header") if type(item) is dict else None
+    msg_type = header.get("MessageType") if type(header) is dict else None
+    return msg_type if isinstance(msg_type, str) else None
 
 
 class _Health:
@@ -543,6 +621,7 @@ def create_app(settings: ApiSettings) -> falcon.asgi.App[falcon.asgi.Request, fa
     service = IngestService(settings)
     app = falcon.asgi.App(middleware=[_Lifespan(service)])
     app.req_options.strip_url_path_trailing_slash = True
+    app.add_route("/v1/messages:batch", _MixedMessages(service.mixed_batch))
     app.add_route("/v1/messages/{msg_type}:batch", _Messages(service.batch))
     app.add_route("/v1/messages/{msg_type}", _Messages(service.single))
     app.add_route("/healthz", _Health())
