@@ -3,8 +3,8 @@
 In one run, on this machine, each side with its own embedded broker:
 
   (1) throughput — acknowledged single-message requests/s (both sides) and acknowledged
-      messages/s through batches of 100 (the reference API; the naive app has no batch
-      endpoint). Load generator: **wrk** with a Lua script that cycles through pre-rendered
+      messages/s through batches of 100, per type and mixed (the reference API; the naive
+      app has no batch endpoint). Load generator: **wrk** with a Lua script that cycles through pre-rendered
       mock controller messages of every type (C, one thread, keep-alive connections), so
       the server, not the client, is the bottleneck. wrk is a Debian/Ubuntu package:
       ``apt-get install -y wrk``.
@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -129,6 +130,16 @@ def batch_requests(batches: int, size: int) -> list[tuple[str, bytes]]:
         chunk, by_type[msg_type] = bodies[:size], bodies[size:] + bodies[:size]
         out.append((f"/v1/messages/{msg_type}:batch", b"[" + b",".join(chunk) + b"]"))
     return out
+
+
+def mixed_batch_requests(batches: int, size: int) -> list[tuple[str, bytes]]:
+    """``batches`` batches of ``size`` messages of every type, in the catalogue's mix, for the
+    mixed endpoint (``POST /v1/messages:batch``)."""
+    messages = [body for _, body in mock_messages(batches * size, seed=4)]
+    return [
+        ("/v1/messages:batch", b"[" + b",".join(messages[i : i + size]) + b"]")
+        for i in range(0, len(messages), size)
+    ]
 
 
 # -- the two servers ------------------------------------------------------------------------
@@ -291,16 +302,22 @@ class IngestApiBench:
         with tempfile.TemporaryDirectory() as tmp:
             single_lua = Path(tmp) / "single.lua"
             batch_lua = Path(tmp) / "batch.lua"
+            mixed_lua = Path(tmp) / "mixed.lua"
             wrk_script(single_lua, single_requests(1000))
             wrk_script(batch_lua, batch_requests(40, args.batch_size))
+            wrk_script(mixed_lua, mixed_batch_requests(40, args.batch_size))
 
-            ours_single, ours_batch, ours_restart = self.reference_api(single_lua, batch_lua)
+            ours_single, ours_batch, ours_mixed, ours_restart = self.reference_api(
+                single_lua, batch_lua, mixed_lua
+            )
             naive_single, naive_restart = self.naive(single_lua)
         load_end = os.getloadavg()
-        self.table(ours_single, ours_batch, naive_single, ours_restart, naive_restart)
+        self.table(ours_single, ours_batch, ours_mixed, naive_single, ours_restart, naive_restart)
         print(f"\nload average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end (1-minute)")
 
-    def reference_api(self, single_lua: Path, batch_lua: Path) -> tuple[float, float, dict[str, float]]:
+    def reference_api(
+        self, single_lua: Path, batch_lua: Path, mixed_lua: Path
+    ) -> tuple[float, float, float, dict[str, float]]:
         args = self.args
         with EmbeddedBroker() as broker:
             prefix = unique_prefix("bench-api")
@@ -310,17 +327,9 @@ class IngestApiBench:
                 requests, bad, seconds = run_wrk(api.url + "/", single_lua, args.duration, args.connections)
                 single = (requests - bad) / seconds
                 print(f"  ingestload api, single messages: {single:,.0f} acknowledged req/s ({bad} non-2xx)")
-                before = api.get("/debug/faults").json()["accepted"]
-                requests, bad, seconds = run_wrk(
-                    api.url + "/", batch_lua, args.duration, args.batch_connections
-                )
-                accepted = api.get("/debug/faults").json()["accepted"] - before
-                batched = (requests - bad) * args.batch_size / seconds
-                print(
-                    f"  ingestload api, batches of {args.batch_size}: {batched:,.0f} acknowledged msg/s "
-                    f"({bad} non-2xx; the API counted {accepted:,} accepted"
-                    + (" in this worker)" if args.api_workers > 1 else ")"),
-                    flush=True,
+                batched, mixed = (
+                    self.batches(api, lua, what)
+                    for lua, what in ((batch_lua, "batches"), (mixed_lua, "mixed batches"))
                 )
         with EmbeddedBroker() as broker:
             prefix = unique_prefix("bench-api-restart")
@@ -334,7 +343,22 @@ class IngestApiBench:
                     args.restart_threads,
                     api,
                 )
-        return single, batched, restart
+        return single, batched, mixed, restart
+
+    def batches(self, api: Any, lua: Path, what: str) -> float:
+        """Acknowledged msg/s of a wrk run of batch requests."""
+        args = self.args
+        before = api.get("/debug/faults").json()["accepted"]
+        requests, bad, seconds = run_wrk(api.url + "/", lua, args.duration, args.batch_connections)
+        accepted = api.get("/debug/faults").json()["accepted"] - before
+        rate = (requests - bad) * args.batch_size / seconds
+        print(
+            f"  ingestload api, {what} of {args.batch_size}: {rate:,.0f} acknowledged msg/s "
+            f"({bad} non-2xx; the API counted {accepted:,} accepted"
+            + (" in this worker)" if args.api_workers > 1 else ")"),
+            flush=True,
+        )
+        return rate
 
     def naive(self, single_lua: Path) -> tuple[float, dict[str, float]]:
         args = self.args
@@ -365,6 +389,7 @@ class IngestApiBench:
         self,
         ours_single: float,
         ours_batch: float,
+        ours_mixed: float,
         naive_single: float,
         ours_restart: dict[str, float],
         naive_restart: dict[str, float],
@@ -373,12 +398,14 @@ class IngestApiBench:
         print()
         print(
             f"{'side':<44} {'single req/s':>13} {'vs naive':>9} {f'msg/s, batch {size}':>17} {'vs naive':>9}"
+            f" {f'msg/s, mixed {size}':>17}"
         )
         naive = "naive Flask + producer per request (seed 001)"
-        print(f"{naive:<44} {naive_single:>13,.0f} {'1.0×':>9} {'—':>17}")
+        print(f"{naive:<44} {naive_single:>13,.0f} {'1.0×':>9} {'—':>17} {'':>9} {'—':>17}")
         print(
             f"{f'ingestload api ({self.args.api_workers} worker)':<44} {ours_single:>13,.0f} "
             f"{ours_single / naive_single:>8.1f}× {ours_batch:>17,.0f} {ours_batch / naive_single:>8.1f}×"
+            f" {ours_mixed:>17,.0f}"
         )
         print()
         print(
