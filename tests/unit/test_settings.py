@@ -33,6 +33,7 @@ def test_defaults():
         ({"rate": "fast"}, "--rate: 'fast' is not valid; expected messages per second ≥ 0 (0 = unlimited)"),
         ({"rate": "nan"}, "--rate: 'nan' is not allowed"),
         ({"batch_max": "0"}, "--batch-max: '0' is not allowed; expected an integer ≥ 1"),
+        ({"gc_threshold": "-1"}, "--gc-threshold: '-1' is not allowed; expected an integer ≥ 0"),
         ({"partitions": "2.5"}, "--partitions: '2.5' is not valid; expected an integer ≥ 1"),
         ({"create_topics": "maybe"}, "--create-topics: 'maybe' is not a boolean; use true or false"),
         ({"kafka_bootstrap": "localhost"}, "--kafka-bootstrap: 'localhost' is not HOST:PORT"),
