@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from ingestload.errors import ConfigError
-from ingestload.settings import PRODUCER_DEFAULTS, Settings, namespace, parse_properties, redact_config, scrub
+from ingestload.settings import (
+    OPTIONS,
+    PRODUCER_DEFAULTS,
+    Settings,
+    namespace,
+    parse_properties,
+    redact_config,
+    scrub,
+)
 
 
 def error(**values: object) -> str:
@@ -199,3 +207,25 @@ def test_rate_options_parsed():
         None,
     )
     assert default.min_rate_window == 10.0
+
+
+@pytest.mark.parametrize("command", ["run", "verify", "api"])
+def test_every_help_text_renders(command, capsys):
+    """argparse %-formats help texts: a bare '%' in an option's help crashes --help."""
+    from ingestload.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "--kafka-bootstrap" in capsys.readouterr().out
+
+
+def test_every_option_renders_in_locusts_help():
+    import configargparse
+
+    from ingestload.settings import add_arguments
+
+    parser = configargparse.ArgumentParser()
+    add_arguments(parser)
+    text = parser.format_help()
+    assert all(opt.flag in text for opt in OPTIONS)
