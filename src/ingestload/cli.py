@@ -39,7 +39,7 @@ from ingestload.kafka import count_run, ensure_topics, high_watermarks
 from ingestload.ledger import AckLedger
 from ingestload.profile import RateProfile
 from ingestload.rates import api_users_for
-from ingestload.settings import OPTIONS, Settings
+from ingestload.settings import OPTIONS, Settings, add_plain_argument
 from ingestload.verdict import Thresholds
 from ingestload.verification import VerificationRun
 
@@ -356,13 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-api", action="store_true", help="start no ingest API (for a Kafka-only locustfile)"
     )
     for opt in OPTIONS:
-        run.add_argument(
-            opt.flag,
-            default=None,
-            action="append" if opt.multiple else "store",
-            metavar=opt.metavar,
-            help=opt.help,
-        )
+        add_plain_argument(run, opt)
 
     verify = sub.add_parser(
         "verify",
@@ -372,14 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--ledger", required=True, help="the ledger file a run wrote (--ledger-file)")
     for opt in OPTIONS:
         if opt.dest in _VERIFY_OPTIONS:
-            verify.add_argument(
-                opt.flag,
-                default=None,
-                action="append" if opt.multiple else "store",
-                metavar=opt.metavar,
-                help=opt.help
-                + (" Default: the one in the ledger file." if opt.dest == "kafka_bootstrap" else ""),
-            )
+            ledger_default = " Default: the one in the ledger file." if opt.dest == "kafka_bootstrap" else ""
+            add_plain_argument(verify, opt, opt.help + ledger_default)
 
     sub.add_parser(
         "api", help="the reference ingest API, HTTP → Kafka (ingestload api --help)", add_help=False

@@ -249,6 +249,18 @@ def add_arguments(parser: Any) -> None:
         action.is_multiple = False
 
 
+def add_plain_argument(parser: Any, opt: Option, help: str | None = None) -> None:
+    """Register ``opt`` on a plain argparse parser (``ingestload run/verify/api``): no default, so
+    that only what the user typed is passed on; repeatable options append."""
+    parser.add_argument(
+        opt.flag,
+        default=None,
+        action="append" if opt.multiple else "store",
+        metavar=opt.metavar,
+        help=opt.help if help is None else help,
+    )
+
+
 def is_secret_key(key: str) -> bool:
     """True for librdkafka properties whose values must never be printed.
 

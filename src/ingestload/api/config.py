@@ -24,7 +24,15 @@ from typing import Any
 
 from ingestload.api.faults import FaultPlan
 from ingestload.errors import ConfigError
-from ingestload.settings import OPTIONS, Option, Settings, _boolean, _number, redact_config
+from ingestload.settings import (
+    OPTIONS,
+    Option,
+    Settings,
+    _boolean,
+    _number,
+    add_plain_argument,
+    redact_config,
+)
 
 API_ENV_PREFIX = "INGESTLOAD_API_"
 
@@ -279,13 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     for common in OPTIONS:
         if common.dest in SHARED:
-            parser.add_argument(
-                common.flag,
-                default=None,
-                action="append" if common.multiple else "store",
-                metavar=common.metavar,
-                help=common.help + ("" if common.multiple else f" [{common.env}]"),
-            )
+            add_plain_argument(parser, common, common.help + ("" if common.multiple else f" [{common.env}]"))
     return parser
 
 
