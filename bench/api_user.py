@@ -49,7 +49,7 @@ from pathlib import Path
 import psutil
 
 from http_bodies import messages_per_request
-from ingestload.broker import free_port
+from ingestload.kafka.broker import free_port
 from ingestload.testing import locust_command
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ import time
 
 from confluent_kafka import Producer
 
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
-from ingestload.settings import PRODUCER_DEFAULTS
+from ingestload.kafka.config import PRODUCER_DEFAULTS
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ the same sizes; each message carries a 74-hex ``_ingestload`` member as ours do 
 
 from __future__ import annotations
 
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 
 MEMBER = b'{"_ingestload":"' + b"0" * 74 + b'",'
 

@@ -46,10 +46,10 @@ from typing import Any
 import orjson
 
 from ingestload.api.testing import ApiProcess, run_api
-from ingestload.broker import EmbeddedBroker, free_port
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
-from ingestload.kafka import ensure_topics, read_to_end
+from ingestload.kafka.admin import ensure_topics, read_to_end
+from ingestload.kafka.broker import EmbeddedBroker, free_port
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 from ingestload.testing import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[1]

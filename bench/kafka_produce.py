@@ -29,10 +29,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingestload.broker import EmbeddedBroker
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
-from ingestload.kafka import ensure_topics
+from ingestload.kafka.admin import ensure_topics
+from ingestload.kafka.broker import EmbeddedBroker
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 from ingestload.testing import locust_command, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,9 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestload.catalogue import Catalogue
-from ingestload.kafka import ensure_topics
-from ingestload.profile import RateProfile
+from ingestload.kafka.admin import ensure_topics
+from ingestload.messages.catalogue import Catalogue
+from ingestload.rate.profile import RateProfile
 from ingestload.testing import (
     BOOTSTRAP_ENV,
     counts_per_window,

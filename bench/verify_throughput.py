@@ -25,15 +25,15 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from ingestload.broker import EmbeddedBroker
-from ingestload.catalogue import Catalogue
-from ingestload.envelope import HEADER, Envelope, EnvelopeWriter, checksum, encode
-from ingestload.factory import MessageFactory
-from ingestload.kafka import ensure_topics
-from ingestload.ledger import AckLedger, ProducerLedger
-from ingestload.settings import CONSUMER_DEFAULTS
+from ingestload.kafka.admin import ensure_topics
+from ingestload.kafka.broker import EmbeddedBroker
+from ingestload.kafka.config import CONSUMER_DEFAULTS
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, checksum, encode
+from ingestload.messages.factory import MessageFactory
+from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
-from ingestload.verification import VerificationRun
+from ingestload.verify.run import VerificationRun
 
 RUN = "b30cb30cb30cb30c"
 
@@ -147,7 +147,7 @@ class VerifyBench:
 
     def memory(self) -> tuple[float, float, int, float]:
         """(verifier state MB, RSS growth MB, serialized ledger bytes, seconds) for memory_messages."""
-        from ingestload.verifier import Verifier
+        from ingestload.verify.verifier import Verifier
 
         n = self.args.memory_messages
         producers = 4

@@ -23,7 +23,7 @@ from locust import LoadTestShape, User, constant_throughput, task
 from locust_plugins.wait_time import constant_total_ips
 
 from ingestload.plugin import state_of
-from ingestload.profile import RateProfile
+from ingestload.rate.profile import RateProfile
 
 PROFILE = RateProfile.load(os.environ["BENCH_PROFILE"])
 PACING = os.environ["BENCH_PACING"]

@@ -32,16 +32,16 @@ from pathlib import Path
 
 import orjson
 
-from ingestload.broker import EMBEDDED_VERIFIER_CONFIG, EmbeddedBroker
-from ingestload.catalogue import Catalogue, data_path
 from ingestload.errors import IngestloadError
-from ingestload.kafka import count_run, ensure_topics, high_watermarks
-from ingestload.ledger import AckLedger
-from ingestload.profile import RateProfile
-from ingestload.rates import api_users_for
+from ingestload.kafka.admin import count_run, ensure_topics, high_watermarks
+from ingestload.kafka.broker import EMBEDDED_VERIFIER_CONFIG, EmbeddedBroker
+from ingestload.messages.catalogue import Catalogue, data_path
+from ingestload.messages.ledger import AckLedger
+from ingestload.rate.plans import api_users_for
+from ingestload.rate.profile import RateProfile
 from ingestload.settings import OPTIONS, Settings, add_plain_argument
-from ingestload.verdict import Thresholds
-from ingestload.verification import VerificationRun
+from ingestload.verify.run import VerificationRun
+from ingestload.verify.verdict import Thresholds
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
 #: Fewest ingest API users ``ingestload run`` starts (its HTTP concurrency, as ``ab -c``).

@@ -33,7 +33,7 @@ class CatalogueError(ConfigError):
 
 
 class ProfileError(ConfigError):
-    """A rate profile file is invalid (see :mod:`ingestload.profile`)."""
+    """A rate profile file is invalid (see :mod:`ingestload.rate.profile`)."""
 
 
 class EnvelopeError(IngestloadError, ValueError):

@@ -15,7 +15,7 @@ worker     at ``test_start`` (options now as the master sent them) build the pro
 =========  ===========================================================================
 
 Rates (target curve, per-path pacers, plans sent to workers, the profile shape, the rate
-guard) live in :class:`~ingestload.ratecontrol.RateControl`, one per process.
+guard) live in :class:`~ingestload.rate.control.RateControl`, one per process.
 
 Drain protocol. Locust's master gives workers about half a second after ``quit``, which
 is not enough to receive the last acknowledgements. So on ``test_stopping`` the master
@@ -38,18 +38,18 @@ from typing import Any, NoReturn
 import gevent
 
 from ingestload import gctune
-from ingestload.catalogue import Catalogue
-from ingestload.conclusion import RunVerification
 from ingestload.errors import ConfigError, IngestloadError
-from ingestload.factory import MessageFactory
-from ingestload.ingest_api import IngestApiClient
-from ingestload.kafka import ensure_topics
-from ingestload.ledger import AckLedger, ProducerLedger
-from ingestload.pacer import Pacer
-from ingestload.producer import KafkaProducerClient
-from ingestload.ratecontrol import RateControl
+from ingestload.http.client import IngestApiClient
+from ingestload.kafka.admin import ensure_topics
+from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
+from ingestload.messages.ledger import AckLedger, ProducerLedger
+from ingestload.rate.control import RateControl
+from ingestload.rate.pacer import Pacer
 from ingestload.settings import Settings, add_arguments
 from ingestload.status import StatusLine, WorkerRates, add_counters, format_summary
+from ingestload.verify.conclusion import RunVerification
 
 log = logging.getLogger("ingestload")
 

@@ -18,43 +18,22 @@ import math
 import os
 import re
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingestload.durations import parse_duration
 from ingestload.errors import ConfigError
+from ingestload.kafka.config import (
+    CONSUMER_DEFAULTS,
+    PRODUCER_DEFAULTS,
+    kafka_properties,
+    parse_properties,
+    redact_config,
+)
+from ingestload.rate.durations import parse_duration
 
 ENV_PREFIX = "INGESTLOAD_"
-#: ``INGESTLOAD_KAFKA_PROP_SASL_PASSWORD=x`` sets the librdkafka property ``sasl.password``.
-KAFKA_PROP_ENV_PREFIX = ENV_PREFIX + "KAFKA_PROP_"
-
-REDACTED = "***"
-_SECRET_KEY = re.compile(r"password|secret|token|jaas|oauthbearer\.config|\.pem$|credential", re.IGNORECASE)
-
-#: Consumer defaults for the verifier and read-backs; the user's properties override them.
-#: librdkafka pauses a partition's fetches for ``fetch.queue.backoff.ms`` (1 s by default) once
-#: its prefetch queue is full, which starves a consumer that does real work per message: at
-#: 10 ms the verifier checks about twice as many messages per second. A short fetch wait keeps
-#: the measured end-to-end latency from including up to 500 ms of the verifier's own polling.
-CONSUMER_DEFAULTS: Mapping[str, str] = {
-    "fetch.queue.backoff.ms": "10",
-    "queued.min.messages": "1000000",
-    "fetch.wait.max.ms": "50",
-}
-
-#: Producer defaults that never trade data for speed; every one can be overridden.
-PRODUCER_DEFAULTS: Mapping[str, str] = {
-    "acks": "all",
-    "enable.idempotence": "true",
-    "linger.ms": "5",
-    "batch.num.messages": "10000",
-    "queue.buffering.max.messages": "200000",
-    # Far below librdkafka's 5 minutes so that a dead broker ends a run in bounded time;
-    # the drain at stop waits at least this long before calling a message undelivered.
-    "message.timeout.ms": "30000",
-}
 
 
 @dataclass(frozen=True)
@@ -261,52 +240,6 @@ def add_plain_argument(parser: Any, opt: Option, help: str | None = None) -> Non
     )
 
 
-def is_secret_key(key: str) -> bool:
-    """True for librdkafka properties whose values must never be printed.
-
-    Example::
-
-        >>> is_secret_key("sasl.password"), is_secret_key("sasl.username")
-        (True, False)
-    """
-    return bool(_SECRET_KEY.search(key))
-
-
-def redact_config(config: Mapping[str, str]) -> dict[str, str]:
-    """A copy of a librdkafka config that is safe to print."""
-    return {k: (REDACTED if is_secret_key(k) else v) for k, v in config.items()}
-
-
-def scrub(text: str, config: Mapping[str, str]) -> str:
-    """Replace every secret value of ``config`` that appears in ``text`` (e.g. a librdkafka error)."""
-    for key, value in config.items():
-        if value and is_secret_key(key):
-            text = text.replace(value, REDACTED)
-    return text
-
-
-def parse_properties(lines: Iterable[str], source: str) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` lines (``#``/``!`` comments, blank lines allowed).
-
-    Example::
-
-        >>> parse_properties(["# c", "acks = all", ""], "x.properties")
-        {'acks': 'all'}
-    """
-    props: dict[str, str] = {}
-    for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line[0] in "#!":
-            continue
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            shown = line if not is_secret_key(line) else REDACTED
-            raise ConfigError(f"{source}:{number}: expected KEY=VALUE, got {shown!r}")
-        props[key] = value.strip()
-    return props
-
-
 @dataclass(frozen=True)
 class Settings:
     """Validated ingestload settings for one process."""
@@ -389,22 +322,7 @@ class Settings:
             value = getattr(options, opt.dest, None)
             raw[opt.dest] = opt.default if value is None else value
 
-        kafka_config: dict[str, str] = {}
-        if raw["kafka_config_file"]:
-            path = Path(raw["kafka_config_file"])
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(f"--kafka-config-file: cannot read {str(path)!r}: {e.strerror}") from None
-            kafka_config.update(parse_properties(text.splitlines(), str(path)))
-        for name, value in sorted(environ.items()):
-            if name.startswith(KAFKA_PROP_ENV_PREFIX) and len(name) > len(KAFKA_PROP_ENV_PREFIX):
-                kafka_config[name[len(KAFKA_PROP_ENV_PREFIX) :].lower().replace("_", ".")] = value
-        kafka_config.update(parse_properties(_as_list(raw["kafka_config"]), "--kafka-config"))
-        if "bootstrap.servers" in kafka_config:
-            raise ConfigError(
-                "--kafka-config: set bootstrap servers with --kafka-bootstrap, not bootstrap.servers"
-            )
+        kafka_config = kafka_properties(raw["kafka_config_file"], _as_list(raw["kafka_config"]), environ)
 
         bootstrap = str(raw["kafka_bootstrap"] or "").strip()
         if not re.fullmatch(r"[^\s,]+:\d+(,[^\s,]+:\d+)*", bootstrap):

@@ -17,12 +17,11 @@ totals for the run.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ingestload.lateness import LATE_AFTER, PaceSnapshot, describe_lateness, format_seconds, interval
+from ingestload.rate.lateness import PaceSnapshot, describe_lateness, interval
 
 COUNTER_KEYS = ("sent", "acked", "failed", "in_flight", "backpressure", "undelivered")
 
@@ -162,28 +161,6 @@ class StatusLine:
                 f"corrupt {verified.get('corrupted', 0):,}",
             ]
         return " | ".join(parts)
-
-
-def format_pacing(total: PaceSnapshot, per_path: Mapping[str, PaceSnapshot] | None = None) -> str:
-    """The pacing account printed when a run stops, e.g.
-
-    ``target 166,500 offered 166,500 (100.00%) | lateness p50 0.4 ms p99 2 ms max 5 ms |
-    late (>100 ms) 0 | dropped 0 | still due at stop 0`` (then one such part per path when
-    there are several). target = offered + dropped + still due at stop (± a fraction).
-    """
-
-    def one(s: PaceSnapshot) -> str:
-        unsent = max(0, math.floor(s.intended + 1e-6) - s.offered - s.dropped)
-        return (
-            f"target {s.intended:,.0f} offered {s.offered:,} ({s.ratio:.2%}) | "
-            f"lateness {describe_lateness(s)} | late (>{format_seconds(LATE_AFTER)}) {s.late:,} | "
-            f"dropped {s.dropped:,} | still due at stop {unsent:,}"
-        )
-
-    text = one(total)
-    if per_path and len(per_path) > 1:
-        text += "".join(f" || {path}: {one(s)}" for path, s in per_path.items())
-    return text
 
 
 def format_summary(counters: Mapping[str, int]) -> str:

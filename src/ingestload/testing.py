@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ingestload.broker import EmbeddedBroker
-from ingestload.envelope import HEADER, Envelope, checksum, find
-from ingestload.kafka import Offsets, read_to_end
+from ingestload.kafka.admin import Offsets, read_to_end, run_messages
+from ingestload.kafka.broker import EmbeddedBroker
+from ingestload.messages.envelope import Envelope, checksum, find
 
 #: Set this to use an existing Kafka instead of starting the embedded broker.
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
@@ -156,16 +156,7 @@ def run_timestamps(
 ) -> list[int]:
     """The broker timestamps (ms, sorted) of every message of ``run_id`` — cheaper than :func:`read_run`
     for rate checks of large runs (no envelope decoding)."""
-    wanted = bytes.fromhex(run_id)
-    stamps = []
-    for batch in read_to_end(config, topics, start):
-        for message in batch:
-            for key, value in message.headers() or ():
-                if key == HEADER and value[1:9] == wanted:
-                    stamps.append(message.timestamp()[1])
-                    break
-    stamps.sort()
-    return stamps
+    return sorted(message.timestamp()[1] for message in run_messages(config, topics, start, run_id))
 
 
 def counts_per_window(

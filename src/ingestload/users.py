@@ -24,16 +24,16 @@ from typing import Any
 
 import gevent
 
-from ingestload.catalogue import Catalogue
-from ingestload.ingest_api import (
+from ingestload.http.client import (
     OUTCOME_ACKED,
     OUTCOME_FAILED,
     OUTCOME_UNKNOWN,
     batch_outcomes,
     outcome_of,
 )
+from ingestload.messages.catalogue import Catalogue
 from ingestload.plugin import install, state_of
-from ingestload.rates import API_USER_REQUESTS_PER_S, messages_per_request
+from ingestload.rate.plans import API_USER_REQUESTS_PER_S, messages_per_request
 from ingestload.settings import Settings
 
 install()
@@ -179,7 +179,7 @@ class IngestApiUser(FastHttpUser):
             response = self.client.post(path, data=body, headers=self.headers)  # type: ignore[arg-type]
             outcome = _outcome(response)
         finally:
-            self.api.resolve_one(seq, outcome)
+            self.api.resolve((seq,), outcome)
 
     def _post_batch(self, path: str, body: bytes, seqs: list[int]) -> None:
         """A batch: a 207 is a failure in Locust's stats when any item was refused."""

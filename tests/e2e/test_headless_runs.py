@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestload.catalogue import Catalogue
-from ingestload.kafka import high_watermarks
+from ingestload.kafka.admin import high_watermarks
+from ingestload.messages.catalogue import Catalogue
 from ingestload.testing import describe_output, locust_command, processes_args, read_run, worker_processes
 
 pytestmark = pytest.mark.e2e

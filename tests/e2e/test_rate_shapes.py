@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ingestload.profile import RateProfile
+from ingestload.rate.profile import RateProfile
 from ingestload.testing import (
     counts_per_window,
     describe_output,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestload.broker import EmbeddedBroker
-from ingestload.catalogue import Catalogue
+from ingestload.kafka.broker import EmbeddedBroker
+from ingestload.messages.catalogue import Catalogue
 from ingestload.testing import describe_output, free_port, locust_command, read_run
 
 pytestmark = pytest.mark.e2e
@@ -177,7 +177,7 @@ def test_broker_restart_mid_run_fails_with_the_exact_loss(prefix, root, tmp_path
         final = read_run(
             {"bootstrap.servers": broker.bootstrap}, Catalogue.load().topics(prefix), v["run_id"]
         )
-    from ingestload.ledger import AckLedger
+    from ingestload.messages.ledger import AckLedger
 
     ledger = AckLedger.from_json(json.loads(ledger_file.read_text())["producers"])
     (producer,) = list(ledger)

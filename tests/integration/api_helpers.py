@@ -5,9 +5,9 @@ from collections import Counter
 
 import orjson
 
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
-from ingestload.kafka import read_to_end
+from ingestload.kafka.admin import read_to_end
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 
 ENVELOPE = b"_ingestload"
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from ingestload.api.testing import ApiProcess, run_api
-from ingestload.broker import free_port
+from ingestload.kafka.broker import free_port
 from ingestload.testing import unique_prefix
 
 from .api_helpers import batch, bodies, ids, landed

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ingestload.api.testing import run_api
-from ingestload.broker import EmbeddedBroker
+from ingestload.kafka.broker import EmbeddedBroker
 
 from .api_helpers import batch, bodies, ids, landed
 

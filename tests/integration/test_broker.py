@@ -5,9 +5,9 @@ import socket
 import pytest
 from confluent_kafka import Producer
 
-from ingestload.broker import EmbeddedBroker, wait_for_kafka
 from ingestload.errors import BrokerError, PortInUseError
-from ingestload.kafka import count_run, ensure_topics
+from ingestload.kafka.admin import count_run, ensure_topics
+from ingestload.kafka.broker import EmbeddedBroker, wait_for_kafka
 from ingestload.testing import read_run
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import orjson
 import pytest
 from locust.env import Environment
 
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
-from ingestload.kafka import ensure_topics, high_watermarks
-from ingestload.producer import KafkaProducerClient
+from ingestload.kafka.admin import ensure_topics, high_watermarks
+from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 from ingestload.settings import Settings, namespace
 from ingestload.testing import read_run
 

@@ -7,15 +7,15 @@ import pytest
 from locust.env import Environment
 from pyroaring import BitMap
 
-from ingestload.broker import EmbeddedBroker
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
-from ingestload.kafka import ensure_topics, high_watermarks
-from ingestload.ledger import AckLedger, ProducerLedger
-from ingestload.producer import KafkaProducerClient
+from ingestload.kafka.admin import ensure_topics, high_watermarks
+from ingestload.kafka.broker import EmbeddedBroker
+from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
+from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.settings import Settings, namespace
 from ingestload.testing import FaultyProducer, read_run
-from ingestload.verification import VerificationRun
+from ingestload.verify.run import VerificationRun
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ingestload.envelope import HEADER, Envelope, body_checksum, checksum, encode, encode_text
+from ingestload.messages.envelope import HEADER, Envelope, body_checksum, checksum, encode, encode_text
 
 RUN = "00112233445566ff"
 

@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from ingestload.api.schema import Schemas
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 
 
 @pytest.fixture(scope="module")

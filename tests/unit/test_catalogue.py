@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ingestload.catalogue import Catalogue, default_catalogue_path
 from ingestload.errors import CatalogueError
+from ingestload.messages.catalogue import Catalogue, default_catalogue_path
 
 BUILT_IN = yaml.safe_load(default_catalogue_path().read_text())
 

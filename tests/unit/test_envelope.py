@@ -2,8 +2,18 @@
 
 import pytest
 
-from ingestload.envelope import HEADER, SIZE, Envelope, EnvelopeWriter, checksum, decode, encode, find, seq_of
 from ingestload.errors import EnvelopeError
+from ingestload.messages.envelope import (
+    HEADER,
+    SIZE,
+    Envelope,
+    EnvelopeWriter,
+    checksum,
+    decode,
+    encode,
+    find,
+    seq_of,
+)
 
 ENV = Envelope("00112233445566ff", 2**64 - 1, 123_456_789, 1_700_000_000_123_456, checksum(b'{"a":1}'))
 

@@ -6,8 +6,8 @@ import re
 import orjson
 import pytest
 
-from ingestload.catalogue import Catalogue
-from ingestload.factory import MessageFactory, iso_ms
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory, iso_ms
 
 NOW_NS = 1_723_206_896_789_123_456  # 2024-08-09T12:34:56.789123456Z
 

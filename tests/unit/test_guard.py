@@ -1,6 +1,6 @@
 """The rate guard: when a shortfall lasts longer than the window, and when it does not."""
 
-from ingestload.guard import EXIT_CODE, RateGuard
+from ingestload.rate.guard import EXIT_CODE, RateGuard
 
 
 def feed(guard: RateGuard, points):

@@ -3,10 +3,7 @@
 import orjson
 import pytest
 
-from ingestload.catalogue import Catalogue
-from ingestload.envelope import seq_of
-from ingestload.factory import MessageFactory
-from ingestload.ingest_api import (
+from ingestload.http.client import (
     OUTCOME_ACKED,
     OUTCOME_FAILED,
     OUTCOME_UNKNOWN,
@@ -14,7 +11,10 @@ from ingestload.ingest_api import (
     batch_outcomes,
     outcome_of,
 )
-from ingestload.verifier import Verifier
+from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.envelope import seq_of
+from ingestload.messages.factory import MessageFactory
+from ingestload.verify.verifier import Verifier
 from tests.unit.fakes import RUN, Msg
 
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ingestload.lateness import (
+from ingestload.rate.lateness import (
     EDGES,
     LatenessHistogram,
     PaceSnapshot,

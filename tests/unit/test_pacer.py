@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from ingestload.lateness import LATE_AFTER
-from ingestload.pacer import IDLE_DELAY, Pacer
-from ingestload.profile import ConstantRate, RateProfile, Stage
+from ingestload.rate.lateness import LATE_AFTER
+from ingestload.rate.pacer import IDLE_DELAY, Pacer
+from ingestload.rate.profile import ConstantRate, RateProfile, Stage
 from ingestload.testing import ManualClock as Clock
 
 RAMP = RateProfile([Stage("ramp", 60, 500, 20_000)])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ingestload.errors import ProfileError
-from ingestload.profile import ConstantRate, RateProfile, Stage, curve_from_wire
+from ingestload.rate.profile import ConstantRate, RateProfile, Stage, curve_from_wire
 
 PROFILES = Path(__file__).resolve().parents[2] / "mocks" / "profiles"
 

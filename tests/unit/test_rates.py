@@ -4,9 +4,8 @@ import math
 
 import pytest
 
-from ingestload.catalogue import Catalogue
-from ingestload.profile import ConstantRate, RateProfile, Stage
-from ingestload.rates import (
+from ingestload.messages.catalogue import Catalogue
+from ingestload.rate.plans import (
     API_USER_REQUESTS_PER_S,
     END_GRACE,
     RESYNC_AFTER,
@@ -20,6 +19,7 @@ from ingestload.rates import (
     pool_size,
     worker_fractions,
 )
+from ingestload.rate.profile import ConstantRate, RateProfile, Stage
 from ingestload.testing import ManualClock
 
 RAMP = RateProfile([Stage("ramp", 60, 500, 20_000)])

@@ -5,15 +5,8 @@ from pathlib import Path
 import pytest
 
 from ingestload.errors import ConfigError
-from ingestload.settings import (
-    OPTIONS,
-    PRODUCER_DEFAULTS,
-    Settings,
-    namespace,
-    parse_properties,
-    redact_config,
-    scrub,
-)
+from ingestload.kafka.config import PRODUCER_DEFAULTS, parse_properties, redact_config, scrub
+from ingestload.settings import OPTIONS, Settings, namespace
 
 
 def error(**values: object) -> str:

@@ -80,8 +80,8 @@ def test_locust_does_not_pick_the_base_class_up_by_itself():
 def test_api_user_capacity_counts_the_split_by_message_type():
     """IngestApiUser's per-user msg/s: 50 requests/s × messages per request, where a batch path
     with {msgType} splits each take by type (the built-in mix: ~5.9 of 20), and one without does not."""
-    from ingestload.catalogue import Catalogue
-    from ingestload.rates import messages_per_request
+    from ingestload.messages.catalogue import Catalogue
+    from ingestload.rate.plans import messages_per_request
     from ingestload.settings import Settings, namespace
     from ingestload.users import IngestApiUser
 

@@ -1,7 +1,7 @@
 """Status line arithmetic."""
 
-from ingestload.lateness import LatenessHistogram, PaceSnapshot
-from ingestload.status import StatusLine, WorkerRates, add_counters, format_pacing, format_summary
+from ingestload.rate.lateness import LatenessHistogram, PaceSnapshot, format_pacing
+from ingestload.status import StatusLine, WorkerRates, add_counters, format_summary
 
 
 def test_rates_come_from_the_change_in_totals():

@@ -3,9 +3,9 @@
 import pytest
 from pyroaring import BitMap
 
-from ingestload.ledger import AckLedger, ProducerLedger
-from ingestload.verdict import Thresholds, classify
-from ingestload.verifier import Verifier
+from ingestload.messages.ledger import AckLedger, ProducerLedger
+from ingestload.verify.verdict import Thresholds, classify
+from ingestload.verify.verifier import Verifier
 from tests.unit.fakes import RUN, kafka_msg
 
 

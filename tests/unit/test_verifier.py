@@ -2,7 +2,7 @@
 
 import orjson
 
-from ingestload.verifier import Verifier
+from ingestload.verify.verifier import Verifier
 from tests.unit.fakes import RUN, Msg, http_msg, kafka_msg
 
 

@@ -44,8 +44,8 @@ from ingestload.api.config import ApiSettings
 from ingestload.api.delivery import DUPLICATE, EARLY, WAIT, KafkaGateway
 from ingestload.api.faults import CLEAN, FaultCounts
 from ingestload.api.schema import Schemas
-from ingestload.catalogue import Catalogue
-from ingestload.kafka import ensure_topics
+from ingestload.kafka.admin import ensure_topics
+from ingestload.messages.catalogue import Catalogue
 
 log = logging.getLogger("ingestload.api")
 
@@ -214,7 +214,7 @@ class IngestService:
         return 502, "kafka_rejected", f"Kafka rejected the message ({detail})"
 
     def scrub(self, text: str) -> str:
-        from ingestload.settings import scrub
+        from ingestload.kafka.config import scrub
 
         return scrub(text, self.config)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from ingestload.api.faults import FaultPlan
 from ingestload.errors import ConfigError
+from ingestload.kafka.config import redact_config
 from ingestload.settings import (
     OPTIONS,
     Option,
@@ -31,7 +32,6 @@ from ingestload.settings import (
     _boolean,
     _number,
     add_plain_argument,
-    redact_config,
 )
 
 API_ENV_PREFIX = "INGESTLOAD_API_"

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ingestload.settings import scrub
+from ingestload.kafka.config import scrub
 
 log = logging.getLogger("ingestload.api")
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingestload.catalogue import Catalogue, Cell, Draw
+from ingestload.messages.catalogue import Catalogue, Cell, Draw
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ingestload.api.config import ApiSettings
-from ingestload.broker import EmbeddedBroker, _check_port_free, free_port
-from ingestload.catalogue import Catalogue
 from ingestload.errors import ConfigError, IngestloadError
-from ingestload.kafka import ensure_topics
+from ingestload.kafka.admin import ensure_topics
+from ingestload.kafka.broker import EmbeddedBroker, _check_port_free, free_port
+from ingestload.messages.catalogue import Catalogue
 
 log = logging.getLogger("ingestload.api")
 
@@ -79,7 +79,7 @@ def check_producer_config(settings: ApiSettings) -> None:
     """Let librdkafka validate the producer config now, in the main process (before any fork)."""
     from confluent_kafka import KafkaException, Producer
 
-    from ingestload.settings import scrub
+    from ingestload.kafka.config import scrub
 
     config = settings.producer_config()
     try:

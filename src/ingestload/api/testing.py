@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ingestload.broker import free_port
+from ingestload.kafka.broker import free_port
 
 
 class Reply(NamedTuple):

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple
 import orjson
 from pyroaring import BitMap
 
-from ingestload.envelope import HEADER, SIZE, body_checksum, decode_text
 from ingestload.errors import EnvelopeError
+from ingestload.messages.envelope import body_checksum, decode_text, header_of, is_of_run
 
 _BODY = struct.Struct(">QQqI")  # producer, seq, sent_at_us, crc — at offset 9 of the header value
 #: Seqs beyond what a 32-bit bitmap holds are not expected: 4.3 billion messages per producer and run.
@@ -144,7 +144,7 @@ class Verifier:
         run = self._run
         unpack = _BODY.unpack_from
         crc32 = zlib.crc32
-        header = HEADER
+        from_body = self._from_body
         current: PartitionState | None = None
         current_topic = ""
         current_partition = -1
@@ -167,18 +167,23 @@ class Verifier:
             if offset <= current.last_offset:
                 current.log_reset = True  # the log went back: it was truncated or recreated
             current.last_offset = offset
-            envelope = None
-            for key, value in message.headers() or ():
-                if key == header:
-                    envelope = value
-                    break
-            if envelope is None or len(envelope) != SIZE or envelope[1:9] != run:
-                if envelope is None and self._body(current, message, now_us, record_latency):
-                    records += 1
-                else:
+            # The envelope: a Kafka header (Kafka path), else a member of the JSON value (HTTP path).
+            header = header_of(message.headers())
+            if header is not None:
+                if not is_of_run(header, run):
                     current.foreign += 1
+                    continue
+                producer, seq, sent_at_us, crc = unpack(header, 9)
+                intact = crc32(message.value() or b"") == crc
+            else:
+                found = from_body(message.value())
+                if found is None:
+                    current.foreign += 1
+                    continue
+                producer, seq, sent_at_us, intact = found
+            if seq > MAX_SEQ:
+                current.foreign += 1
                 continue
-            producer, seq, sent_at_us, crc = unpack(envelope, 9)
             records += 1
             state = producers.get(producer)
             if state is None:
@@ -187,14 +192,10 @@ class Verifier:
                 state.seen.add_checked(seq)
             except KeyError:
                 self._duplicate(current, producer, seq, offset)
-            except OverflowError:
-                current.foreign += 1
-                records -= 1
-                continue
             if seq < state.last:
                 current.reordered += 1
             state.last = seq
-            if crc32(message.value() or b"") != crc:
+            if not intact:
                 self._corrupted(current, producer, seq, offset)
             if record_latency:
                 ms = (now_us - sent_at_us) // 1000
@@ -203,37 +204,20 @@ class Verifier:
             current.records += records
             self.seen_records += records
 
-    def _body(self, state: PartitionState, message: Any, now_us: int, record_latency: bool) -> bool:
-        """The HTTP path: an envelope inside a JSON object. True when the message is one of ours."""
-        value = message.value()
+    def _from_body(self, value: bytes | None) -> tuple[int, int, int, bool] | None:
+        """The HTTP path: (producer, seq, sent_at_us, intact) of an envelope inside a JSON object
+        of this run, or ``None`` when the value is not one of ours."""
         if not value or value[:1] != b"{" or self._field_bytes not in value:
-            return False
+            return None
         try:
             body = orjson.loads(value)
             envelope = decode_text(body.pop(self.envelope_field))
         except (orjson.JSONDecodeError, EnvelopeError, AttributeError, KeyError):
-            return False
+            return None
         if envelope.run_id != self.run_id:
-            return False
-        producer, seq = envelope.producer_id, envelope.seq
-        entry = state.producers.get(producer)
-        if entry is None:
-            entry = state.producers[producer] = _ProducerInPartition()
-        offset = message.offset()
-        if seq in entry.seen:
-            self._duplicate(state, producer, seq, offset)
-        else:
-            entry.seen.add(seq)
-        if seq < entry.last:
-            state.reordered += 1
-        entry.last = seq
-        if body_checksum(body) != envelope.checksum:
-            self._corrupted(state, producer, seq, offset)
-        if record_latency:
-            latency = self.latency.setdefault(state.topic, {})
-            ms = (now_us - envelope.sent_at_us) // 1000
-            latency[ms] = latency.get(ms, 0) + 1
-        return True
+            return None
+        intact = body_checksum(body) == envelope.checksum
+        return envelope.producer_id, envelope.seq, envelope.sent_at_us, intact
 
     def _duplicate(self, state: PartitionState, producer: int, seq: int, offset: int) -> None:
         state.duplicates += 1

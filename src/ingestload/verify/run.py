@@ -1,9 +1,9 @@
-"""Verifying a run: the consuming engine, its own process, and the handle the master holds.
+"""Verifying a run: consume its topics, then judge them against the ledger.
 
 :class:`VerificationRun` assigns every partition of the run's topics from the offsets taken
 at run start (no consumer-group join, no commits), feeds batches to a
-:class:`~ingestload.verifier.Verifier`, keeps end-to-end latency histograms, and at the end
-takes the merged :class:`~ingestload.ledger.AckLedger` and decides (:meth:`finish`):
+:class:`~ingestload.verify.verifier.Verifier`, keeps end-to-end latency histograms, and at the end
+takes the merged :class:`~ingestload.messages.ledger.AckLedger` and decides (:meth:`finish`):
 
 1. keep consuming until every acknowledged message has been seen, or until the end of
    every partition has been reached (position ≥ the high watermark of the latest fetch,
@@ -11,13 +11,10 @@ takes the merged :class:`~ingestload.ledger.AckLedger` and decides (:meth:`finis
 2. read again, from the start, every partition that was *suspect* — an error was reported
    for it, or its offsets went backwards (a broker that lost its log) — so the verdict
    describes what is in Kafka at the end;
-3. classify (:func:`~ingestload.verdict.classify`).
+3. classify (:func:`~ingestload.verify.verdict.classify`).
 
-Live, the engine runs in its own process (``python -m ingestload.verification``) so that
-consuming hundreds of thousands of messages per second does not steal the Locust master's
-event loop. It speaks JSON lines: the first stdin line configures it (secrets travel there,
-never in argv), then ``{"cmd": "finish", …}``; on stdout it answers ``ready``, periodic
-``progress`` and a final ``verdict``. :class:`VerifierProcess` is the master's side.
+Live, it runs in a process of its own (:mod:`ingestload.verify.process`); after the fact,
+``ingestload verify`` runs it in-process.
 
 Example (post-hoc, in-process)::
 
@@ -27,29 +24,20 @@ Example (post-hoc, in-process)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any
-
-import orjson
+from typing import Any
 
 from ingestload.errors import IngestloadError
-from ingestload.factory import MessageFactory
-from ingestload.kafka import Offsets, read_to_end
-from ingestload.ledger import AckLedger
-from ingestload.settings import CONSUMER_DEFAULTS, scrub
-from ingestload.verdict import Thresholds, Verdict, classify
-from ingestload.verifier import Verifier
+from ingestload.kafka.admin import Offsets, assign_from, high_watermarks, read_to_end, reader
+from ingestload.kafka.config import scrub
+from ingestload.messages.factory import MessageFactory
+from ingestload.messages.ledger import AckLedger
+from ingestload.verify.verdict import Thresholds, Verdict, classify
+from ingestload.verify.verifier import Verifier
 
-log = logging.getLogger("ingestload.verification")
+log = logging.getLogger("ingestload.verify")
 
 #: Seconds after the end of a run before "position ≥ high watermark" counts as the end:
 #: longer than librdkafka's fetch wait (500 ms) so that the watermark reflects the last writes.
@@ -115,10 +103,6 @@ class VerificationRun:
         batch: int = 10_000,
         record_latency: bool = True,
     ) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        from ingestload.kafka import high_watermarks
-
         self.config = dict(config)
         self.topics = sorted(set(topics))
         self.run_id = run_id
@@ -132,30 +116,15 @@ class VerificationRun:
         self.suspect: set[tuple[str, int]] = set()
         self.histograms: dict[str, Any] = {}
         self._pending_latency: dict[str, dict[int, int]] = {}
-        self.consumer = Consumer(
-            {
-                **CONSUMER_DEFAULTS,
-                **self.config,
-                "group.id": f"ingestload-verifier-{uuid.uuid4().hex}",
-                "enable.auto.commit": "false",
-                "enable.partition.eof": "true",
-                "auto.offset.reset": "earliest",
-                "logger": logging.getLogger("ingestload.librdkafka"),
-                # Client-wide trouble (all brokers down, transport errors) arrives here, not as
-                # message errors: any partition may have lost data meanwhile.
-                "error_cb": self._on_client_error,
-            }
+        self.consumer = reader(
+            self.config,
+            "verifier",
+            logger=logging.getLogger("ingestload.librdkafka"),
+            # Client-wide trouble (all brokers down, transport errors) arrives here, not as
+            # message errors: any partition may have lost data meanwhile.
+            error_cb=self._on_client_error,
         )
-        metadata = self.consumer.list_topics(timeout=10)
-        self.assignment = []
-        for topic in self.topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                continue
-            for partition in sorted(info.partitions):
-                offset = self.start.get((topic, partition), OFFSET_BEGINNING)
-                self.assignment.append(TopicPartition(topic, partition, offset))
-        self.consumer.assign(self.assignment)
+        self.assignment = assign_from(self.consumer, self.topics, self.start, timeout=10)
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -338,8 +307,6 @@ class VerificationRun:
 
     def _reread_suspects(self) -> None:
         """Forget every suspect partition and read it again from the start of the run."""
-        from ingestload.kafka import high_watermarks
-
         suspects = sorted(self.suspect)
         log.info("reading %d partition(s) again after errors or a log reset", len(suspects))
         ends = high_watermarks(self.config, {t for t, _ in suspects})
@@ -357,169 +324,3 @@ class VerificationRun:
                 )
         except IngestloadError as e:
             self.errors.append(f"could not read suspect partitions again: {e}")
-
-
-# -- the verifier process -----------------------------------------------------------------
-
-
-def _emit(out: IO[bytes], message: Mapping[str, Any]) -> None:
-    out.write(orjson.dumps(message) + b"\n")
-    out.flush()
-
-
-def main() -> int:
-    """``python -m ingestload.verification``: the live verifier (see the module docstring)."""
-    logging.basicConfig(level=logging.WARNING, format="[verifier] %(levelname)s %(message)s")
-    out = sys.stdout.buffer
-    first = sys.stdin.buffer.readline()
-    if not first:
-        return 2
-    setup = orjson.loads(first)
-    try:
-        run = VerificationRun(
-            setup["config"],
-            setup["topics"],
-            setup["run_id"],
-            envelope_field=setup.get("envelope_field", "_ingestload"),
-            thresholds=Thresholds(**setup.get("thresholds", {})),
-        )
-    except Exception as e:
-        _emit(out, {"type": "error", "message": scrub(str(e), setup.get("config", {}))})
-        return 1
-    _emit(out, {"type": "ready", "start": [[t, p, o] for (t, p), o in sorted(run.start.items())]})
-
-    commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
-
-    def read_commands() -> None:
-        for line in sys.stdin.buffer:
-            commands.put(orjson.loads(line))
-        commands.put(None)  # the master went away
-
-    threading.Thread(target=read_commands, daemon=True).start()
-    interval = float(setup.get("interval", 1.0))
-    next_report = time.monotonic() + interval
-    while True:
-        try:
-            command = commands.get_nowait()
-        except queue.Empty:
-            command = {}
-        if command is None or command.get("cmd") == "stop":
-            return 0
-        if command.get("cmd") == "finish":
-            verdict = run.finish(
-                AckLedger.from_json(command["ledger"]),
-                drain_timeout=float(command["drain_timeout"]),
-                missing_workers=command.get("missing_workers", []),
-                on_progress=lambda p: _emit(out, {"type": "progress", **p}),
-            )
-            _emit(out, {"type": "verdict", "verdict": verdict.to_dict(), "report": verdict.report()})
-            return 0
-        try:
-            run.poll_once()
-        except Exception as e:
-            run.errors.append(scrub(str(e), run.config))
-            time.sleep(0.2)
-        if time.monotonic() >= next_report:
-            next_report = time.monotonic() + interval
-            _emit(out, {"type": "progress", **run.take_progress()})
-
-
-class VerifierProcess:
-    """The master's handle on the live verifier process (gevent-friendly when Locust is loaded)."""
-
-    def __init__(
-        self,
-        config: Mapping[str, str],
-        topics: Iterable[str],
-        run_id: str,
-        *,
-        envelope_field: str,
-        thresholds: Thresholds,
-        on_progress: Callable[[dict[str, Any]], None],
-        interval: float = 1.0,
-    ) -> None:
-        self.run_id = run_id
-        self.on_progress = on_progress
-        self.start: Offsets = {}
-        self.error: str | None = None
-        self.verdict: dict[str, Any] | None = None
-        self.report: str | None = None
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "ingestload.verification"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        setup = {
-            "config": dict(config),
-            "topics": sorted(set(topics)),
-            "run_id": run_id,
-            "envelope_field": envelope_field,
-            "thresholds": thresholds.__dict__,
-            "interval": interval,
-        }
-        self._send(setup)
-        self._reader: Any = None
-
-    def _send(self, message: Mapping[str, Any]) -> None:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(orjson.dumps(message) + b"\n")
-        self._proc.stdin.flush()
-
-    def _read(self) -> dict[str, Any] | None:
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
-        return orjson.loads(line) if line else None
-
-    def wait_ready(self) -> bool:
-        """Block (cooperatively under gevent) until the verifier has its start offsets."""
-        message = self._read()
-        if message is None or message.get("type") != "ready":
-            self.error = (message or {}).get("message", "the verifier process exited during startup")
-            return False
-        self.start = {(t, p): o for t, p, o in message["start"]}
-        return True
-
-    def follow(self) -> None:
-        """Read progress until the verdict arrives (run it in a greenlet)."""
-        while True:
-            message = self._read()
-            if message is None:
-                if self.verdict is None and self.error is None:
-                    self.error = "the verifier process ended without a verdict"
-                return
-            if message.get("type") == "progress":
-                self.on_progress(message)
-            elif message.get("type") == "verdict":
-                self.verdict, self.report = message["verdict"], message["report"]
-                return
-            elif message.get("type") == "error":
-                self.error = message.get("message")
-
-    def finish(self, ledger: AckLedger, drain_timeout: float, missing_workers: Iterable[str]) -> None:
-        """Hand over the final ledger; :meth:`follow` then receives the verdict."""
-        try:
-            self._send(
-                {
-                    "cmd": "finish",
-                    "ledger": ledger.to_json(),
-                    "drain_timeout": drain_timeout,
-                    "missing_workers": sorted(missing_workers),
-                }
-            )
-        except (BrokenPipeError, OSError) as e:
-            self.error = f"the verifier process is gone ({e})"
-
-    def stop(self) -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self._send({"cmd": "stop"})
-        with contextlib.suppress(Exception):
-            self._proc.wait(5)
-        if self._proc.poll() is None:
-            self._proc.kill()
-
-
-if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    # The stdin reader thread may sit in a blocking read; leave without waiting for it.
-    os._exit(code)

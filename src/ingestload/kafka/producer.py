@@ -11,7 +11,7 @@ Rules it keeps (see docs/architecture.md, "gevent rules"):
   response_time = produce-to-ack in ms, length = value bytes, exception =
   :class:`~ingestload.errors.KafkaDeliveryError` for a failed delivery; acknowledgements
   reach Locust's own stats listener in bulk and every other listener one call each
-  (:mod:`ingestload.ackstats`), a failure fires a real event;
+  (:mod:`ingestload.kafka.ackstats`), a failure fires a real event;
 * every report is filed in the run's ledger: each message carries its seq in its
   delivery callback (``partial(report, seq)``), because librdkafka does not return
   headers with a failed report — the one case where the seq matters.
@@ -27,23 +27,45 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import gevent
-from pyroaring import BitMap
 
-from ingestload.ackstats import AckStats
-from ingestload.envelope import HEADER, EnvelopeWriter, checksum
 from ingestload.errors import ConfigError, KafkaDeliveryError
-from ingestload.factory import MessageFactory
-from ingestload.ledger import ProducerLedger, is_definite_failure
-from ingestload.settings import scrub
+from ingestload.kafka.ackstats import AckStats
+from ingestload.kafka.config import scrub
+from ingestload.messages.envelope import HEADER, checksum
+from ingestload.messages.factory import MessageFactory
+from ingestload.messages.sender import EnvelopeSender, Outcomes
+
+#: librdkafka errors after which the message was certainly not written.
+DEFINITE_FAILURES = frozenset(
+    {
+        "_PURGE_QUEUE",
+        "_MSG_SIZE_TOO_LARGE",
+        "MSG_SIZE_TOO_LARGE",
+        "_UNKNOWN_TOPIC",
+        "UNKNOWN_TOPIC_OR_PART",
+        "_UNKNOWN_PARTITION",
+        "TOPIC_AUTHORIZATION_FAILED",
+        "CLUSTER_AUTHORIZATION_FAILED",
+        "INVALID_RECORD",
+        "CORRUPT_MESSAGE",
+        "_INVALID_ARG",
+        "_INVALID_TYPE",
+        "INVALID_REQUIRED_ACKS",
+        "RECORD_LIST_TOO_LARGE",
+    }
+)
+
+
+def is_definite_failure(error_name: str) -> bool:
+    """True when an error means the message was certainly not written (else its fate is unknown)."""
+    return error_name in DEFINITE_FAILURES
+
 
 _log = logging.getLogger("ingestload")
 #: Seconds to wait for the reports of purged messages after a drain timed out.
@@ -52,26 +74,21 @@ PURGE_SETTLE_TIMEOUT = 5.0
 IDLE_POLL_INTERVAL = 0.002
 
 
-class _Deliveries:
-    """The delivery reports of one run.
+class _Deliveries(Outcomes):
+    """The delivery reports of one run (a new object per run, see :class:`Outcomes`).
 
-    A new object per run: a late report from an earlier run lands in its own object and
-    cannot disturb the current counts, with no per-message check. Acknowledged messages go
-    to Locust's stats through :class:`~ingestload.ackstats.AckStats` (in bulk when only
-    Locust listens); a failed delivery fires its request event at once.
+    Acknowledged messages go to Locust's stats through :class:`~ingestload.kafka.ackstats.AckStats`
+    (in bulk when only Locust listens); a failed delivery fires its request event at once.
     """
 
-    __slots__ = ("acked", "failed", "failed_seqs", "fire", "landed", "request_type", "stats", "unknown_seqs")
+    __slots__ = ("fire", "landed", "request_type", "stats")
 
     def __init__(self, fire: Callable[..., None], request_type: str, stats: AckStats) -> None:
+        super().__init__()
         self.fire = fire
         self.request_type = request_type
         self.stats = stats
         self.landed = stats.pending
-        self.acked = 0
-        self.failed = 0
-        self.failed_seqs = BitMap()
-        self.unknown_seqs = BitMap()
 
     def report(self, seq: int, err: Any, msg: Any) -> None:
         """librdkafka's delivery callback for message ``seq`` (bound with ``partial``)."""
@@ -79,8 +96,7 @@ class _Deliveries:
             self.acked += 1
             self.landed[msg.topic()].append(msg)
             return
-        self.failed += 1
-        (self.failed_seqs if is_definite_failure(err.name()) else self.unknown_seqs).add(seq)
+        self.file_failure((seq,), is_definite_failure(err.name()))
         latency = msg.latency()
         self.fire(
             request_type=self.request_type,
@@ -92,10 +108,11 @@ class _Deliveries:
         )
 
 
-class KafkaProducerClient:
+class KafkaProducerClient(EnvelopeSender):
     """Produces factory messages with envelopes and reports every ack to Locust."""
 
     request_type = "KAFKA"
+    path = "kafka"
 
     def __init__(
         self,
@@ -106,44 +123,23 @@ class KafkaProducerClient:
         from confluent_kafka import KafkaException, Producer
 
         self.environment = environment
-        self.factory = factory
         self._fire = environment.events.request.fire
         try:
             # librdkafka's own log lines go through Python logging (served by poll), not raw stderr.
             self.producer = Producer({**config, "logger": logging.getLogger("ingestload.librdkafka")})
         except (KafkaException, ValueError, TypeError) as e:
             raise ConfigError(f"Kafka producer configuration rejected: {scrub(str(e), config)}") from None
-        self.writer: EnvelopeWriter | None = None
-        self.meta: dict[str, Any] = {}
-        self.accepting = False
         self._poller: gevent.Greenlet | None = None
-        self._reset_counters()
+        super().__init__(factory)
 
-    def _reset_counters(self) -> None:
-        self.seq = 0
-        """Next seq; equals the number of messages handed to librdkafka this run."""
-        previous: _Deliveries | None = getattr(self, "deliveries", None)
-        if previous is not None:
+    def new_run(self) -> None:
+        previous = getattr(self, "outcomes", None)
+        if isinstance(previous, _Deliveries):
             previous.stats.publish()  # what the last run acknowledged belongs to its stats
-        self.deliveries = _Deliveries(
+        super().new_run()
+        self.outcomes: _Deliveries = _Deliveries(
             self._fire, self.request_type, AckStats(self.environment, self.request_type)
         )
-        self.backpressure = 0
-        """How many times the local queue was full."""
-        self.undelivered = 0
-        """Messages still unacknowledged when the drain timed out (then purged: failed or unknown)."""
-
-    @property
-    def acked(self) -> int:
-        return self.deliveries.acked
-
-    @property
-    def failed(self) -> int:
-        return self.deliveries.failed
-
-    @property
-    def producer_id(self) -> int | None:
-        return self.writer.producer_id if self.writer else None
 
     @property
     def in_flight(self) -> int:
@@ -153,22 +149,7 @@ class KafkaProducerClient:
     def begin_run(
         self, run_id: str, producer_id: int | None = None, meta: Mapping[str, Any] | None = None
     ) -> None:
-        """Start a new run: new envelope identity, seq from 0, counters and ledger cleared.
-
-        ``meta`` describes the producer in the ledger (host, worker…); the factory's own
-        parameters are added so that a seq can later be traced back to its topic.
-        """
-        self.writer = EnvelopeWriter(run_id, producer_id if producer_id is not None else secrets.randbits(64))
-        self.meta = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "path": "kafka",
-            **self.factory.describe(),
-            **(meta or {}),
-        }
-        self._reset_counters()
-        self.factory.seek(0)
-        self.accepting = True
+        super().begin_run(run_id, producer_id, meta)
         if self._poller is None or self._poller.dead:
             self._poller = gevent.spawn(self._poll_loop)
 
@@ -205,7 +186,7 @@ class KafkaProducerClient:
         produce = self.producer.produce
         next_message = self.factory.next
         prefix, pack_tail = writer.prefix, writer.pack_tail
-        report = self.deliveries.report
+        report = self.outcomes.report
         crc = checksum
         clock = time.time_ns
         first = seq = self.seq
@@ -228,28 +209,16 @@ class KafkaProducerClient:
             self.seq = seq
         return seq - first
 
-    def ledger(self) -> ProducerLedger:
-        """This run's ledger as of now (complete once :meth:`drain` has returned)."""
-        d = self.deliveries
-        return ProducerLedger(
-            producer_id=self.producer_id or 0,
-            sent=self.seq,
-            acked_count=d.acked,
-            failed=BitMap(d.failed_seqs),
-            unknown=BitMap(d.unknown_seqs),
-            meta=dict(self.meta),
-        )
-
     def poll(self) -> int:
         """Serve pending delivery reports now (non-blocking); acks reach Locust's stats within 50 ms."""
         served = int(self.producer.poll(0))
         if served:
-            self.deliveries.stats.flush()
+            self.outcomes.stats.flush()
         return served
 
     def publish_stats(self) -> None:
         """Put every acknowledgement served so far into Locust's stats now."""
-        self.deliveries.stats.publish()
+        self.outcomes.stats.publish()
 
     def _poll_loop(self) -> None:
         poll = self.poll
@@ -282,17 +251,6 @@ class KafkaProducerClient:
             gevent.sleep(0.01)
         self.poll()
         self.publish_stats()
-
-    def counters(self) -> dict[str, int]:
-        """A snapshot for status lines and worker reports."""
-        return {
-            "sent": self.seq,
-            "acked": self.acked,
-            "failed": self.failed,
-            "in_flight": self.in_flight,
-            "backpressure": self.backpressure,
-            "undelivered": self.undelivered,
-        }
 
     def close(self) -> None:
         """Stop polling and release the producer; anything still queued is purged (reported failed).

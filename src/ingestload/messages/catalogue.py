@@ -437,8 +437,8 @@ class _Validator:
 
 def data_path(relative: str) -> Path:
     """A file shipped with ingestload: from a wheel's ``_data`` or from the source checkout."""
-    here = Path(__file__).resolve().parent
-    for base in (here / "_data", here.parents[1]):
+    package = Path(__file__).resolve().parents[1]  # src/ingestload (or site-packages/ingestload)
+    for base in (package / "_data", package.parents[1]):
         candidate = base / relative
         if candidate.exists():
             return candidate

@@ -5,7 +5,7 @@ between paths (``kafka``, ``api``: a user class declares ``ingestload_path``) by
 ``--rate-split`` or, by default, by the weights of the user classes of each path. With
 workers, each path's part is divided among the workers in proportion to their users of
 that path. What a process must pace is a :class:`RatePlan`: the curve and one *scale* per
-path (its fraction of the curve); each path has its own :class:`~ingestload.pacer.Pacer`
+path (its fraction of the curve); each path has its own :class:`~ingestload.rate.pacer.Pacer`
 (:class:`PacerSet`), which integrates ``scale × curve`` itself, so a worker follows a
 ramp exactly, not in the one-second steps in which plans arrive.
 
@@ -36,9 +36,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ingestload.lateness import PaceSnapshot
-from ingestload.pacer import Pacer
-from ingestload.profile import ConstantRate, RateCurve, curve_from_wire
+from ingestload.rate.lateness import PaceSnapshot
+from ingestload.rate.pacer import Pacer
+from ingestload.rate.profile import ConstantRate, RateCurve, curve_from_wire
 
 MSG_RATE = "ingestload_rate"
 #: Seconds of disagreement between the master's curve time and ours before we re-anchor.

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from ingestload.catalogue import TIMESTAMP_SENTINEL, Catalogue, Cell, Draw
+from ingestload.messages.catalogue import TIMESTAMP_SENTINEL, Catalogue, Cell, Draw
 
 _SENTINEL_BYTES = TIMESTAMP_SENTINEL.encode()
 #: Distinct shuffled block orders per factory; block ``b`` uses shuffle ``b % SHUFFLES``,

@@ -32,8 +32,8 @@ from typing import Any
 
 from pyroaring import BitMap
 
-from ingestload.ledger import AckLedger
-from ingestload.verifier import MessageId, SeenSummary
+from ingestload.messages.ledger import AckLedger
+from ingestload.verify.verifier import MessageId, SeenSummary
 
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 #: Process exit codes. 1 is Locust's own "requests failed" code and 2 a usage error.
@@ -168,7 +168,7 @@ def classify(
         seen = summary.seen.get(producer.producer_id, BitMap())
         recovered += len((producer.failed | producer.unknown) & seen)
         missing = acked - seen
-        outstanding = producer.sent - len(producer.failed) - len(producer.unknown) - producer.acked_count
+        outstanding = producer.outstanding
         if outstanding > 0:
             # Sends without a report: any `outstanding` of the missing ones may be unacknowledged,
             # so only the excess is provably lost.

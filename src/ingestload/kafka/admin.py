@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from ingestload.envelope import HEADER
 from ingestload.errors import ConfigError, IngestloadError
-from ingestload.settings import CONSUMER_DEFAULTS, scrub
+from ingestload.kafka.config import CONSUMER_DEFAULTS, scrub
+from ingestload.messages.envelope import header_of, is_of_run
 
 Offsets = dict[tuple[str, int], int]
 
@@ -77,21 +77,62 @@ def ensure_topics(
     return sorted(created)
 
 
+def reader(config: Mapping[str, str], purpose: str, **extra: Any) -> Any:
+    """A consumer that reads by assignment: a group id of its own (never joined: no rebalance
+    wait, no commits), end-of-partition events on, reading from the beginning where no offset is
+    given, the fast-fetch :data:`~ingestload.kafka.config.CONSUMER_DEFAULTS` under ``config``."""
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            **CONSUMER_DEFAULTS,
+            **config,
+            "group.id": f"ingestload-{purpose}-{uuid.uuid4().hex}",
+            "enable.auto.commit": "false",
+            "enable.partition.eof": "true",
+            "auto.offset.reset": "earliest",
+            **extra,
+        }
+    )
+
+
+def topic_partitions(client: Any, topics: Iterable[str], timeout: float) -> list[tuple[str, int]]:
+    """Every (topic, partition) of ``topics`` that exists now, in order (missing topics are skipped)."""
+    metadata = client.list_topics(timeout=timeout)
+    found = []
+    for topic in sorted(set(topics)):
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None:
+            continue
+        found += [(topic, partition) for partition in sorted(info.partitions)]
+    return found
+
+
+def assign_from(consumer: Any, topics: Iterable[str], start: Offsets | None, timeout: float) -> list[Any]:
+    """Assign ``consumer`` every partition of ``topics`` from ``start`` (default: the beginning);
+    returns the assignment."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    start = start or {}
+    assignment = [
+        TopicPartition(topic, partition, start.get((topic, partition), OFFSET_BEGINNING))
+        for topic, partition in topic_partitions(consumer, topics, timeout)
+    ]
+    if assignment:
+        consumer.assign(assignment)
+    return assignment
+
+
 def high_watermarks(config: Mapping[str, str], topics: Iterable[str], timeout: float = 10.0) -> Offsets:
     """The high watermark (next offset) of every partition of ``topics``; missing topics are skipped."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    consumer = Consumer({**config, "group.id": "ingestload-watermarks", "enable.auto.commit": "false"})
+    consumer = reader(config, "watermarks")
     try:
-        metadata = consumer.list_topics(timeout=timeout)
         offsets: Offsets = {}
-        for topic in sorted(set(topics)):
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                continue
-            for partition in sorted(info.partitions):
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                offsets[(topic, partition)] = int(high)
+        for topic, partition in topic_partitions(consumer, topics, timeout):
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            offsets[(topic, partition)] = int(high)
         return offsets
     finally:
         consumer.close()
@@ -109,32 +150,14 @@ def read_to_end(
     the beginning) until each partition reports its end; gives up after ``idle_timeout``
     seconds without progress.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    from confluent_kafka import KafkaError
 
-    consumer = Consumer(
-        {
-            **CONSUMER_DEFAULTS,
-            **config,
-            "group.id": f"ingestload-readback-{uuid.uuid4().hex}",
-            "enable.auto.commit": "false",
-            "enable.partition.eof": "true",
-            "auto.offset.reset": "earliest",
-        }
-    )
+    consumer = reader(config, "readback")
     try:
-        metadata = consumer.list_topics(timeout=idle_timeout)
-        assignment = []
-        for topic in sorted(set(topics)):
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                continue
-            for partition in sorted(info.partitions):
-                offset = (start or {}).get((topic, partition), OFFSET_BEGINNING)
-                assignment.append(TopicPartition(topic, partition, offset))
+        assignment = assign_from(consumer, topics, start, idle_timeout)
         if not assignment:
             return
         pending = {(tp.topic, tp.partition) for tp in assignment}
-        consumer.assign(assignment)
         last_progress = time.monotonic()
         while pending and time.monotonic() - last_progress < idle_timeout:
             messages = consumer.consume(batch, 0.5)
@@ -160,16 +183,22 @@ def read_to_end(
         consumer.close()
 
 
+def run_messages(
+    config: Mapping[str, str], topics: Iterable[str], start: Offsets | None, run_id: str
+) -> Iterator[Any]:
+    """Every message on ``topics`` (from ``start``) whose envelope header carries ``run_id``."""
+    run = bytes.fromhex(run_id)
+    for batch in read_to_end(config, topics, start):
+        for message in batch:
+            if is_of_run(header_of(message.headers()), run):
+                yield message
+
+
 def count_run(
     config: Mapping[str, str], topics: Iterable[str], start: Offsets | None, run_id: str
 ) -> dict[str, int]:
     """Messages per topic that carry ``run_id`` in their envelope."""
-    wanted = bytes.fromhex(run_id)
     counts = dict.fromkeys(sorted(set(topics)), 0)
-    for batch in read_to_end(config, topics, start):
-        for message in batch:
-            for key, value in message.headers() or ():
-                if key == HEADER and value[1:9] == wanted:
-                    counts[message.topic()] += 1
-                    break
+    for message in run_messages(config, topics, start, run_id):
+        counts[message.topic()] += 1
     return counts

@@ -182,3 +182,25 @@ def describe_lateness(snapshot: PaceSnapshot, max_lateness: float | None = None)
     # the buckets are coarse; the exact max bounds what interpolation inside them may claim
     p50, p99 = (min(h.percentile(q), worst) if worst > 0 else h.percentile(q) for q in (0.5, 0.99))
     return f"p50 {format_seconds(p50)} p99 {format_seconds(p99)} max {format_seconds(worst)}"
+
+
+def format_pacing(total: PaceSnapshot, per_path: Mapping[str, PaceSnapshot] | None = None) -> str:
+    """The pacing account printed when a run stops, e.g.
+
+    ``target 166,500 offered 166,500 (100.00%) | lateness p50 0.4 ms p99 2 ms max 5 ms |
+    late (>100 ms) 0 | dropped 0 | still due at stop 0`` (then one such part per path when
+    there are several). target = offered + dropped + still due at stop (± a fraction).
+    """
+
+    def one(s: PaceSnapshot) -> str:
+        unsent = max(0, math.floor(s.intended + 1e-6) - s.offered - s.dropped)
+        return (
+            f"target {s.intended:,.0f} offered {s.offered:,} ({s.ratio:.2%}) | "
+            f"lateness {describe_lateness(s)} | late (>{format_seconds(LATE_AFTER)}) {s.late:,} | "
+            f"dropped {s.dropped:,} | still due at stop {unsent:,}"
+        )
+
+    text = one(total)
+    if per_path and len(per_path) > 1:
+        text += "".join(f" || {path}: {one(s)}" for path, s in per_path.items())
+    return text

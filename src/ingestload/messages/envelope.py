@@ -40,6 +40,8 @@ VERSION = 1
 _LAYOUT = struct.Struct(">B8sQQqI")
 _TAIL = struct.Struct(">QqI")
 SIZE = _LAYOUT.size
+#: Where the run id sits in an encoded envelope, for readers that only need it.
+RUN_ID = slice(1, 9)
 #: Byte offset of the seq field, for readers that only need the seq.
 SEQ_OFFSET = 17
 _SEQ = struct.Struct(">Q")
@@ -107,15 +109,32 @@ def seq_of(value: bytes) -> int:
     return int(_SEQ.unpack_from(value, SEQ_OFFSET)[0])
 
 
-def find(headers: list[tuple[str, bytes]] | None) -> Envelope | None:
-    """The envelope among a message's headers, or ``None`` for a foreign message."""
+def header_of(headers: list[tuple[str, bytes]] | None) -> bytes | None:
+    """The raw envelope header value among a message's headers (``None``: there is none).
+
+    The one place that scans headers: readers that only need a field slice the value
+    (:func:`seq_of`, :data:`RUN_ID` …) instead of decoding it all.
+    """
     for key, value in headers or ():
         if key == HEADER:
-            try:
-                return decode(value)
-            except EnvelopeError:
-                return None
+            return value
     return None
+
+
+def is_of_run(value: bytes | None, run: bytes) -> bool:
+    """True when a raw header ``value`` is an envelope of the run whose 8-byte id is ``run``."""
+    return value is not None and len(value) == SIZE and value[RUN_ID] == run
+
+
+def find(headers: list[tuple[str, bytes]] | None) -> Envelope | None:
+    """The envelope among a message's headers, or ``None`` for a foreign message."""
+    value = header_of(headers)
+    if value is None:
+        return None
+    try:
+        return decode(value)
+    except EnvelopeError:
+        return None
 
 
 class EnvelopeWriter:

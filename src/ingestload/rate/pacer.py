@@ -1,6 +1,6 @@
 """The pacer: an open-model send schedule for one path of one process.
 
-The schedule is a rate curve (a constant ``--rate`` or a :class:`~ingestload.profile.RateProfile`)
+The schedule is a rate curve (a constant ``--rate`` or a :class:`~ingestload.rate.profile.RateProfile`)
 times this process's share of it (``scale``). The number of messages that should have
 been sent by local time ``now`` is the integral of ``scale × rate`` since the schedule
 was anchored::
@@ -16,7 +16,7 @@ exactly (see :meth:`RateProfile.count_until`), not in one-second steps.
 
 Users ask :meth:`Pacer.take` how many messages are due *now* and send them in one
 batch; each batch's lateness against its intended times is recorded (bucketed, a few
-operations per batch — see :mod:`ingestload.lateness`).
+operations per batch — see :mod:`ingestload.rate.lateness`).
 
 Falling behind: by default a pacer **catches up** — messages that are due stay due and
 go out as soon as the sender can, late, and the lateness, the ``late`` count (sent more
@@ -45,8 +45,8 @@ from collections.abc import Callable
 
 from gevent import getcurrent
 
-from ingestload.lateness import LATE_AFTER, LatenessHistogram, PaceSnapshot
-from ingestload.profile import ConstantRate, RateCurve
+from ingestload.rate.lateness import LATE_AFTER, LatenessHistogram, PaceSnapshot
+from ingestload.rate.profile import ConstantRate, RateCurve
 
 #: Tolerance when flooring a fractional count, so that float noise never withholds a message.
 _EPS = 1e-9
@@ -88,7 +88,7 @@ class Pacer:
         """Largest lag (seconds) seen by :meth:`take` since :meth:`reset_max_lag`."""
         self._run_max_lag = 0.0
         self.late = 0
-        """Messages sent more than :data:`~ingestload.lateness.LATE_AFTER` late."""
+        """Messages sent more than :data:`~ingestload.rate.lateness.LATE_AFTER` late."""
         self.dropped = 0
         """Messages skipped for being more than ``max_lateness`` behind."""
         self.lateness = LatenessHistogram()

@@ -20,17 +20,56 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import orjson
 
-from ingestload.ledger import AckLedger
-from ingestload.settings import Settings
-from ingestload.verdict import EXIT_CODES, INCONCLUSIVE, Thresholds
-from ingestload.verification import VerifierProcess
+from ingestload.messages.ledger import AckLedger
+from ingestload.verify.process import VerifierProcess
+from ingestload.verify.verdict import EXIT_CODES, INCONCLUSIVE, Thresholds
 
 log = logging.getLogger("ingestload")
+
+
+class VerifySettings(Protocol):
+    """What the conclusion of a run reads from the settings (:class:`ingestload.settings.Settings` has it)."""
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Bootstrap servers, recorded in the ledger file."""
+
+    @property
+    def envelope_field(self) -> str:
+        """JSON member carrying the envelope on the HTTP path."""
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds the verifier may take to reach the end after the drain."""
+
+    @property
+    def max_lost(self) -> int:
+        """Lost messages tolerated."""
+
+    @property
+    def max_duplicated(self) -> int:
+        """Duplicate copies tolerated."""
+
+    @property
+    def max_corrupted(self) -> int:
+        """Corrupted messages tolerated."""
+
+    @property
+    def verdict_file(self) -> str | None:
+        """Where to write the verdict JSON."""
+
+    @property
+    def ledger_file(self) -> str | None:
+        """Where to write the ledger JSON."""
+
+    def consumer_config(self) -> dict[str, str]:
+        """The verifier's librdkafka consumer config."""
+
 
 E2E = "E2E"
 #: Extra seconds, beyond the drain window, to wait for the verifier's answer.
@@ -92,7 +131,9 @@ def add_anomaly_errors(stats: Any, counts: Mapping[tuple[str, str], int], now: f
 class RunVerification:
     """The verifier of one test run, from start to verdict."""
 
-    def __init__(self, environment: Any, settings: Settings, topics: Iterable[str], run_id: str) -> None:
+    def __init__(
+        self, environment: Any, settings: VerifySettings, topics: Iterable[str], run_id: str
+    ) -> None:
         self.environment = environment
         self.settings = settings
         self.topics = sorted(set(topics))

@@ -10,7 +10,7 @@ local      loads the profile (if any), installs :class:`RampingRateShape`, paces
 master     the same, but paces nothing: every second it sends each worker its plan
            (``ingestload_rate``: curve + scale per path + curve time), collects the
            workers' pacing snapshots from their reports and checks the guard.
-worker     applies plans to its pacers (:class:`~ingestload.rates.RateFollower`) and
+worker     applies plans to its pacers (:class:`~ingestload.rate.plans.RateFollower`) and
            adds its pacing snapshot to every report (``ingestload_pace``).
 =========  ===========================================================================
 
@@ -40,16 +40,15 @@ import difflib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 
 from ingestload.errors import ConfigError
-from ingestload.guard import EXIT_CODE, RateGuard, Shortfall
-from ingestload.lateness import PaceSnapshot, sum_snapshots
-from ingestload.pacer import Pacer
-from ingestload.profile import ConstantRate, RateCurve, RateProfile
-from ingestload.rates import (
+from ingestload.rate.guard import EXIT_CODE, RateGuard, Shortfall
+from ingestload.rate.lateness import PaceSnapshot, format_pacing, sum_snapshots
+from ingestload.rate.pacer import Pacer
+from ingestload.rate.plans import (
     MSG_RATE,
     PacerSet,
     RateCoordinator,
@@ -58,11 +57,39 @@ from ingestload.rates import (
     path_split,
     pool_size,
 )
-from ingestload.settings import Settings
-from ingestload.shape import RampingRateShape, user_capacity
-from ingestload.status import format_pacing
+from ingestload.rate.profile import ConstantRate, RateCurve, RateProfile
+from ingestload.rate.shape import RampingRateShape, user_capacity
 
 log = logging.getLogger("ingestload")
+
+
+class RateSettings(Protocol):
+    """What the rate machinery reads from the settings (:class:`ingestload.settings.Settings` has it)."""
+
+    @property
+    def rate(self) -> float:
+        """Target msg/s of the whole run; 0 = as fast as possible."""
+
+    @property
+    def rate_profile(self) -> str | None:
+        """A profile file that drives the rate instead."""
+
+    @property
+    def rate_split(self) -> Mapping[str, float] | None:
+        """Weight per path; ``None``: by user class weights."""
+
+    @property
+    def max_lateness(self) -> float | None:
+        """Seconds behind schedule after which messages are dropped."""
+
+    @property
+    def min_rate_ratio(self) -> float | None:
+        """The rate guard's ratio (``None``: off)."""
+
+    @property
+    def min_rate_window(self) -> float:
+        """The rate guard's window in seconds."""
+
 
 #: Seconds between plans sent to workers (and rate guard checks).
 PLAN_INTERVAL = 1.0
@@ -77,7 +104,7 @@ def class_paths(user_classes: Any) -> dict[str, str]:
 class RateControl:
     """Pacers, plans, the profile shape, the rate guard and pacing reports of one process."""
 
-    def __init__(self, environment: Any, runner: Any, role: str, settings: Settings) -> None:
+    def __init__(self, environment: Any, runner: Any, role: str, settings: RateSettings) -> None:
         self.environment = environment
         self.runner = runner
         self.role = role
@@ -115,7 +142,7 @@ class RateControl:
         if self.role == "master":
             events.worker_report.add_listener(self._on_worker_report)
 
-    def configure(self, settings: Settings) -> None:
+    def configure(self, settings: RateSettings) -> None:
         """Master/local: the run's curve and split from ``settings`` (again at each test start)."""
         self.settings = settings
         self.pacers.set_max_lateness(settings.max_lateness)
@@ -206,7 +233,7 @@ class RateControl:
             text += " split " + ", ".join(f"{path} {share:.0%}" for path, share in split.items())
         return text
 
-    def on_test_start(self, run_id: str | None, settings: Settings) -> None:
+    def on_test_start(self, run_id: str | None, settings: RateSettings) -> None:
         self.settings = settings
         if self.role == "worker":
             self.pacers.set_max_lateness(settings.max_lateness)

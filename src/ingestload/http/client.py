@@ -1,4 +1,4 @@
-"""The HTTP path: :class:`IngestApiClient` (per process) behind :class:`~ingestload.http_users.IngestApiUser`.
+"""The HTTP path: :class:`IngestApiClient` (per process) behind :class:`~ingestload.users.IngestApiUser`.
 
 Messages are the catalogue's mock controller messages with the envelope inside the JSON
 body (member ``--envelope-field``, default ``_ingestload``), because an ingest API we did
@@ -32,21 +32,16 @@ Example::
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 import time
 from binascii import hexlify
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Collection, Iterator
 
 import gevent
 import orjson
-from pyroaring import BitMap
 
-from ingestload.envelope import EnvelopeWriter, checksum
-from ingestload.factory import MessageFactory
-from ingestload.ledger import ProducerLedger
+from ingestload.messages.envelope import checksum
+from ingestload.messages.factory import MessageFactory
+from ingestload.messages.sender import EnvelopeSender
 
 OUTCOME_ACKED, OUTCOME_FAILED, OUTCOME_UNKNOWN = "acked", "failed", "unknown"
 #: Statuses after which the fate of the message is unknown (a gateway timed out, not the API).
@@ -81,51 +76,26 @@ def batch_outcomes(status: int, body: bytes | None, seqs: list[int]) -> dict[str
     return result
 
 
-class IngestApiClient:
+class IngestApiClient(EnvelopeSender):
     """Seqs, envelopes and the ledger of one process's HTTP-path messages (shared by its users)."""
 
     path = "api"
 
     def __init__(self, factory: MessageFactory, *, envelope_field: str = "_ingestload") -> None:
-        self.factory = factory
+        super().__init__(factory)
         self.envelope_field = envelope_field
         self._member = b'{"' + envelope_field.encode() + b'":"'
         prefix = factory.topic_prefix if factory.topic_prefix is not None else factory.catalogue.topic_prefix
         self._msg_type = {topic: topic[len(prefix) :] for topic in factory.topics}
-        self.writer: EnvelopeWriter | None = None
-        self.meta: dict[str, Any] = {}
-        self.accepting = False
-        self._reset()
 
-    def _reset(self) -> None:
-        self.seq = 0
-        self.acked = 0
-        self.failed = 0
-        self.in_flight = 0
+    def new_run(self) -> None:
+        super().new_run()
+        self.unanswered = 0
         """Messages in requests that have not been answered yet."""
-        self.requests = 0
-        self._failed_seqs = BitMap()
-        self._unknown_seqs = BitMap()
 
     @property
-    def producer_id(self) -> int | None:
-        return self.writer.producer_id if self.writer else None
-
-    def begin_run(
-        self, run_id: str, producer_id: int | None = None, meta: Mapping[str, Any] | None = None
-    ) -> None:
-        """A new run: new producer id, seq from 0, empty ledger."""
-        self.writer = EnvelopeWriter(run_id, producer_id if producer_id is not None else secrets.randbits(64))
-        self.meta = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "path": self.path,
-            **self.factory.describe(),
-            **(meta or {}),
-        }
-        self._reset()
-        self.factory.seek(0)
-        self.accepting = True
+    def in_flight(self) -> int:
+        return self.unanswered
 
     def _render(self, count: int) -> Iterator[tuple[str, int, bytes]]:
         """The next ``count`` messages as (topic, seq, JSON body with the envelope).
@@ -141,7 +111,7 @@ class IngestApiClient:
         sent_at_us = now_ns // 1000
         first = self.seq
         self.seq += count
-        self.in_flight += count
+        self.unanswered += count
         for seq in range(first, first + count):
             topic, value = next_message(now_ns)
             yield topic, seq, head + hexlify(pack_tail(seq, sent_at_us, checksum(value))) + b'",' + value[1:]
@@ -168,24 +138,13 @@ class IngestApiClient:
             msg_type.get(t, t): (seqs, b"[" + b",".join(items) + b"]") for t, (seqs, items) in groups.items()
         }
 
-    def resolve(self, seqs: Iterable[int], outcome: str) -> None:
+    def resolve(self, seqs: Collection[int], outcome: str) -> None:
         """File the messages of an answered (or failed) request."""
-        seqs = list(seqs)
-        self.in_flight -= len(seqs)
+        self.unanswered -= len(seqs)
         if outcome == OUTCOME_ACKED:
-            self.acked += len(seqs)
+            self.outcomes.acked += len(seqs)
         else:
-            self.failed += len(seqs)
-            (self._failed_seqs if outcome == OUTCOME_FAILED else self._unknown_seqs).update(seqs)
-
-    def resolve_one(self, seq: int, outcome: str) -> None:
-        """File the message of an answered (or failed) single-message request."""
-        self.in_flight -= 1
-        if outcome == OUTCOME_ACKED:
-            self.acked += 1
-            return
-        self.failed += 1
-        (self._failed_seqs if outcome == OUTCOME_FAILED else self._unknown_seqs).add(seq)
+            self.outcomes.file_failure(seqs, definite=outcome == OUTCOME_FAILED)
 
     def drain(self, timeout: float) -> int:
         """Stop taking messages; wait (cooperatively) for requests under way. Returns those left."""
@@ -195,29 +154,9 @@ class IngestApiClient:
             gevent.sleep(0.01)
         return self.in_flight
 
-    def abandon(self, seqs: Iterable[int]) -> None:
+    def abandon(self, seqs: Collection[int]) -> None:
         """Requests that will never be answered (their user was stopped): outcome unknown."""
         self.resolve(seqs, OUTCOME_UNKNOWN)
-
-    def ledger(self) -> ProducerLedger:
-        return ProducerLedger(
-            producer_id=self.producer_id or 0,
-            sent=self.seq,
-            acked_count=self.acked,
-            failed=BitMap(self._failed_seqs),
-            unknown=BitMap(self._unknown_seqs),
-            meta=dict(self.meta),
-        )
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "sent": self.seq,
-            "acked": self.acked,
-            "failed": self.failed,
-            "in_flight": self.in_flight,
-            "backpressure": 0,
-            "undelivered": 0,
-        }
 
     def close(self) -> None:
         self.accepting = False

@@ -30,31 +30,6 @@ from typing import Any
 
 from pyroaring import BitMap
 
-#: librdkafka errors after which the message was certainly not written.
-DEFINITE_FAILURES = frozenset(
-    {
-        "_PURGE_QUEUE",
-        "_MSG_SIZE_TOO_LARGE",
-        "MSG_SIZE_TOO_LARGE",
-        "_UNKNOWN_TOPIC",
-        "UNKNOWN_TOPIC_OR_PART",
-        "_UNKNOWN_PARTITION",
-        "TOPIC_AUTHORIZATION_FAILED",
-        "CLUSTER_AUTHORIZATION_FAILED",
-        "INVALID_RECORD",
-        "CORRUPT_MESSAGE",
-        "_INVALID_ARG",
-        "_INVALID_TYPE",
-        "INVALID_REQUIRED_ACKS",
-        "RECORD_LIST_TOO_LARGE",
-    }
-)
-
-
-def is_definite_failure(error_name: str) -> bool:
-    """True when an error means the message was certainly not written (else its fate is unknown)."""
-    return error_name in DEFINITE_FAILURES
-
 
 def _encode(bitmap: BitMap) -> str:
     return base64.b64encode(bitmap.serialize()).decode("ascii")
@@ -81,10 +56,6 @@ class ProducerLedger:
     meta: dict[str, Any] = field(default_factory=dict)
     """Who produced: host, pid, worker index, path, factory seed and catalogue (to name topics)."""
 
-    def record_error(self, seq: int, error_name: str) -> None:
-        """File a failed delivery report under ``failed`` or ``unknown``."""
-        (self.failed if is_definite_failure(error_name) else self.unknown).add(seq)
-
     def acked(self) -> BitMap:
         """The acknowledged seqs: everything sent minus failed and unknown."""
         acked = BitMap()
@@ -95,9 +66,14 @@ class ProducerLedger:
         return acked
 
     @property
+    def outstanding(self) -> int:
+        """Sends without a report yet: sent − acked − failed − unknown (negative: more reports than sends)."""
+        return self.sent - self.acked_count - len(self.failed) - len(self.unknown)
+
+    @property
     def complete(self) -> bool:
         """Every sent seq is accounted for (acked, failed or unknown)."""
-        return self.acked_count == self.sent - len(self.failed) - len(self.unknown)
+        return self.outstanding == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
