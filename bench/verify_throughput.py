@@ -29,7 +29,7 @@ from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.broker import EmbeddedBroker
 from ingestload.kafka.config import CONSUMER_DEFAULTS
 from ingestload.messages.catalogue import Catalogue
-from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, checksum, encode
+from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, checksum, encode, topic_tag
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
@@ -94,11 +94,12 @@ class VerifyBench:
         factory = MessageFactory(Catalogue.load(), topic_prefix=prefix)
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000})
         writer = EnvelopeWriter(RUN, 1)
+        tags = {topic: topic_tag(topic) for topic in factory.topics}
         n = self.args.messages
         for seq in range(n):
             now = time.time_ns()
             topic, value = factory.next(now)
-            headers = [(HEADER, writer.pack(seq, now // 1000, checksum(value)))]
+            headers = [(HEADER, writer.pack(seq, now // 1000, checksum(value), tags[topic]))]
             while True:
                 try:
                     producer.produce(topic, value, headers=headers)
@@ -141,7 +142,7 @@ class VerifyBench:
         )
         ledger = AckLedger([ProducerLedger(1, sent=n, acked_count=n)])
         start = time.perf_counter()
-        verdict = run.finish(ledger, drain_timeout=600)
+        verdict = run.finish(ledger, drain_timeout=600, late_grace=0)  # judged after the fact
         elapsed = time.perf_counter() - start
         return verdict.seen, elapsed, verdict.status
 
@@ -156,6 +157,7 @@ class VerifyBench:
         verifier = Verifier(RUN)
         value = b'{"Header":{"MessageType":"movementData"},"Param":{"Timestamp":"2026-11-22T12:00:00.000Z"}}'
         crc = checksum(value)
+        tags = {f"gov-{i}": topic_tag(f"gov-{i}") for i in range(4)}
         start = time.perf_counter()
         batch: list[_Synthetic] = []
         offsets = [0] * 12
@@ -163,10 +165,9 @@ class VerifyBench:
             producer = i % producers
             seq = i // producers
             part = (i * 7919) % 12
-            env = Envelope(RUN, producer + 1, seq, 0, crc)
-            batch.append(
-                _Synthetic(f"gov-{part // 3}", part % 3, offsets[part], value, [(HEADER, encode(env))])
-            )
+            topic = f"gov-{part // 3}"
+            env = Envelope(RUN, producer + 1, seq, 0, crc, tags[topic])
+            batch.append(_Synthetic(topic, part % 3, offsets[part], value, [(HEADER, encode(env))]))
             offsets[part] += 1
             if len(batch) == 10_000:
                 verifier.process(batch, record_latency=False)

@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -35,11 +35,12 @@ import orjson
 from ingestload.errors import IngestloadError
 from ingestload.kafka.admin import count_run, ensure_topics, high_watermarks
 from ingestload.kafka.broker import EMBEDDED_VERIFIER_CONFIG, EmbeddedBroker
+from ingestload.kafka.config import is_secret_key
 from ingestload.messages.catalogue import Catalogue, data_path
 from ingestload.messages.ledger import AckLedger
 from ingestload.rate.plans import api_users_for
 from ingestload.rate.profile import RateProfile
-from ingestload.settings import OPTIONS, Settings, add_plain_argument
+from ingestload.settings import OPTIONS, Option, Settings, add_plain_argument
 from ingestload.verify.run import VerificationRun
 from ingestload.verify.verdict import Thresholds
 
@@ -54,6 +55,7 @@ _VERIFY_OPTIONS = {
     "max_lost",
     "max_duplicated",
     "max_corrupted",
+    "max_misrouted",
     "drain_timeout",
     "verdict_file",
 }
@@ -123,9 +125,11 @@ def _api_for(args: argparse.Namespace, bootstrap: str) -> Iterator[str | None]:
     ):
         if value is not None:
             extra += [flag, str(value)]
-    for prop in args.kafka_config or []:  # the same cluster, with the same security settings
-        extra += ["--kafka-config", prop]
-    with run_api(bootstrap, *extra) as api:
+    env = {}
+    if args.kafka_config:  # the same cluster, with the same security settings — not in argv
+        kafka_config = next(opt for opt in OPTIONS if opt.dest == "kafka_config")
+        env[kafka_config.env] = _env_value(kafka_config, args.kafka_config)
+    with run_api(bootstrap, *extra, env=env) as api:
         print(f"ingestload: reference ingest API at {api.url}", flush=True)
         yield api.url
 
@@ -140,18 +144,31 @@ def _locustfile(path: str | None) -> Path:
     return local if local.is_file() else data_path(DEFAULT_LOCUSTFILE)
 
 
-def _option_args(args: argparse.Namespace, bootstrap: str) -> list[str]:
-    """The ingestload options given to ``run``, as flags for the Locust process."""
+def _env_value(opt: Option, items: Sequence[str]) -> str:
+    """``opt``'s environment variable for a child: what ours held, then ``items`` (later wins, one
+    per line, as :class:`~ingestload.settings.Settings` reads it)."""
+    return "\n".join([*os.environ.get(opt.env, "").splitlines(), *items]).strip()
+
+
+def _option_args(args: argparse.Namespace, bootstrap: str) -> tuple[list[str], dict[str, str]]:
+    """The ingestload options given to ``run``, for the Locust process: flags, and environment
+    variables for the options that may hold secrets (never in a process's argv, which every user
+    of the machine can read)."""
     argv = ["--kafka-bootstrap", bootstrap]
+    env: dict[str, str] = {}
     for opt in OPTIONS:
         if opt.dest == "kafka_bootstrap":
             continue
         value = getattr(args, opt.dest)
         if value is None:
             continue
-        for item in value if opt.multiple else [value]:
-            argv += [opt.flag, str(item)]
-    return argv
+        items = [str(item) for item in (value if opt.multiple else [value])]
+        if opt.secret:
+            env[opt.env] = _env_value(opt, items)
+            continue
+        for item in items:
+            argv += [opt.flag, item]
+    return argv, env
 
 
 def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
@@ -164,7 +181,7 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
     if settings.rate_profile:
         RateProfile.load(settings.rate_profile)  # its mistakes, before anything starts
     locustfile = _locustfile(args.locustfile)
-    topics = catalogue.topics(settings.topic_prefix)
+    topics = settings.topics(catalogue)
 
     if not bootstrap_given:  # the user's --verifier-config still wins
         args.verifier_config = [*EMBEDDED_VERIFIER_CONFIG, *(args.verifier_config or [])]
@@ -203,10 +220,11 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             command += [] if settings.rate_profile else ["-t", args.run_time]
         if args.processes:
             command += ["--processes", str(args.processes)]
-        command += _option_args(args, bootstrap) + list(locust_args)
+        option_argv, option_env = _option_args(args, bootstrap)
+        command += option_argv + list(locust_args)
         if args.ui:
             print(f"ingestload: open http://{args.web_host}:{args.web_port} — Ctrl-C to stop", flush=True)
-        code = _run_child(command)
+        code = _run_child(command, option_env)
 
         counts = _counts_from_verdict(args.verdict_file) if settings.verify else None
         if counts is None:
@@ -232,9 +250,9 @@ def _counts_from_verdict(path: str | None) -> dict[str, int] | None:
     return {str(k): int(v) for k, v in counts.items()} if counts is not None else None
 
 
-def _run_child(command: list[str]) -> int:
+def _run_child(command: list[str], env: Mapping[str, str]) -> int:
     """Run Locust; Ctrl-C reaches it through the terminal, SIGTERM is forwarded."""
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(command, env={**os.environ, **env})
 
     def forward(signum: int, frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -280,11 +298,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         run_id,
         start=start,
         envelope_field=document.get("envelope_field") or settings.envelope_field,
-        thresholds=Thresholds(settings.max_lost, settings.max_duplicated, settings.max_corrupted),
+        thresholds=Thresholds(
+            settings.max_lost, settings.max_duplicated, settings.max_corrupted, settings.max_misrouted
+        ),
         record_latency=False,
     )
+    # Long after the run, nothing is late any more: read to the end as it is now.
     verdict = run.finish(
-        ledger, drain_timeout=settings.drain_timeout, missing_workers=document.get("missing_workers", [])
+        ledger,
+        drain_timeout=settings.drain_timeout,
+        missing_workers=document.get("missing_workers", []),
+        late_grace=0.0,
     )
     print(verdict.report(), flush=True)
     if settings.verdict_file:
@@ -379,8 +403,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shown_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the values of options that may hold secrets replaced by ``***`` (the key of a
+    ``KEY=VALUE`` property is kept), for the process title.
+
+    Example::
+
+        >>> shown_argv(["run", "--kafka-config", "sasl.password=hunter2", "--api-header", "X-Key: a=b"])
+        ['run', '--kafka-config', 'sasl.password=***', '--api-header', 'X-Key: ***']
+    """
+
+    def hide(flag: str, value: str) -> str:
+        if flag == "--api-header":
+            name, sep, _ = value.partition(":")
+            return f"{name}: ***" if sep else "***"
+        key, sep, _ = value.partition("=")
+        if sep and flag.endswith("-config"):  # a librdkafka property: only secret keys are hidden
+            return value if not is_secret_key(key) else f"{key}=***"
+        return "***"
+
+    secret = {opt.flag for opt in OPTIONS if opt.secret}
+    shown: list[str] = []
+    pending: str | None = None  # a secret flag whose value is the next argument
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if pending is not None and not arg.startswith("-"):
+            shown.append(hide(pending, arg))
+        elif flag in secret and sep:
+            shown.append(f"{flag}={hide(flag, value)}")
+        else:
+            shown.append(arg)
+        pending = arg if arg in secret else None
+    return shown
+
+
+def _hide_secrets_from_ps(argv: Sequence[str]) -> None:
+    """Rewrite this process's title (what ``ps`` shows) when its arguments carry a secret: the
+    environment (``INGESTLOAD_KAFKA_PROP_*``, ``INGESTLOAD_API_TOKEN``…) is the better place."""
+    shown = shown_argv(argv)
+    if shown != list(argv):
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(["ingestload", *shown]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _hide_secrets_from_ps(argv)
     if argv[:1] == ["api"]:  # its own parser and options: ingestload.api.config
         from ingestload.api.server import main as api_main
 

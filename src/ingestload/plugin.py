@@ -110,6 +110,10 @@ class ProcessState:
         self._client_key: tuple[Any, ...] | None = None
         self.producer_wrapper: Callable[[KafkaProducerClient], Any] | None = None
         """Test hook: wraps each new client's confluent-kafka Producer (see ingestload.testing)."""
+        self.first_seq = 0
+        """Test hook: the seq each sender starts a run at (e.g. near 2**32; see ingestload.testing)."""
+        self.after_drain: list[Callable[[], None]] = []
+        """Test hooks called once this process's senders have drained (their ledgers are final)."""
         self.api_client: IngestApiClient | None = None
         self.run_id: str | None = None
         self.paths = _paths(environment.user_classes)
@@ -149,7 +153,7 @@ class ProcessState:
         log.info("ingestload %s: %s", self.role, settings.describe())
         if self.role != "worker" and self.paths and settings.create_topics:
             created = ensure_topics(
-                settings.admin_config(), self.catalogue.topics(settings.topic_prefix), settings.partitions
+                settings.admin_config(), settings.topics(self.catalogue, self.paths), settings.partitions
             )
             if created:
                 log.info("created topics: %s", ", ".join(created))
@@ -196,7 +200,9 @@ class ProcessState:
             factory = MessageFactory(
                 self.catalogue, seed=s.seed * 1_000_003 + 500_009 + index, topic_prefix=s.topic_prefix
             )
-            self.api_client = IngestApiClient(factory, envelope_field=s.envelope_field)
+            self.api_client = IngestApiClient(
+                factory, envelope_field=s.envelope_field, topic_map=s.api_topic_map
+            )
 
     def set_producer_wrapper(self, wrapper: Callable[[KafkaProducerClient], Any]) -> None:
         """Wrap the Producer of the current client and of every client made later (fault injection)."""
@@ -232,9 +238,9 @@ class ProcessState:
                         "Kafka at %s did not answer a metadata request within 5s",
                         self.settings.kafka_bootstrap,
                     )
-                self.client.begin_run(self.run_id, meta=meta)
+                self.client.begin_run(self.run_id, meta=meta, first_seq=self.first_seq)
             if self.api_client is not None:
-                self.api_client.begin_run(self.run_id, meta=meta)
+                self.api_client.begin_run(self.run_id, meta=meta, first_seq=self.first_seq)
             for sender in self.senders:
                 log.info("run %s: %s producer %016x", self.run_id, sender.meta["path"], sender.producer_id)
             gctune.tune(self.settings.gc_threshold)
@@ -242,7 +248,7 @@ class ProcessState:
             self.verdict = None
             self.verification = None
             if self.settings.verify and self.paths:
-                topics = self.catalogue.topics(self.settings.topic_prefix)
+                topics = self.settings.topics(self.catalogue, self.paths)
                 self.verification = RunVerification(self.environment, self.settings, topics, self.run_id)
                 self.verification.start()  # before any user sends: it must hold the start offsets first
         if self.role == "master":
@@ -282,18 +288,24 @@ class ProcessState:
             self.verdict = self.verification.conclude(ledger, missing)
 
     def drain_local(self) -> None:
-        """Stop sending and wait for this process's last acknowledgements (no-op when done)."""
+        """Stop sending and wait for this process's last acknowledgements (no-op when done).
+
+        Every sender drains at once, all within one ``--drain-timeout`` (a worker with two paths
+        must not take twice as long as the master waits for it); then the after-drain hooks run.
+        """
         self.rates.stop()
-        for sender in self.senders:
-            if sender.accepting:
-                left = sender.drain(self.settings.drain_timeout)
-                if left:
-                    log.warning(
-                        "%d %s messages were still unacknowledged after the %gs drain",
-                        left,
-                        sender.meta.get("path"),
-                        self.settings.drain_timeout,
-                    )
+        draining = [sender for sender in self.senders if sender.accepting]
+        for sender, left in zip(draining, drain_all(draining, self.settings.drain_timeout), strict=True):
+            if left:
+                log.warning(
+                    "%d %s messages were still unacknowledged after the %gs drain",
+                    left,
+                    sender.meta.get("path"),
+                    self.settings.drain_timeout,
+                )
+        if draining:
+            for hook in self.after_drain:
+                hook()
 
     def on_test_stop(self) -> None:
         for greenlet in self._greenlets:
@@ -415,6 +427,20 @@ class ProcessState:
         greenlet = gevent.spawn(fn)
         greenlet.link_exception(lambda g: log.error("ingestload background task failed: %r", g.exception))
         self._greenlets.append(greenlet)
+
+
+def drain_all(senders: list[Any], timeout: float) -> list[int]:
+    """Drain every sender at once, all within one ``timeout``; returns what each still had in flight.
+
+    One after another, two slow paths would take twice as long as a master waits for a worker.
+    """
+    deadline = time.monotonic() + timeout
+    jobs = [gevent.spawn(sender.drain, max(0.0, deadline - time.monotonic())) for sender in senders]
+    gevent.joinall(jobs)
+    return [
+        int(job.value) if job.successful() else int(sender.in_flight)
+        for sender, job in zip(senders, jobs, strict=True)
+    ]
 
 
 # -- listener wiring -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """One typed settings object, built from Locust's parsed options and the environment.
 
-Every option has a command-line flag and an ``INGESTLOAD_…`` environment variable.
+Every option has a command-line flag and an ``INGESTLOAD_…`` environment variable (for a
+repeatable option, one item per line; its command-line items come after them).
 Values arrive as text (from the CLI, the environment, a ``locust.conf`` or the web UI)
 and are validated here, up front, so that a bad value stops the run before any load
 starts with a one-line error naming the option, the value and what is allowed.
@@ -18,7 +19,7 @@ import math
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from ingestload.kafka.config import (
     parse_properties,
     redact_config,
 )
+from ingestload.messages.catalogue import Catalogue, routed_topic
 from ingestload.rate.durations import parse_duration
 
 ENV_PREFIX = "INGESTLOAD_"
@@ -170,6 +172,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-lost", "0", "Lost messages tolerated before the verdict is FAIL.", "N"),
     Option("--max-duplicated", "0", "Duplicate copies tolerated before the verdict is FAIL.", "N"),
     Option("--max-corrupted", "0", "Corrupted messages tolerated before the verdict is FAIL.", "N"),
+    Option(
+        "--max-misrouted",
+        "0",
+        "Copies on a topic other than their own tolerated before the verdict is FAIL.",
+        "N",
+    ),
+    Option(
+        "--late-grace",
+        "5s",
+        "How long the verifier keeps reading after the drain before it takes the topics' end offsets, "
+        "so that late copies (a pipeline's retries, delayed duplicates) count in the verdict.",
+        "DURATION",
+    ),
     Option("--verdict-file", None, "Write the verdict as JSON to this file.", "PATH"),
     Option(
         "--ledger-file",
@@ -191,7 +206,22 @@ OPTIONS: tuple[Option, ...] = (
         "in a take; without, one request with every type (for APIs that route each message).",
         "PATH",
     ),
-    Option("--api-header", None, "An extra HTTP header 'Name: value' (repeatable).", "HEADER", multiple=True),
+    Option(
+        "--api-topic-map",
+        None,
+        "Where the ingest API writes each message type, as TYPE=TOPIC[,TYPE=TOPIC…] with * for every "
+        "other type (e.g. *=ingest-all); default: the catalogue's topic per type. A message found "
+        "elsewhere is misrouted.",
+        "MAP",
+    ),
+    Option(
+        "--api-header",
+        None,
+        "An extra HTTP header 'Name: value' (repeatable); values are never shown.",
+        "HEADER",
+        secret=True,
+        multiple=True,
+    ),
     Option(
         "--api-token",
         None,
@@ -201,8 +231,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--api-timeout",
-        "10",
-        "Seconds before an ingest API request counts as timed out (outcome unknown).",
+        "30",
+        "Seconds before an ingest API request counts as timed out (outcome unknown); keep it above "
+        "the API's own request timeout (the reference API's: 15 s).",
         "S",
     ),
 )
@@ -214,9 +245,8 @@ def add_arguments(parser: Any) -> None:
     for opt in OPTIONS:
         kwargs: dict[str, Any] = {"default": opt.default, "help": opt.help, "metavar": opt.metavar}
         if opt.multiple:
-            kwargs["action"] = (
-                "append"  # list values come from INGESTLOAD_KAFKA_PROP_* instead of one env var
-            )
+            # Repeatable: the environment variable (one item per line) is read by Settings itself.
+            kwargs["action"] = "append"
         else:
             kwargs["env_var"] = opt.env
         action = group.add_argument(opt.flag, **kwargs)
@@ -246,9 +276,9 @@ class Settings:
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     """Bootstrap servers."""
-    kafka_config: Mapping[str, str] = field(default_factory=dict)
-    """User librdkafka properties (file, env, then ``--kafka-config``), secrets included."""
-    verifier_config: Mapping[str, str] = field(default_factory=dict)
+    kafka_config: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """User librdkafka properties (file, env, then ``--kafka-config``), secrets included (not in repr)."""
+    verifier_config: Mapping[str, str] = field(default_factory=dict, repr=False)
     """``--verifier-config`` properties: the verifier's consumer only."""
     rate: float = 1000.0
     """Target messages per second for the whole run; 0 means as fast as possible."""
@@ -290,6 +320,10 @@ class Settings:
     """Duplicate copies tolerated."""
     max_corrupted: int = 0
     """Corrupted messages tolerated."""
+    max_misrouted: int = 0
+    """Copies on a wrong topic tolerated."""
+    late_grace: float = 5.0
+    """Seconds the verifier reads on after the drain before it takes the end offsets."""
     verdict_file: str | None = None
     """Where to write the verdict JSON."""
     ledger_file: str | None = None
@@ -302,11 +336,13 @@ class Settings:
     """Path template for one message."""
     api_batch_path: str = "/v1/messages/{msgType}:batch"
     """Path template for a batch."""
-    api_headers: Mapping[str, str] = field(default_factory=dict)
-    """Extra HTTP headers."""
+    api_topic_map: Mapping[str, str] | None = None
+    """Message type (or ``*``) → the topic the ingest API writes it to; ``None``: the catalogue's."""
+    api_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Extra HTTP headers (values never printed)."""
     api_token: str | None = field(default=None, repr=False)
     """Bearer token (never printed)."""
-    api_timeout: float = 10.0
+    api_timeout: float = 30.0
     """Seconds before a request's outcome is unknown."""
 
     @classmethod
@@ -320,6 +356,9 @@ class Settings:
         raw: dict[str, Any] = {}
         for opt in OPTIONS:
             value = getattr(options, opt.dest, None)
+            if opt.multiple:
+                # The environment's items first (one per line), then the command line's: later wins.
+                value = [*_env_items(environ.get(opt.env)), *_as_list(value)]
             raw[opt.dest] = opt.default if value is None else value
 
         kafka_config = kafka_properties(raw["kafka_config_file"], _as_list(raw["kafka_config"]), environ)
@@ -408,6 +447,10 @@ class Settings:
             max_corrupted=_number(
                 "--max-corrupted", raw["max_corrupted"], int, minimum=0, what="an integer ≥ 0"
             ),
+            max_misrouted=_number(
+                "--max-misrouted", raw["max_misrouted"], int, minimum=0, what="an integer ≥ 0"
+            ),
+            late_grace=_duration("--late-grace", raw["late_grace"]),
             verdict_file=raw["verdict_file"] or None,
             ledger_file=raw["ledger_file"] or None,
             envelope_field=envelope_field,
@@ -416,12 +459,25 @@ class Settings:
             ),
             api_path=_path_template("--api-path", raw["api_path"]),
             api_batch_path=_path_template("--api-batch-path", raw["api_batch_path"]),
+            api_topic_map=parse_topic_map(raw["api_topic_map"]),
             api_headers=_headers(_as_list(raw["api_header"])),
             api_token=str(raw["api_token"]) if raw["api_token"] else None,
             api_timeout=_number(
                 "--api-timeout", raw["api_timeout"], float, minimum=0.001, what="seconds > 0"
             ),
         )
+
+    def topics(self, catalogue: Catalogue, paths: Iterable[str] = ("kafka", "api")) -> list[str]:
+        """The topics a run reads: the catalogue's topic per message type for the Kafka path, and
+        where the ingest API writes each type (``--api-topic-map``) for the HTTP path."""
+        found: set[str] = set()
+        for msg_type in catalogue.message_types:
+            own = catalogue.topic(msg_type, self.topic_prefix)
+            if "kafka" in paths:
+                found.add(own)
+            if "api" in paths:
+                found.add(routed_topic(self.api_topic_map, msg_type, own))
+        return sorted(found)
 
     def producer_config(self, client_id: str | None = None) -> dict[str, str]:
         """The full librdkafka producer config: safe defaults, then the user's properties."""
@@ -477,14 +533,14 @@ def parse_rate_split(value: Any) -> dict[str, float] | None:
         >>> parse_rate_split("kafka=7, api=3")
         {'kafka': 7.0, 'api': 3.0}
     """
-    if value is None or not str(value).strip():
+    syntax = "PATH=WEIGHT[,PATH=WEIGHT…], e.g. kafka=0.7,api=0.3"
+    items = _pairs("--rate-split", value, syntax)
+    if items is None:
         return None
-    text = str(value).strip()
-    hint = f"--rate-split: {text!r} is not valid; expected PATH=WEIGHT[,PATH=WEIGHT…], e.g. kafka=0.7,api=0.3"
+    hint = f"--rate-split: {str(value).strip()!r} is not valid; expected {syntax}"
     split: dict[str, float] = {}
-    for item in text.split(","):
-        path, sep, weight = (part.strip() for part in item.partition("="))
-        if not sep or not re.fullmatch(r"[a-z][a-z0-9_-]*", path) or path in split:
+    for path, weight in items:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", path):
             raise ConfigError(hint)
         try:
             number = float(weight)
@@ -494,8 +550,52 @@ def parse_rate_split(value: Any) -> dict[str, float] | None:
             raise ConfigError(f"--rate-split: {path}={weight} is not allowed; weights are numbers ≥ 0")
         split[path] = number
     if not any(split.values()):
-        raise ConfigError(f"--rate-split: {text!r} gives every path weight 0; give at least one a weight > 0")
+        raise ConfigError(
+            f"--rate-split: {str(value).strip()!r} gives every path weight 0; give at least one a weight > 0"
+        )
     return split
+
+
+def _pairs(flag: str, value: Any, syntax: str) -> list[tuple[str, str]] | None:
+    """The ``KEY=VALUE`` items of a comma-separated option (``None`` when it is empty); an item
+    without ``=`` or a key, or a key given twice, is a one-line error naming ``syntax``."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    items: list[tuple[str, str]] = []
+    for item in text.split(","):
+        key, sep, val = (part.strip() for part in item.partition("="))
+        if not sep or not key or key in {k for k, _ in items}:
+            raise ConfigError(f"{flag}: {text!r} is not valid; expected {syntax}")
+        items.append((key, val))
+    return items
+
+
+def parse_topic_map(value: Any) -> dict[str, str] | None:
+    """``"alarm=alarms,*=events"`` → ``{"alarm": "alarms", "*": "events"}`` (``None`` stays ``None``).
+
+    Example::
+
+        >>> parse_topic_map("*=ingest-all")
+        {'*': 'ingest-all'}
+    """
+    items = _pairs("--api-topic-map", value, "TYPE=TOPIC[,TYPE=TOPIC…], e.g. *=ingest-all")
+    if items is None:
+        return None
+    for _, topic in items:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", topic):
+            raise ConfigError(
+                f"--api-topic-map: {topic!r} is not a topic name (letters, digits, '.', '_', '-')"
+            )
+    return dict(items)
+
+
+def _duration(flag: str, value: Any) -> float:
+    """A duration ≥ 0 (``0`` allowed)."""
+    seconds = parse_duration(value, where=flag)
+    if seconds < 0:
+        raise ConfigError(f"{flag}: {value!r} is not allowed; expected a duration ≥ 0, e.g. 5s")
+    return seconds
 
 
 def _positive_duration(flag: str, value: Any) -> float | None:
@@ -505,6 +605,11 @@ def _positive_duration(flag: str, value: Any) -> float | None:
     if seconds <= 0:
         raise ConfigError(f"{flag}: {value!r} is not allowed; expected a duration > 0, e.g. 10s")
     return seconds
+
+
+def _env_items(text: str | None) -> list[str]:
+    """The items of a repeatable option's environment variable: one per line."""
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 def _as_list(value: Any) -> Sequence[str]:

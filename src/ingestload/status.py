@@ -159,6 +159,7 @@ class StatusLine:
                 f"unseen {verified.get('unseen', 0):,}",
                 f"dup {verified.get('duplicated', 0):,}",
                 f"corrupt {verified.get('corrupted', 0):,}",
+                f"misrouted {verified.get('misrouted', 0):,}",
             ]
         return " | ".join(parts)
 

@@ -18,6 +18,7 @@ Example (pytest)::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -201,16 +202,28 @@ def processes_args(count: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def worker_processes(locustfile: str | Path, count: int = 2, cwd: str | Path | None = None) -> Iterator[int]:
+def worker_processes(
+    locustfile: str | Path,
+    count: int = 2,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[int]:
     """Start ``count`` ``locust --worker`` processes for a master on a free port; yields the port.
 
     Run the master with ``--master --master-bind-port PORT --expect-workers COUNT`` inside the
-    block; on leaving, each worker gets 15 s to quit on its own before it is killed.
+    block; on leaving, each worker gets 15 s to quit on its own before it is killed. ``env``:
+    the workers' environment (default: this process's).
     """
     port = free_port()
     command = locust_command(locustfile, "--worker", "--master-port", str(port))
     workers = [
-        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
+        subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+        )
         for _ in range(count)
     ]
     try:
@@ -222,6 +235,16 @@ def worker_processes(locustfile: str | Path, count: int = 2, cwd: str | Path | N
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+
+
+def judge_again(
+    ledger_file: str | Path, verdict_file: str | Path, *args: str, cwd: str | Path | None = None
+) -> Any:
+    """Run ``ingestload verify --ledger LEDGER --verdict-file VERDICT [ARGS]`` (a finished run judged
+    again from Kafka) and return the completed process."""
+    command = [sys.executable, "-m", "ingestload.cli", "verify", "--ledger", str(ledger_file)]
+    command += ["--verdict-file", str(verdict_file), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def describe_output(completed: Any, limit: int = 4000) -> str:
@@ -251,37 +274,12 @@ class _FakeError:
         return 10
 
 
-class _FakeAck:
-    """A delivery report for a message that was never sent."""
+def _fake_ack(topic: str, value: bytes, headers: Any) -> Any:
+    """A delivery report's message for a message that was never sent (a real ``Message``, so that
+    everything that reads reports — Locust's stats included — takes it as it takes the others)."""
+    from confluent_kafka import Message
 
-    __slots__ = ("_headers", "_topic", "_value")
-
-    def __init__(self, topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        self._topic, self._value, self._headers = topic, value, headers
-
-    def latency(self) -> float:
-        return 0.001
-
-    def topic(self) -> str:
-        return self._topic
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return self._headers
-
-    def error(self) -> None:
-        return None
-
-    def partition(self) -> int:
-        return -1
-
-    def offset(self) -> int:
-        return -1
-
-    def __len__(self) -> int:
-        return len(self._value)
+    return Message(topic=topic, value=value, headers=headers, partition=-1, offset=-1, latency=0.001)
 
 
 def corrupt_value(value: bytes) -> bytes:
@@ -296,10 +294,16 @@ class FaultyProducer:
     * ``lose``: report success without sending (→ *lost*);
     * ``duplicate``: send twice, report once (→ *duplicated*);
     * ``corrupt``: send a changed value under the original checksum (→ *corrupted*);
-    * ``fail``: report a definite delivery error without sending (→ *failed*, not lost).
+    * ``misroute``: send to another topic of the run, ``misroute_to`` or the next one (→ *misrouted*);
+    * ``fail``: report a definite delivery error without sending (→ *failed*, not lost);
+    * ``late_duplicate`` / ``late_corrupt``: after the process has drained (:meth:`release_late`,
+      called by :func:`inject_faults` :data:`LATE_AFTER_DRAIN` seconds later), send one more copy —
+      changed for ``late_corrupt`` — of those messages (→ *duplicated*, and *corrupted*, after the
+      last acknowledgement).
 
     Seqs are per producer (each process of a run applies the same sets). Everything else is
-    passed through, so the client cannot tell the difference.
+    passed through, so the client cannot tell the difference. :attr:`truth` lists, by kind, the
+    seqs actually injected — copies count only once Kafka acknowledged them.
     """
 
     def __init__(
@@ -310,6 +314,11 @@ class FaultyProducer:
         duplicate: Iterable[int] = (),
         corrupt: Iterable[int] = (),
         fail: Iterable[int] = (),
+        misroute: Iterable[int] = (),
+        late_duplicate: Iterable[int] = (),
+        late_corrupt: Iterable[int] = (),
+        topics: Iterable[str] = (),
+        misroute_to: str | None = None,
     ) -> None:
         self._producer = producer
         self.lose, self.duplicate, self.corrupt, self.fail = (
@@ -318,8 +327,38 @@ class FaultyProducer:
             set(corrupt),
             set(fail),
         )
-        self._fake_acks: list[tuple[Any, _FakeError | None, _FakeAck]] = []
-        self.injected = {"lost": 0, "duplicated": 0, "corrupted": 0, "failed": 0}
+        self.misroute, self.late_duplicate, self.late_corrupt = (
+            set(misroute),
+            set(late_duplicate),
+            set(late_corrupt),
+        )
+        self.topics = sorted(set(topics))
+        self.misroute_to = misroute_to
+        self._fake_acks: list[tuple[Any, _FakeError | None, Any]] = []
+        self._late: list[tuple[str, str, bytes, Any]] = []
+        self.truth: dict[str, list[int]] = {
+            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "failed", "late")
+        }
+        self.producer_id: int | None = None
+
+    @property
+    def injected(self) -> dict[str, int]:
+        """How many of each kind were injected (and, for copies, acknowledged)."""
+        return {kind: len(seqs) for kind, seqs in self.truth.items()}
+
+    def _filed(self, kinds: tuple[str, ...], seq: int) -> Any:
+        def on_delivery(err: Any, msg: Any) -> None:
+            if err is None:
+                for kind in kinds:
+                    self.truth[kind].append(seq)
+
+        return on_delivery
+
+    def _elsewhere(self, topic: str) -> str:
+        if self.misroute_to is not None and self.misroute_to != topic:
+            return self.misroute_to
+        others = [t for t in self.topics if t != topic] or [topic + "-elsewhere"]
+        return others[(self.topics.index(topic) if topic in self.topics else 0) % len(others)]
 
     def produce(
         self,
@@ -332,19 +371,39 @@ class FaultyProducer:
     ) -> None:
         envelope = find(headers)
         seq = envelope.seq if envelope is not None else -1
+        if envelope is not None:
+            self.producer_id = envelope.producer_id
         if seq in self.lose or seq in self.fail:
             failed = seq in self.fail
-            report = (on_delivery, _FakeError() if failed else None, _FakeAck(topic, value, headers))
+            report = (on_delivery, _FakeError() if failed else None, _fake_ack(topic, value, headers))
             self._fake_acks.append(report)
-            self.injected["failed" if failed else "lost"] += 1
+            self.truth["failed" if failed else "lost"].append(seq)
             return
         if seq in self.corrupt:
             value = corrupt_value(value)
-            self.injected["corrupted"] += 1
+            on_delivery = _chain(on_delivery, self._filed(("corrupted",), seq))
+        if seq in self.misroute:
+            topic = self._elsewhere(topic)
+            on_delivery = _chain(on_delivery, self._filed(("misrouted",), seq))
         self._producer.produce(topic, value, *args, headers=headers, on_delivery=on_delivery, **kwargs)
         if seq in self.duplicate:
-            self._producer.produce(topic, value, *args, headers=headers, on_delivery=lambda err, msg: None)
-            self.injected["duplicated"] += 1
+            self._producer.produce(
+                topic, value, *args, headers=headers, on_delivery=self._filed(("duplicated",), seq)
+            )
+        if seq in self.late_duplicate:
+            self._late.append(("dup", topic, value, headers))
+        if seq in self.late_corrupt:
+            self._late.append(("corrupt", topic, value, headers))
+
+    def release_late(self) -> int:
+        """Send the late copies now (after the drain); returns how many."""
+        late, self._late = self._late, []
+        for kind, topic, value, headers in late:
+            seq = find(headers).seq  # type: ignore[union-attr]
+            kinds = ("duplicated", "late") if kind == "dup" else ("duplicated", "corrupted", "late")
+            changed = value if kind == "dup" else corrupt_value(value)
+            self._producer.produce(topic, changed, headers=headers, on_delivery=self._filed(kinds, seq))
+        return len(late)
 
     def poll(self, timeout: float = 0) -> int:
         fakes, self._fake_acks = self._fake_acks, []
@@ -359,22 +418,46 @@ class FaultyProducer:
         return getattr(self._producer, name)
 
 
+def _chain(first: Any, second: Any) -> Any:
+    def both(err: Any, msg: Any) -> None:
+        first(err, msg)
+        second(err, msg)
+
+    return both
+
+
+#: Seconds after its process drained that a producer sends its late copies.
+LATE_AFTER_DRAIN = 1.0
+
+#: Set this to a directory to have :func:`inject_faults` write what each producer injected there
+#: (``truth-<producer id>.json``) when its process ends.
+TRUTH_DIR_ENV = "INGESTLOAD_TEST_TRUTH_DIR"
+
+
 def inject_faults(
     *,
     lose: Iterable[int] = (),
     duplicate: Iterable[int] = (),
     corrupt: Iterable[int] = (),
     fail: Iterable[int] = (),
+    misroute: Iterable[int] = (),
+    late_duplicate: Iterable[int] = (),
+    late_corrupt: Iterable[int] = (),
+    misroute_to: str | None = None,
     events: Any = None,
 ) -> None:
-    """In a locustfile: make every producer of the run lose, duplicate, corrupt or fail these seqs.
+    """In a locustfile: make every producer of the run lose, duplicate, corrupt, misroute or fail
+    these seqs, or send late copies of them after the drain (see :class:`FaultyProducer`).
+
+    With ``$INGESTLOAD_TEST_TRUTH_DIR`` set, each producer writes what it really injected to
+    ``truth-<producer id>.json`` there when its process quits — the truth a test compares with.
 
     Example::
 
         from ingestload.users import KafkaProducerUser
         from ingestload.testing import inject_faults
 
-        inject_faults(lose={5, 17}, duplicate={30}, corrupt={40})
+        inject_faults(lose={5, 17}, duplicate={30}, corrupt={40}, misroute={50})
 
         class Devices(KafkaProducerUser):
             pass
@@ -385,11 +468,63 @@ def inject_faults(
         from locust import events as default_events
 
         events = default_events
-    faults = {"lose": set(lose), "duplicate": set(duplicate), "corrupt": set(corrupt), "fail": set(fail)}
+    faults = {
+        "lose": set(lose),
+        "duplicate": set(duplicate),
+        "corrupt": set(corrupt),
+        "fail": set(fail),
+        "misroute": set(misroute),
+        "late_duplicate": set(late_duplicate),
+        "late_corrupt": set(late_corrupt),
+    }
+    made: list[FaultyProducer] = []
+
+    def wrap(client: Any) -> FaultyProducer:
+        faulty = FaultyProducer(
+            client.producer, topics=client.factory.topics, misroute_to=misroute_to, **faults
+        )
+        made.append(faulty)
+        return faulty
 
     def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         if runner is None:
             return
-        state_of(environment).set_producer_wrapper(lambda client: FaultyProducer(client.producer, **faults))
+        state = state_of(environment)
+        state.set_producer_wrapper(wrap)
+
+        def release_late() -> None:
+            for faulty in made:
+                faulty.release_late()
+
+        import gevent
+
+        # A second after this process drained: after the run's final ledger (the master's too).
+        state.after_drain.append(lambda: gevent.spawn_later(LATE_AFTER_DRAIN, release_late))
+
+    def on_quitting(environment: Any = None, **_: Any) -> None:
+        folder = os.environ.get(TRUTH_DIR_ENV)
+        if folder:
+            for faulty in made:
+                if faulty.producer_id is not None:
+                    path = Path(folder) / f"truth-{faulty.producer_id:016x}.json"
+                    path.write_text(json.dumps(faulty.truth))
+
+    events.init.add_listener(on_init)
+    events.quitting.add_listener(on_quitting)
+
+
+def start_seqs_at(first_seq: int, events: Any = None) -> None:
+    """In a locustfile: every sender of this process starts each run at ``first_seq`` instead of 0
+    (e.g. just below 2**32, to cross it without sending four billion messages first)."""
+    from ingestload.plugin import state_of
+
+    if events is None:
+        from locust import events as default_events
+
+        events = default_events
+
+    def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
+        if runner is not None:
+            state_of(environment).first_seq = first_seq
 
     events.init.add_listener(on_init)

@@ -1,18 +1,21 @@
 """Whole headless Locust runs (local, --processes, master + workers) against a real broker."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from ingestload.kafka.admin import high_watermarks
 from ingestload.messages.catalogue import Catalogue
-from ingestload.testing import describe_output, locust_command, processes_args, read_run, worker_processes
+from ingestload.testing import describe_output, locust_command, processes_args, worker_processes
+from tests.oracle import read_copies
 
 pytestmark = pytest.mark.e2e
 
@@ -53,16 +56,19 @@ def assert_every_ack_landed(
 ) -> int:
     """Everything sent was acknowledged, Locust's stats saw every ack, and the broker holds exactly that."""
     acked = acked_per_topic(json_prefix)
-    run = read_run({"bootstrap.servers": kafka}, TOPICS_OF(prefix), run_id)
+    copies = read_copies(kafka, TOPICS_OF(prefix), run_id)  # an independent reader
     summary = stopped_line(done.stderr, run_id)
     total = sum(acked.values())
     assert total > 0
     assert summary["sent"] == summary["acked"] == total, summary
     assert summary["failed"] == summary["undelivered"] == 0, summary
-    assert run.per_topic() == acked, "Locust's acked counts per topic must equal what is in the broker"
-    assert run.check_contiguous() == []
-    assert run.corrupted() == []
-    assert len(run.seqs_by_producer()) == producers
+    assert dict(Counter(c.topic for c in copies)) == acked, (
+        "Locust's acked counts per topic must equal the broker's"
+    )
+    seqs = {p: sorted(c.seq for c in copies if c.producer == p) for p in {c.producer for c in copies}}
+    assert len(seqs) == producers
+    assert all(found == list(range(len(found))) for found in seqs.values())  # each producer's 0…n-1, once
+    assert all(c.intact and not c.misrouted for c in copies)
     return total
 
 
@@ -149,16 +155,69 @@ def test_secrets_never_appear_in_output_or_reports(kafka, prefix, root, tmp_path
 
 def test_ingestload_run_reads_the_run_back_per_topic(kafka, root, tmp_path):
     """`ingestload run` against a given Kafka prints the per-topic count of the run and exits 0."""
-    args = f"run -t 4s --rate 2000 --kafka-bootstrap {kafka} --topic-prefix cli-{tmp_path.name[-8:]}-"
+    prefix = f"cli-{tmp_path.name[-8:]}-"
+    args = f"run -t 4s --rate 2000 --kafka-bootstrap {kafka} --topic-prefix {prefix} --reports {tmp_path}"
     command = [sys.executable, "-m", "ingestload.cli", *args.split()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=root)
     assert done.returncode == 0, describe_output(done)
     lines = done.stdout.splitlines()
-    total_line = next(line for line in lines if line.strip().startswith("total"))
-    total = int(total_line.split()[-1].replace(",", ""))
-    assert 6_000 <= total <= 10_500
+    run_id = next(line for line in lines if line.startswith("ingestload run ")).split()[2].rstrip(":")
+    in_kafka = Counter(c.topic for c in read_copies(kafka, TOPICS_OF(prefix), run_id))
+    printed = {
+        line.split()[0]: int(line.split()[1].replace(",", "")) for line in lines if line.startswith("  ")
+    }
+    assert printed == {**{t: in_kafka[t] for t in TOPICS_OF(prefix)}, "total": sum(in_kafka.values())}
+    assert printed["total"] > 0
     stopped = next(line for line in done.stderr.splitlines() if " stopped: sent=" in line)
-    assert f"acked={total:,}" in stopped
+    assert f"acked={printed['total']:,}" in stopped
+
+
+def test_no_process_shows_a_secret_in_its_arguments(kafka, root, tmp_path):
+    """`ingestload run --kafka-config sasl.password=… --api-token … --api-header …`: while it runs, `ps`
+    shows none of the secrets for any process — the command rewrites its own title as soon as it
+    starts (before that, the kernel shows what was typed: the environment is the better place), and
+    hands them to its children (the reference API, Locust) through their environment — which they
+    do receive."""
+    secrets_ = ("PW-4d1f2a", "TOKEN-9e8d7c", "SEC-5b6a")
+    args = [
+        *("run", "-t", "6s", "--rate", "300", "--kafka-bootstrap", kafka, "--reports", str(tmp_path)),
+        *("--topic-prefix", f"ps-{tmp_path.name[-8:]}-", "--kafka-config", "sasl.password=PW-4d1f2a"),
+        *("--api-token", "TOKEN-9e8d7c", "--api-header", "Authorization: Basic SEC-5b6a"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestload.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+    )
+    listings, environments = [], []
+    try:
+        first = proc.stdout.readline()  # it runs (and has rewritten its title)
+        assert first, "ingestload run printed nothing"
+        while proc.poll() is None:
+            listing = subprocess.run(
+                ["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True
+            ).stdout
+            listings.append(listing)
+            for line in listing.splitlines():
+                pid, _, command = line.strip().partition(" ")
+                if "-m locust" in command and tmp_path.name[-8:] in command:
+                    with contextlib.suppress(OSError):
+                        environments.append(Path(f"/proc/{pid}/environ").read_bytes())
+            time.sleep(0.2)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert len(listings) > 5
+    for secret in secrets_:
+        assert not any(secret in listing for listing in listings), secret
+    titles = [line for listing in listings for line in listing.splitlines() if "ingestload run" in line]
+    assert any("--kafka-config sasl.password=***" in line for line in titles), titles[:3]
+    assert any(b"INGESTLOAD_API_TOKEN=TOKEN-9e8d7c" in env for env in environments)
+    assert any(b"sasl.password=PW-4d1f2a" in env for env in environments)
 
 
 def test_broker_command_starts_and_stops_on_sigterm(root):

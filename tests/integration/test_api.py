@@ -266,3 +266,16 @@ def test_without_kafka_bootstrap_an_embedded_broker_is_started(tmp_path):
     with socket.socket() as s:  # the broker is gone: its port is free again
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", int(bootstrap.group(1).rsplit(":", 1)[1])))
+
+
+def test_a_batch_whose_items_all_failed_differently_keeps_each_status(kafka):
+    """Nothing accepted, but not for one reason (one item too large for Kafka: 413; one of no known
+    type: 422): a 207 lists each item's own status — no single status stands for both."""
+    prefix = unique_prefix("api")
+    with run_api(kafka, "--topic-prefix", prefix, "--kafka-config", "message.max.bytes=2000") as server:
+        large = bodies("alarm", 1, "x" * 3000)[0]
+        reply = server.post("/v1/messages:batch", batch([large, b'{"Header":{"MessageType":"teleport"}}']))
+    assert reply.status == 207, reply
+    body = reply.json()
+    assert (body["accepted"], body["failed"]) == (0, 2)
+    assert [(f["index"], f["status"]) for f in body["failures"]] == [(0, 413), (1, 422)]

@@ -4,7 +4,15 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from ingestload.messages.envelope import HEADER, Envelope, body_checksum, checksum, encode, encode_text
+from ingestload.messages.envelope import (
+    HEADER,
+    Envelope,
+    body_checksum,
+    checksum,
+    encode,
+    encode_text,
+    topic_tag,
+)
 
 RUN = "00112233445566ff"
 
@@ -36,14 +44,35 @@ class Msg:
 
 
 def kafka_msg(
-    producer, seq, *, topic="t", partition=0, offset=0, value=b'{"a":1}', sent_at_us=0, run=RUN, crc=None
+    producer,
+    seq,
+    *,
+    topic="t",
+    partition=0,
+    offset=0,
+    value=b'{"a":1}',
+    sent_at_us=0,
+    run=RUN,
+    crc=None,
+    meant_for=None,
 ):
-    env = Envelope(run, producer, seq, sent_at_us, checksum(value) if crc is None else crc)
+    tag = topic_tag(topic if meant_for is None else meant_for)
+    env = Envelope(run, producer, seq, sent_at_us, checksum(value) if crc is None else crc, tag)
     return Msg(topic, partition, offset, value, [(HEADER, encode(env))])
 
 
 def http_msg(
-    producer, seq, body, *, topic="t", partition=0, offset=0, field_name="_ingestload", sent_at_us=0
+    producer,
+    seq,
+    body,
+    *,
+    topic="t",
+    partition=0,
+    offset=0,
+    field_name="_ingestload",
+    sent_at_us=0,
+    meant_for=None,
 ):
-    env = Envelope(RUN, producer, seq, sent_at_us, body_checksum(body))
+    tag = topic_tag(topic if meant_for is None else meant_for)
+    env = Envelope(RUN, producer, seq, sent_at_us, body_checksum(body), tag)
     return Msg(topic, partition, offset, orjson.dumps({field_name: encode_text(env), **body}))

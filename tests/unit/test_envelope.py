@@ -13,21 +13,29 @@ from ingestload.messages.envelope import (
     encode,
     find,
     seq_of,
+    topic_tag,
 )
 
-ENV = Envelope("00112233445566ff", 2**64 - 1, 123_456_789, 1_700_000_000_123_456, checksum(b'{"a":1}'))
+ENV = Envelope(
+    "00112233445566ff",
+    2**64 - 1,
+    2**64 - 2,
+    1_700_000_000_123_456,
+    checksum(b'{"a":1}'),
+    topic_tag("gov-alarm"),
+)
 
 
 def test_round_trip():
     """encode/decode keep every field, including the extremes of the integer ranges."""
     assert decode(encode(ENV)) == ENV
-    assert len(encode(ENV)) == SIZE == 37
+    assert len(encode(ENV)) == SIZE == 41
 
 
 def test_writer_matches_encode():
     """The hot-path writer produces the same bytes as encode()."""
     writer = EnvelopeWriter(ENV.run_id, ENV.producer_id)
-    assert writer.pack(ENV.seq, ENV.sent_at_us, ENV.checksum) == encode(ENV)
+    assert writer.pack(ENV.seq, ENV.sent_at_us, ENV.checksum, ENV.topic_tag) == encode(ENV)
 
 
 def test_seq_of_reads_only_the_seq():
@@ -35,7 +43,7 @@ def test_seq_of_reads_only_the_seq():
     assert seq_of(encode(ENV)) == ENV.seq
 
 
-@pytest.mark.parametrize("value", [b"", b"\x01" * 36, b"\x02" + encode(ENV)[1:], encode(ENV) + b"x"])
+@pytest.mark.parametrize("value", [b"", b"\x02" * 40, b"\x01" + encode(ENV)[1:], encode(ENV) + b"x"])
 def test_decode_rejects_what_is_not_an_envelope(value):
     """Wrong length or version is an EnvelopeError, not garbage fields."""
     with pytest.raises(EnvelopeError):
@@ -48,3 +56,10 @@ def test_find_among_headers():
     assert find([("trace", b"x")]) is None
     assert find(None) is None
     assert find([(HEADER, b"broken")]) is None
+
+
+def test_topic_tag_is_the_crc32_of_the_topic_name():
+    """The tag names a topic independently of this code: CRC-32 of its UTF-8 name."""
+    import zlib
+
+    assert topic_tag("gov-alarm") == zlib.crc32(b"gov-alarm") != topic_tag("gov-fault")

@@ -63,17 +63,17 @@ def test_bodies_carry_the_envelope_and_verify_clean():
     msg_type, _, body = taken[0]
     message = orjson.loads(body)
     assert message["Header"]["MessageType"] == msg_type
-    assert len(message["_ingestload"]) == 74
+    assert len(message["_ingestload"]) == 82
     changed = dict(orjson.loads(taken[1][2]))
     changed["Param"] = {**changed["Param"], "Floor": -1}
     verifier = Verifier(RUN)
     verifier.process(
         [Msg("p-" + t, 0, i, b) for i, (t, _, b) in enumerate(taken)]
-        + [Msg("p-x", 0, 99, orjson.dumps(changed))]
+        + [Msg("p-" + taken[1][0], 0, 99, orjson.dumps(changed))]
     )
     summary = verifier.summary()
     assert len(summary.seen[9]) == 50
-    assert (summary.corrupted, summary.duplicated) == (1, 1)
+    assert (summary.corrupted, summary.duplicated, summary.misrouted) == (1, 1, 0)
 
 
 def test_batches_are_one_json_array_per_type_in_seq_order_and_verify_clean():

@@ -46,6 +46,11 @@ def test_defaults():
             {"kafka_config": ["bootstrap.servers=x:1"]},
             "--kafka-config: set bootstrap servers with --kafka-bootstrap",
         ),
+        ({"api_topic_map": "alarm"}, "--api-topic-map: 'alarm' is not valid; expected TYPE=TOPIC"),
+        ({"api_topic_map": "*=a b"}, "--api-topic-map: 'a b' is not a topic name"),
+        ({"api_topic_map": "a=x,a=y"}, "--api-topic-map: 'a=x,a=y' is not valid"),
+        ({"late_grace": "-1s"}, "--late-grace: '-1s'"),
+        ({"max_misrouted": "-1"}, "--max-misrouted: '-1' is not allowed"),
     ],
 )
 def test_bad_values_name_the_option_the_value_and_what_is_allowed(values, expected):
@@ -222,3 +227,42 @@ def test_every_option_renders_in_locusts_help():
     add_arguments(parser)
     text = parser.format_help()
     assert all(opt.flag in text for opt in OPTIONS)
+
+
+def test_secret_keys_include_passphrases_and_key_material():
+    """Passphrases and inline private keys are secrets too, whatever their prefix."""
+    from ingestload.kafka.config import is_secret_key
+
+    for key in (
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+    ):
+        assert is_secret_key(key), key
+    assert not is_secret_key("sasl.mechanisms")
+
+
+def test_repeatable_options_read_their_environment_variable_one_item_per_line():
+    """INGESTLOAD_KAFKA_CONFIG / _API_HEADER hold one item per line; command-line items come after (win)."""
+    environ = {
+        "INGESTLOAD_KAFKA_CONFIG": "acks=1\nsasl.password=from-env\n",
+        "INGESTLOAD_API_HEADER": "X-Tenant: qa\nAuthorization: Basic abc",
+    }
+    s = Settings.from_options(namespace(kafka_config=["acks=all"]), environ=environ)
+    assert (s.kafka_config["acks"], s.kafka_config["sasl.password"]) == ("all", "from-env")
+    assert s.api_headers == {"X-Tenant": "qa", "Authorization": "Basic abc"}
+    assert "abc" not in repr(s)
+    assert "from-env" not in repr(s)
+    assert "from-env" not in s.describe()
+
+
+def test_topics_of_a_run_follow_the_api_topic_map():
+    """The run reads the catalogue's topics for the Kafka path and the mapped ones for the HTTP path."""
+    from ingestload.messages.catalogue import Catalogue
+
+    catalogue = Catalogue.load()
+    s = Settings.from_options(namespace(api_topic_map="alarm=alarms,*=everything"), environ={})
+    assert s.topics(catalogue, ["api"]) == ["alarms", "everything"]
+    assert set(s.topics(catalogue)) == {"alarms", "everything", *catalogue.topics()}
+    assert Settings.from_options(namespace(), environ={}).topics(catalogue) == catalogue.topics()

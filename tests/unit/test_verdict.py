@@ -130,9 +130,39 @@ def test_report_and_dict():
     verdict = judge(ledger(), seen(*[(1, s) for s in range(9)]), topic_of=lambda p, s: "gov-alarm")
     report = verdict.report()
     assert report.splitlines()[0] == (
-        "VERDICT: FAIL  acked=10 seen=9 lost=1 duplicated=0 corrupted=0 recovered=0 (failed/unknown but seen)"
+        "VERDICT: FAIL  acked=10 seen=9 lost=1 duplicated=0 corrupted=0 misrouted=0 recovered=0 "
+        "(failed/unknown but seen)"
     )
     assert "first lost (producer#seq topic[partition]@offset): 0000000000000001#9 gov-alarm" in report
     data = verdict.to_dict()
     assert data["exit_code"] == 3
     assert data["lost_samples"][0]["producer_id"] == "0000000000000001"
+
+
+def test_misrouted_over_its_threshold_fails():
+    """Copies on a wrong topic fail the run unless --max-misrouted allows them."""
+    summary = seen(*[(1, s) for s in range(9)], extra=[kafka_msg(1, 9, topic="x", meant_for="t", offset=99)])
+    strict = judge(ledger(), summary)
+    assert (strict.status, strict.misrouted, strict.lost) == ("FAIL", 1, 0)
+    assert strict.reasons[0] == "misrouted 1 > --max-misrouted 0"
+    assert [(m.seq, m.topic) for m in strict.misrouted_samples] == [(9, "x")]
+    assert judge(ledger(), summary, thresholds=Thresholds(max_misrouted=1)).status == "PASS"
+
+
+def test_two_ledgers_for_one_producer_id_are_inconclusive_never_replaced():
+    """A second ledger for a producer id is not silently replacing the first: INCONCLUSIVE, with why."""
+    clashing = AckLedger([ledger(producer=1, sent=10), ledger(producer=1, sent=20)])
+    assert (len(clashing), len(clashing.clashes)) == (1, 1)
+    verdict = classify(RUN, clashing, seen(*[(1, s) for s in range(10)]), reached_end=True)
+    assert verdict.status == "INCONCLUSIVE"
+    assert any("more ledger(s) for producer id(s)" in r for r in verdict.reasons)
+    assert len(AckLedger.from_json(clashing.to_json()).clashes) == 1
+
+
+def test_ledgers_past_2_32():
+    """A producer whose seqs cross 2**32 is judged exactly: the lost seq past the edge is named."""
+    edge = 2**32
+    led = ProducerLedger(1, first=edge - 3, sent=6, acked_count=6)
+    verdict = judge(led, seen(*[(1, s) for s in range(edge - 3, edge + 3) if s != edge]))
+    assert (verdict.status, verdict.acked, verdict.lost) == ("FAIL", 6, 1)
+    assert [i.seq for i in verdict.lost_samples] == [edge]

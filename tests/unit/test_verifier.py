@@ -104,3 +104,73 @@ def test_forget_drops_a_partition_and_offsets_going_back_flag_a_reset():
     assert not v.partitions[("t", 1)].log_reset
     v.forget("t", 0)
     assert list(v.summary().seen[1]) == [1]
+
+
+def test_a_copy_on_another_topic_is_misrouted_not_lost_nor_duplicated():
+    """A record whose envelope names another topic is misrouted (each such copy counts once); the
+    message is found (not lost) and a later copy on its own topic is not a duplicate."""
+    v = Verifier(RUN)
+    v.process(
+        [
+            kafka_msg(1, 0, topic="alarms", offset=0),
+            kafka_msg(1, 1, topic="faults", meant_for="alarms", offset=0),
+            kafka_msg(1, 2, topic="faults", meant_for="alarms", offset=1),
+            kafka_msg(1, 2, topic="alarms", offset=1),
+        ]
+    )
+    summary = v.summary()
+    assert (summary.misrouted, summary.duplicated, summary.records) == (2, 0, 2)
+    assert list(summary.seen[1]) == [0, 1, 2]
+    assert {(m.seq, m.topic) for m in summary.misrouted_samples} == {(1, "faults"), (2, "faults")}
+    assert summary.anomalies_by_topic["faults"]["misrouted"] == 2
+    assert summary.anomalies_by_topic["alarms"] == {"duplicated": 0, "corrupted": 0, "misrouted": 0}
+
+
+def test_misrouted_on_the_http_path_too():
+    """The JSON-body envelope carries the same topic tag: a body on the wrong topic is misrouted."""
+    v = Verifier(RUN)
+    v.process([http_msg(3, 0, {"a": 1}, topic="events", meant_for="alarms")])
+    summary = v.summary()
+    assert (summary.misrouted, summary.duplicated, len(summary.seen[3])) == (1, 0, 1)
+
+
+def test_seqs_past_2_32_are_counted_on_both_paths():
+    """Seqs around and past 2**32 are seen, and their duplicates counted, on the header and body paths."""
+    edge = 2**32
+    v = Verifier(RUN)
+    v.process(
+        [kafka_msg(1, s, offset=i) for i, s in enumerate([edge - 1, edge, edge + 1, edge])]
+        + [http_msg(2, s, {"a": s}, offset=10 + i) for i, s in enumerate([edge, 2**63, 2**63])]
+    )
+    summary = v.summary()
+    assert list(summary.seen[1]) == [edge - 1, edge, edge + 1]
+    assert list(summary.seen[2]) == [edge, 2**63]
+    assert (summary.duplicated, summary.foreign) == (2, 0)
+
+
+def test_anomalies_per_topic_add_up_to_the_totals():
+    """Per-topic duplicated/corrupted/misrouted counts sum to the totals, cross-partition copies included."""
+    v = Verifier(RUN)
+    v.process(
+        [
+            kafka_msg(1, 0, topic="a", partition=0, offset=0),
+            kafka_msg(1, 0, topic="a", partition=1, offset=0),
+            kafka_msg(1, 1, topic="b", offset=0, crc=1),
+            kafka_msg(1, 2, topic="b", meant_for="a", offset=1),
+        ]
+    )
+    summary = v.summary()
+    per_topic = summary.anomalies_by_topic
+    for kind in ("duplicated", "corrupted", "misrouted"):
+        assert sum(t[kind] for t in per_topic.values()) == getattr(summary, kind)
+    assert per_topic["a"]["duplicated"] == 1
+    assert per_topic["b"] == {"duplicated": 0, "corrupted": 1, "misrouted": 1}
+
+
+def test_each_partition_keeps_its_last_record():
+    """The last record read from each partition is kept (to check later that the log still holds it)."""
+    v = Verifier(RUN)
+    first, last = kafka_msg(1, 0, offset=5), Msg("t", 0, 6, b"foreign")
+    v.process([first, last, kafka_msg(1, 1, partition=1, offset=0)])
+    assert v.partitions[("t", 0)].last_message is last
+    assert v.partitions[("t", 1)].last_message.offset() == 0

@@ -7,13 +7,15 @@ Contract (every error body is ``application/problem+json``:
         200 {"topic", "partition", "offset"}   Kafka acknowledged it (acks=all, idempotent)
         400 invalid_json · 404 unknown_message_type · 413 body_too_large / message_too_large
         415 unsupported_media_type · 422 schema_violation
-        503 kafka_unavailable / backpressure / shutting_down (+ Retry-After) · 502 kafka_rejected
-        504 delivery_unconfirmed  (no report in --request-timeout; should not happen: see config)
+        503 kafka_unavailable / backpressure / shutting_down (+ Retry-After): certainly not written
+        502 kafka_rejected
+        504 delivery_unconfirmed: Kafka's report said timed out / purged / connection lost / producer
+            refused, or no report within --request-timeout — the message may or may not be stored
     POST /v1/messages/{msgType}:batch   a JSON array of messages → one Kafka message each (bytes as sent)
         200 {"accepted": n, "failed": 0}                       every item acknowledged
         207 {"accepted", "failed", "failures": [{"index", "status", "error", "detail"}]}
-        4xx/5xx (same body) when no item was accepted; 400 for a body that is not a non-empty array,
-        413 for more than --max-batch-items items
+        4xx/5xx (same body) when no item was accepted and all failed alike (else 207, accepted 0);
+        400 for a body that is not a non-empty array, 413 for more than --max-batch-items items
     POST /v1/messages:batch             the same, with messages of any types: each goes to the topic of
         its Header.MessageType (an item without a known one fails alone: 422 unknown_message_type)
     GET /healthz     200 while the process serves requests
@@ -52,7 +54,8 @@ log = logging.getLogger("ingestload.api")
 PROBLEM = "application/problem+json"
 JSON = "application/json"
 _MSG_TOO_LARGE = {"MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE"}
-#: Kafka errors that say "not now" rather than "never": 503 + Retry-After.
+#: Kafka errors that say "not now" rather than "never": 503 + Retry-After when ``produce()`` raised
+#: them (never queued), 504 when a delivery report carried them (maybe written).
 _UNAVAILABLE = {
     "_MSG_TIMED_OUT",
     "_TIMED_OUT",
@@ -194,9 +197,12 @@ class IngestService:
         except orjson.JSONDecodeError as e:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
 
-    def kafka_failure(self, error: Any) -> tuple[int, str, str]:
-        """(status, code, detail) for a message Kafka did not take: a ``KafkaError`` from a delivery
-        report, or the ``BufferError`` / ``KafkaException`` that ``produce()`` raised."""
+    def kafka_failure(self, error: Any, reported: bool = False) -> tuple[int, str, str]:
+        """(status, code, detail) for a message Kafka did not take: the ``BufferError`` /
+        ``KafkaException`` that ``produce()`` raised (the message was never queued: 503, retry), or
+        with ``reported`` a ``KafkaError`` from a delivery report — then a timeout, a purge, a lost
+        connection or a refused producer identity leave the message *maybe written* (an earlier
+        attempt may have been stored): 504, so that no client takes it for certainly not written."""
         if isinstance(error, BufferError):
             return 503, "backpressure", "the Kafka client's local queue is full; retry later"
         args = getattr(error, "args", ())
@@ -209,6 +215,12 @@ class IngestService:
         detail = self.scrub(f"{name}: {text}")
         if name in _MSG_TOO_LARGE:
             return 413, "message_too_large", f"Kafka refused the message as too large ({detail})"
+        if (name in _UNAVAILABLE or retriable) and reported:
+            return (
+                504,
+                "delivery_unconfirmed",
+                f"Kafka did not confirm the message ({detail}); it may or may not have been stored",
+            )
         if name in _UNAVAILABLE or retriable:
             return 503, "kafka_unavailable", f"Kafka did not acknowledge the message ({detail}); retry later"
         return 502, "kafka_rejected", f"Kafka rejected the message ({detail})"
@@ -248,7 +260,7 @@ class IngestService:
             raise ApiError(*self.kafka_failure(submission.refused[0][1]), self.settings.retry_after)
         failures = await self.wait(ticket.future)
         if failures:
-            raise ApiError(*self.kafka_failure(failures[0][1]), self.settings.retry_after)
+            raise ApiError(*self.kafka_failure(failures[0][1], reported=True), self.settings.retry_after)
         self._ok_single(resp, topic, ticket.offset)
 
     def _duplicate(self, topic: str, values: list[bytes]) -> None:
@@ -408,7 +420,9 @@ class IngestService:
                     )
                 else:
                     for position, error in reported:
-                        failures.append((waiting_indexes[position], *self.kafka_failure(error)))
+                        failures.append(
+                            (waiting_indexes[position], *self.kafka_failure(error, reported=True))
+                        )
                     accepted += ticket.size - len(reported)
         return accepted, failures
 
@@ -426,12 +440,12 @@ class IngestService:
         invalid = sum(1 for _, status, _, _ in failures if status < 500)
         self.counters.invalid += invalid
         self.counters.refused += len(failures) - invalid
-        if accepted:
+        if accepted or len(statuses) > 1:
+            # Items that failed differently keep their own statuses: one status for all would
+            # file, say, maybe-written (504) items as certainly refused (503).
             status = 207
-        elif len(statuses) == 1:
-            status = statuses.pop()
         else:
-            status = 503 if any(s >= 500 for s in statuses) else 422
+            status = statuses.pop()
         if status == 503:
             resp.set_header("Retry-After", str(self.settings.retry_after))
         if status != 207:

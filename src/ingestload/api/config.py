@@ -172,8 +172,9 @@ class ApiSettings:
             shared["kafka_bootstrap"] = "127.0.0.1:1"  # replaced by the embedded broker's address
         kafka = Settings.from_options(argparse.Namespace(**shared), environ)
 
+        # message.timeout.ms defaults to 1 s less, and must stay ≥ 1 s: below 2 s the two would meet.
         request_timeout = _number(
-            "--request-timeout", raw["request_timeout"], float, minimum=1, what="seconds ≥ 1"
+            "--request-timeout", raw["request_timeout"], float, minimum=2, what="seconds ≥ 2"
         )
         message_timeout = kafka.kafka_config.get("message.timeout.ms")
         if message_timeout is not None:

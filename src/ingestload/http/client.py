@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import time
 from binascii import hexlify
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 
 import gevent
 import orjson
 
+from ingestload.messages.catalogue import routed_topic
 from ingestload.messages.envelope import checksum
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.sender import EnvelopeSender
@@ -81,12 +82,21 @@ class IngestApiClient(EnvelopeSender):
 
     path = "api"
 
-    def __init__(self, factory: MessageFactory, *, envelope_field: str = "_ingestload") -> None:
-        super().__init__(factory)
+    def __init__(
+        self,
+        factory: MessageFactory,
+        *,
+        envelope_field: str = "_ingestload",
+        topic_map: Mapping[str, str] | None = None,
+    ) -> None:
+        prefix = factory.topic_prefix if factory.topic_prefix is not None else factory.catalogue.topic_prefix
+        msg_types = {topic: topic[len(prefix) :] for topic in factory.topics}
+        super().__init__(
+            factory, {topic: routed_topic(topic_map, t, topic) for topic, t in msg_types.items()}
+        )
         self.envelope_field = envelope_field
         self._member = b'{"' + envelope_field.encode() + b'":"'
-        prefix = factory.topic_prefix if factory.topic_prefix is not None else factory.catalogue.topic_prefix
-        self._msg_type = {topic: topic[len(prefix) :] for topic in factory.topics}
+        self._msg_type = msg_types
 
     def new_run(self) -> None:
         super().new_run()
@@ -106,7 +116,7 @@ class IngestApiClient(EnvelopeSender):
         if not self.accepting or writer is None:
             return
         head = self._member + hexlify(writer.prefix)
-        pack_tail, next_message = writer.pack_tail, self.factory.next
+        pack_tail, next_message, tags = writer.pack_tail, self.factory.next, self.tags
         now_ns = time.time_ns()
         sent_at_us = now_ns // 1000
         first = self.seq
@@ -114,7 +124,8 @@ class IngestApiClient(EnvelopeSender):
         self.unanswered += count
         for seq in range(first, first + count):
             topic, value = next_message(now_ns)
-            yield topic, seq, head + hexlify(pack_tail(seq, sent_at_us, checksum(value))) + b'",' + value[1:]
+            tail = pack_tail(seq, sent_at_us, checksum(value), tags[topic])
+            yield topic, seq, head + hexlify(tail) + b'",' + value[1:]
 
     def take(self, count: int) -> list[tuple[str, int, bytes]]:
         """The next ``count`` messages as (message type, seq, JSON body with the envelope)."""

@@ -108,21 +108,6 @@ def topic_partitions(client: Any, topics: Iterable[str], timeout: float) -> list
     return found
 
 
-def assign_from(consumer: Any, topics: Iterable[str], start: Offsets | None, timeout: float) -> list[Any]:
-    """Assign ``consumer`` every partition of ``topics`` from ``start`` (default: the beginning);
-    returns the assignment."""
-    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-    start = start or {}
-    assignment = [
-        TopicPartition(topic, partition, start.get((topic, partition), OFFSET_BEGINNING))
-        for topic, partition in topic_partitions(consumer, topics, timeout)
-    ]
-    if assignment:
-        consumer.assign(assignment)
-    return assignment
-
-
 def high_watermarks(config: Mapping[str, str], topics: Iterable[str], timeout: float = 10.0) -> Offsets:
     """The high watermark (next offset) of every partition of ``topics``; missing topics are skipped."""
     from confluent_kafka import TopicPartition
@@ -148,16 +133,34 @@ def read_to_end(
 ) -> Iterator[list[Any]]:
     """Yield batches of messages of every partition of ``topics``, from ``start`` (default:
     the beginning) until each partition reports its end; gives up after ``idle_timeout``
-    seconds without progress.
+    seconds without progress (raising :class:`~ingestload.errors.IngestloadError`).
     """
-    from confluent_kafka import KafkaError
+    from confluent_kafka import OFFSET_BEGINNING
 
     consumer = reader(config, "readback")
     try:
-        assignment = assign_from(consumer, topics, start, idle_timeout)
-        if not assignment:
-            return
-        pending = {(tp.topic, tp.partition) for tp in assignment}
+        where = {
+            key: (start or {}).get(key, OFFSET_BEGINNING) for key in topic_partitions(consumer, topics, 10.0)
+        }
+    finally:
+        consumer.close()
+    yield from read_partitions(config, where, idle_timeout=idle_timeout, batch=batch)
+
+
+def read_partitions(
+    config: Mapping[str, str], where: Offsets, *, idle_timeout: float = 10.0, batch: int = 10_000
+) -> Iterator[list[Any]]:
+    """Yield batches of messages of exactly the partitions in ``where`` (``(topic, partition) →
+    offset``, or ``OFFSET_BEGINNING``) until each reports its end; raises
+    :class:`~ingestload.errors.IngestloadError` after ``idle_timeout`` seconds without progress."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    if not where:
+        return
+    consumer = reader(config, "readback")
+    try:
+        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in sorted(where.items())])
+        pending = set(where)
         last_progress = time.monotonic()
         while pending and time.monotonic() - last_progress < idle_timeout:
             messages = consumer.consume(batch, 0.5)
@@ -179,6 +182,54 @@ def read_to_end(
                 f"reading back stalled for {idle_timeout:g}s before the end of "
                 + ", ".join(f"{t}[{p}]" for t, p in sorted(pending))
             )
+    finally:
+        consumer.close()
+
+
+def records_at(
+    config: Mapping[str, str], wanted: Iterable[tuple[tuple[str, int], int]], timeout: float = 10.0
+) -> dict[tuple[tuple[str, int], int], Any]:
+    """The record at each ``((topic, partition), offset)`` of ``wanted``, or ``None`` where the log no
+    longer holds that offset (it ends before it, or its first record after it is another offset).
+
+    One consumer, one round per offset of a partition; small fetches (one record is wanted). Raises
+    :class:`~ingestload.errors.IngestloadError` when Kafka does not answer within ``timeout``.
+    """
+    from confluent_kafka import KafkaError, TopicPartition
+
+    rounds: list[dict[tuple[str, int], int]] = []
+    for key, offset in wanted:
+        free = next((r for r in rounds if key not in r), None)
+        if free is None:
+            free = {}
+            rounds.append(free)
+        free[key] = offset
+    found: dict[tuple[tuple[str, int], int], Any] = {}
+    if not rounds:
+        return found
+    consumer = reader(config, "check", **{"fetch.min.bytes": "1", "fetch.wait.max.ms": "10"})
+    deadline = time.monotonic() + timeout
+    try:
+        for where in rounds:
+            consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in sorted(where.items())])
+            decided: set[tuple[str, int]] = set()
+            while len(decided) < len(where):
+                if time.monotonic() > deadline:
+                    undecided = ", ".join(f"{t}[{p}]" for t, p in sorted(set(where) - decided))
+                    raise IngestloadError(f"no answer within {timeout:g}s when reading back {undecided}")
+                for message in consumer.consume(100, 0.1):
+                    key = (message.topic(), message.partition())
+                    if key in decided or key not in where:
+                        continue
+                    error = message.error()
+                    if error is None:
+                        found[(key, where[key])] = message if message.offset() == where[key] else None
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        found[(key, where[key])] = None
+                    else:
+                        raise IngestloadError(f"reading back {message.topic()}: {scrub(str(error), config)}")
+                    decided.add(key)
+        return found
     finally:
         consumer.close()
 

@@ -95,7 +95,8 @@ class EmbeddedBroker:
     """A Tansu broker process with memory storage on ``127.0.0.1:port``.
 
     ``port=0`` picks a free port. The broker's own output goes to ``log_path`` (a temporary
-    file by default) so that a failure can quote it.
+    file by default) so that a failure can quote it. ``advertised`` makes it send clients to
+    another address (a proxy in front of it, which must be listening before :meth:`start`).
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class EmbeddedBroker:
         binary: str | None = None,
         startup_timeout: float = 20.0,
         log_path: str | Path | None = None,
+        advertised: str | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise BrokerError(f"port {port} is out of range; use 1-65535, or 0 for any free port")
@@ -115,6 +117,8 @@ class EmbeddedBroker:
         self.binary = binary
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else None
+        self.advertised = advertised
+        """``host:port`` the broker tells clients to connect to (a proxy in front of it); default: its own."""
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._own_log = False
@@ -157,7 +161,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    f"tcp://{self.advertised}" if self.advertised else url,
                     "--storage-engine",
                     "memory://tansu/",
                 ],
@@ -192,7 +196,7 @@ class EmbeddedBroker:
             raise BrokerError(
                 f"the broker did not listen on {self.bootstrap} within {self.startup_timeout:g}s"
             )
-        wait_for_kafka(self.bootstrap, max(1.0, deadline - time.monotonic()))
+        wait_for_kafka(self.advertised or self.bootstrap, max(1.0, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout``). Every message is gone."""

@@ -24,7 +24,13 @@ from ingestload.errors import ConfigError
 KAFKA_PROP_ENV_PREFIX = "INGESTLOAD_KAFKA_PROP_"
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"password|secret|token|jaas|oauthbearer\.config|\.pem$|credential", re.IGNORECASE)
+#: Keys whose values are secret: passwords and passphrases (sasl.password, ssl.key.password,
+#: sasl.oauthbearer.assertion.private.key.passphrase …), secrets and tokens, JAAS and OAUTHBEARER
+#: configs, key material given inline (ssl.key.pem …), credentials.
+_SECRET_KEY = re.compile(
+    r"password|passphrase|secret|token|jaas|oauthbearer\.config|\.pem$|credential|private\.key",
+    re.IGNORECASE,
+)
 
 #: Consumer defaults for the verifier and read-backs; the user's properties override them.
 #: librdkafka pauses a partition's fetches for ``fetch.queue.backoff.ms`` (1 s by default) once

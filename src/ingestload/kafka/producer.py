@@ -41,10 +41,12 @@ from ingestload.messages.envelope import HEADER, checksum
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.sender import EnvelopeSender, Outcomes
 
-#: librdkafka errors after which the message was certainly not written.
+#: librdkafka errors after which the message was certainly not written. Not among them:
+#: ``_PURGE_QUEUE`` — a message purged from the queue may be one that was sent, not acknowledged,
+#: and queued again for a retry (the first attempt may have been written), and confluent-kafka
+#: does not tell which; ``_MSG_TIMED_OUT``, ``_PURGE_INFLIGHT`` and transport errors likewise.
 DEFINITE_FAILURES = frozenset(
     {
-        "_PURGE_QUEUE",
         "_MSG_SIZE_TOO_LARGE",
         "MSG_SIZE_TOO_LARGE",
         "_UNKNOWN_TOPIC",
@@ -147,9 +149,13 @@ class KafkaProducerClient(EnvelopeSender):
         return len(self.producer)
 
     def begin_run(
-        self, run_id: str, producer_id: int | None = None, meta: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        producer_id: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        first_seq: int = 0,
     ) -> None:
-        super().begin_run(run_id, producer_id, meta)
+        super().begin_run(run_id, producer_id, meta, first_seq)
         if self._poller is None or self._poller.dead:
             self._poller = gevent.spawn(self._poll_loop)
 
@@ -187,6 +193,7 @@ class KafkaProducerClient(EnvelopeSender):
         next_message = self.factory.next
         prefix, pack_tail = writer.prefix, writer.pack_tail
         report = self.outcomes.report
+        tags = self.tags
         crc = checksum
         clock = time.time_ns
         first = seq = self.seq
@@ -197,7 +204,7 @@ class KafkaProducerClient(EnvelopeSender):
                 produce(
                     topic,
                     value,
-                    headers=[(HEADER, prefix + pack_tail(seq, now_ns // 1000, crc(value)))],
+                    headers=[(HEADER, prefix + pack_tail(seq, now_ns // 1000, crc(value), tags[topic]))],
                     on_delivery=partial(report, seq),
                 )
                 seq += 1
@@ -223,18 +230,21 @@ class KafkaProducerClient(EnvelopeSender):
     def _poll_loop(self) -> None:
         poll = self.poll
         while True:
-            served = poll()
-            if not served:
-                self.publish_stats()  # idle: nothing should wait for the next batch
+            try:
+                served = poll()
+                if not served:
+                    self.publish_stats()  # idle: nothing should wait for the next batch
+            except Exception:  # a listener or callback that raised must not stop the reports
+                _log.exception("ingestload: serving delivery reports failed; going on")
+                served = 0
             gevent.sleep(0 if served else IDLE_POLL_INTERVAL)
 
     def drain(self, timeout: float) -> int:
         """Stop accepting, then wait cooperatively until every message is resolved.
 
-        Messages still unacknowledged after ``timeout`` seconds are purged: those never
-        sent become *failed*, those in flight *unknown* (they may have been written), so
-        the ledger accounts for every seq. Returns how many had to be purged (also kept in
-        :attr:`undelivered`).
+        Messages still unacknowledged after ``timeout`` seconds are purged and filed *unknown*
+        (in flight, or queued again for a retry, they may have been written), so the ledger
+        accounts for every seq. Returns how many had to be purged (also kept in :attr:`undelivered`).
         """
         self.accepting = False
         self._wait_outstanding(timeout)

@@ -435,6 +435,20 @@ class _Validator:
         return tuple(cells)
 
 
+def routed_topic(topic_map: Mapping[str, str] | None, msg_type: str, default: str) -> str:
+    """The topic an ingest API should write a ``msg_type`` message to: ``topic_map[msg_type]``, else
+    ``topic_map["*"]``, else ``default`` (the catalogue's topic for the type).
+
+    Example::
+
+        >>> routed_topic({"alarm": "alarms", "*": "events"}, "fault", "gov-fault")
+        'events'
+    """
+    if not topic_map:
+        return default
+    return topic_map.get(msg_type, topic_map.get("*", default))
+
+
 def data_path(relative: str) -> Path:
     """A file shipped with ingestload: from a wheel's ``_data`` or from the source checkout."""
     package = Path(__file__).resolve().parents[1]  # src/ingestload (or site-packages/ingestload)

@@ -1,25 +1,30 @@
 """The envelope: what every message carries so that it can be traced back exactly.
 
-On the Kafka path the envelope is one binary Kafka header, ``ingestload``, 37 bytes::
+On the Kafka path the envelope is one binary Kafka header, ``ingestload``, 41 bytes::
 
     offset size  field
-         0    1  version (1)
+         0    1  version (2)
          1    8  run id (8 bytes, shown as 16 hex digits)
          9    8  producer id (unsigned 64-bit, unique per producing process and run)
-        17    8  seq (unsigned 64-bit, contiguous from 0 per producer)
+        17    8  seq (unsigned 64-bit, contiguous per producer, from 0 unless told otherwise)
         25    8  sent_at (signed 64-bit, microseconds since the Unix epoch)
         33    4  checksum (CRC-32 of the message value)
+        37    4  topic tag (CRC-32 of the name of the topic the message is meant for)
+
+The topic tag lets a reader tell, message by message, that a message sits on a topic other
+than the one its sender meant (*misrouted*) — on the HTTP path too, where the ingest API
+chooses the topic: the sender tags the topic the API should route the type to.
 
 One packed header costs a fraction of five text headers to build and to read back,
 which matters at hundreds of thousands of messages per second.
 
 On the HTTP path a third-party API will not copy our headers, so the envelope travels
-inside the JSON message as a member (default ``_ingestload``) holding the same 37 bytes as
-74 hex digits; its checksum is :func:`body_checksum` of the message without that member.
+inside the JSON message as a member (default ``_ingestload``) holding the same 41 bytes as
+82 hex digits; its checksum is :func:`body_checksum` of the message without that member.
 
 Example::
 
-    >>> env = Envelope("00112233445566ff", 7, 0, 1_700_000_000_000_000, checksum(b"{}"))
+    >>> env = Envelope("00112233445566ff", 7, 0, 1_700_000_000_000_000, checksum(b"{}"), topic_tag("t"))
     >>> decode(encode(env)) == env
     True
 """
@@ -35,10 +40,10 @@ import orjson
 from ingestload.errors import EnvelopeError
 
 HEADER = "ingestload"
-VERSION = 1
+VERSION = 2
 
-_LAYOUT = struct.Struct(">B8sQQqI")
-_TAIL = struct.Struct(">QqI")
+_LAYOUT = struct.Struct(">B8sQQqII")
+_TAIL = struct.Struct(">QqII")
 SIZE = _LAYOUT.size
 #: Where the run id sits in an encoded envelope, for readers that only need it.
 RUN_ID = slice(1, 9)
@@ -48,6 +53,11 @@ _SEQ = struct.Struct(">Q")
 
 checksum = zlib.crc32
 """CRC-32 of a payload, as stored in the envelope."""
+
+
+def topic_tag(topic: str) -> int:
+    """The envelope's tag of a topic: CRC-32 of its name."""
+    return zlib.crc32(topic.encode())
 
 
 class Envelope(NamedTuple):
@@ -63,12 +73,20 @@ class Envelope(NamedTuple):
     """Microseconds since the epoch when the message was handed to the client."""
     checksum: int
     """CRC-32 of the message value as sent."""
+    topic_tag: int
+    """CRC-32 of the name of the topic the message is meant for (:func:`topic_tag`)."""
 
 
 def encode(env: Envelope) -> bytes:
     """The header value for ``env``."""
     return _LAYOUT.pack(
-        VERSION, bytes.fromhex(env.run_id), env.producer_id, env.seq, env.sent_at_us, env.checksum
+        VERSION,
+        bytes.fromhex(env.run_id),
+        env.producer_id,
+        env.seq,
+        env.sent_at_us,
+        env.checksum,
+        env.topic_tag,
     )
 
 
@@ -76,12 +94,12 @@ def decode(value: bytes) -> Envelope:
     """Parse a header value; raises :class:`EnvelopeError` when it is not one of ours."""
     if len(value) != SIZE or value[0] != VERSION:
         raise EnvelopeError(f"not an ingestload v{VERSION} envelope ({len(value)} bytes)")
-    _, run, producer, seq, sent_at, crc = _LAYOUT.unpack(value)
-    return Envelope(run.hex(), producer, seq, sent_at, crc)
+    _, run, producer, seq, sent_at, crc, tag = _LAYOUT.unpack(value)
+    return Envelope(run.hex(), producer, seq, sent_at, crc, tag)
 
 
 def encode_text(env: Envelope) -> str:
-    """The envelope as 74 hex digits, for a JSON member on the HTTP path."""
+    """The envelope as 82 hex digits, for a JSON member on the HTTP path."""
     return encode(env).hex()
 
 
@@ -143,7 +161,7 @@ class EnvelopeWriter:
     Example::
 
         writer = EnvelopeWriter("00112233445566ff", producer_id=42)
-        header_value = writer.pack(seq=0, sent_at_us=now_us, crc=checksum(value))
+        header_value = writer.pack(seq=0, sent_at_us=now_us, crc=checksum(value), tag=topic_tag("gov-alarm"))
     """
 
     __slots__ = ("pack_tail", "prefix", "producer_id", "run_id")
@@ -154,8 +172,8 @@ class EnvelopeWriter:
         self.prefix = struct.pack(">B8sQ", VERSION, bytes.fromhex(run_id), producer_id)
         """The constant first 17 bytes (version, run id, producer id)."""
         self.pack_tail = _TAIL.pack
-        """Packs (seq, sent_at_us, crc) into the last 20 bytes; hot loops call it directly."""
+        """Packs (seq, sent_at_us, crc, topic tag) into the last 24 bytes; hot loops call it directly."""
 
-    def pack(self, seq: int, sent_at_us: int, crc: int) -> bytes:
+    def pack(self, seq: int, sent_at_us: int, crc: int, tag: int) -> bytes:
         """The header value for one message."""
-        return self.prefix + self.pack_tail(seq, sent_at_us, crc)
+        return self.prefix + self.pack_tail(seq, sent_at_us, crc, tag)

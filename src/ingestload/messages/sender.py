@@ -1,7 +1,8 @@
 """What every sender of enveloped messages shares: its identity in a run and the outcomes it files.
 
 A sender (the Kafka producer client, the ingest API client) hands out seqs ``0, 1, 2 …`` per run
-under one producer id, stamps each message's envelope with them, and files what became of each
+(from ``first_seq`` when a test asks, e.g. near 2**32) under one producer id, stamps each message's
+envelope with them and with the tag of the topic the message is meant for, and files what became of each
 message as the answers arrive: acknowledged (a count: successes cost nothing), failed (certainly
 not written) or unknown (maybe written). :meth:`EnvelopeSender.ledger` turns that into the run's
 :class:`~ingestload.messages.ledger.ProducerLedger`.
@@ -15,7 +16,7 @@ Example::
     sender.begin_run("00112233445566ff")
     … sender.seq += n; sender.outcomes.acked += n …
     sender.outcomes.file_failure([7], definite=False)
-    sender.ledger()        # ProducerLedger(producer_id=…, sent=…, acked_count=…, unknown=BitMap([7]))
+    sender.ledger()        # ProducerLedger(producer_id=…, sent=…, acked_count=…, unknown=BitMap64([7]))
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import socket
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
-from pyroaring import BitMap
+from pyroaring import BitMap64
 
-from ingestload.messages.envelope import EnvelopeWriter
+from ingestload.messages.envelope import EnvelopeWriter, topic_tag
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import ProducerLedger
 
@@ -47,9 +48,9 @@ class Outcomes:
         """Messages acknowledged (counted, not listed: the acked set is derived)."""
         self.failed = 0
         """Messages reported as not acknowledged (definite or not)."""
-        self.failed_seqs = BitMap()
+        self.failed_seqs = BitMap64()
         """Seqs certainly not written."""
-        self.unknown_seqs = BitMap()
+        self.unknown_seqs = BitMap64()
         """Seqs that may or may not have been written."""
 
     def file_failure(self, seqs: Collection[int], definite: bool) -> None:
@@ -64,13 +65,19 @@ class EnvelopeSender:
     path: ClassVar[str]
     """The path its messages take (``kafka``, ``api``), recorded in the ledger's meta."""
 
-    def __init__(self, factory: MessageFactory) -> None:
+    def __init__(self, factory: MessageFactory, meant_for: Mapping[str, str] | None = None) -> None:
         self.factory = factory
         self.writer: EnvelopeWriter | None = None
         self.meta: dict[str, Any] = {}
         self.accepting = False
+        self.first_seq = 0
+        """The run's first seq (0 unless :meth:`begin_run` was told otherwise)."""
         self.seq = 0
-        """Next seq; equals the number of messages handed out this run."""
+        """Next seq: ``first_seq`` + the number of messages handed out this run."""
+        meant_for = meant_for or {}
+        self.tags = {topic: topic_tag(meant_for.get(topic, topic)) for topic in set(factory.topics)}
+        """Factory topic → the envelope tag of the topic its messages are meant for (``meant_for``
+        maps a factory topic elsewhere, e.g. where an ingest API routes its type)."""
         self.new_run()
 
     @property
@@ -86,9 +93,13 @@ class EnvelopeSender:
         return self.outcomes.failed
 
     def begin_run(
-        self, run_id: str, producer_id: int | None = None, meta: Mapping[str, Any] | None = None
+        self,
+        run_id: str,
+        producer_id: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        first_seq: int = 0,
     ) -> None:
-        """Start a new run: new envelope identity, seq from 0, counters and outcomes cleared.
+        """Start a new run: new envelope identity, seq from ``first_seq`` (0), counters and outcomes cleared.
 
         ``meta`` describes the producer in the ledger (host, worker…); the factory's own
         parameters are added so that a seq can later be traced back to its topic.
@@ -101,9 +112,9 @@ class EnvelopeSender:
             **self.factory.describe(),
             **(meta or {}),
         }
-        self.seq = 0
+        self.first_seq = self.seq = first_seq
         self.new_run()
-        self.factory.seek(0)
+        self.factory.seek(first_seq)
         self.accepting = True
 
     def new_run(self) -> None:
@@ -122,7 +133,7 @@ class EnvelopeSender:
     def counters(self) -> dict[str, int]:
         """A snapshot for status lines and worker reports."""
         return {
-            "sent": self.seq,
+            "sent": self.seq - self.first_seq,
             "acked": self.acked,
             "failed": self.failed,
             "in_flight": self.in_flight,
@@ -135,9 +146,10 @@ class EnvelopeSender:
         outcomes = self.outcomes
         return ProducerLedger(
             producer_id=self.producer_id or 0,
-            sent=self.seq,
+            first=self.first_seq,
+            sent=self.seq - self.first_seq,
             acked_count=outcomes.acked,
-            failed=BitMap(outcomes.failed_seqs),
-            unknown=BitMap(outcomes.unknown_seqs),
+            failed=BitMap64(outcomes.failed_seqs),
+            unknown=BitMap64(outcomes.unknown_seqs),
             meta=dict(self.meta),
         )

@@ -60,6 +60,14 @@ class VerifySettings(Protocol):
         """Corrupted messages tolerated."""
 
     @property
+    def max_misrouted(self) -> int:
+        """Copies on a wrong topic tolerated."""
+
+    @property
+    def late_grace(self) -> float:
+        """Seconds the verifier reads on after the drain before it takes the end offsets."""
+
+    @property
     def verdict_file(self) -> str | None:
         """Where to write the verdict JSON."""
 
@@ -140,7 +148,13 @@ class RunVerification:
         self.run_id = run_id
         self.process: VerifierProcess | None = None
         self._follower: gevent.Greenlet | None = None
-        self.live: dict[str, int] = {"records": 0, "duplicated": 0, "corrupted": 0, "foreign": 0}
+        self.live: dict[str, int] = {
+            "records": 0,
+            "duplicated": 0,
+            "corrupted": 0,
+            "misrouted": 0,
+            "foreign": 0,
+        }
         self.start_offsets: dict[tuple[str, int], int] = {}
         self.error: str | None = None
         self.verdict: dict[str, Any] | None = None
@@ -148,7 +162,12 @@ class RunVerification:
     @property
     def thresholds(self) -> Thresholds:
         s = self.settings
-        return Thresholds(max_lost=s.max_lost, max_duplicated=s.max_duplicated, max_corrupted=s.max_corrupted)
+        return Thresholds(
+            max_lost=s.max_lost,
+            max_duplicated=s.max_duplicated,
+            max_corrupted=s.max_corrupted,
+            max_misrouted=s.max_misrouted,
+        )
 
     def start(self) -> None:
         """Start the verifier and wait until it holds its start offsets (before load begins)."""
@@ -177,6 +196,7 @@ class RunVerification:
             "records": int(progress.get("records", 0)),
             "duplicated": int(progress.get("duplicated_in_partition", 0)),
             "corrupted": int(progress.get("corrupted", 0)),
+            "misrouted": int(progress.get("misrouted", 0)),
             "foreign": int(progress.get("foreign", 0)),
         }
         latency = progress.get("latency") or {}
@@ -191,8 +211,9 @@ class RunVerification:
     def conclude(self, ledger: AckLedger, missing_workers: Iterable[str]) -> dict[str, Any]:
         """Hand the ledger to the verifier, wait for the verdict, and publish it."""
         missing = sorted(missing_workers)
+        final_at = time.time()
         if self.process is not None and self.error is None:
-            self.process.finish(ledger, self.settings.drain_timeout, missing)
+            self.process.finish(ledger, self.settings.drain_timeout, missing, self.settings.late_grace)
             if self._follower is not None:
                 self._follower.join(timeout=self.settings.drain_timeout + VERDICT_GRACE)
             self.verdict = self.process.verdict
@@ -202,6 +223,8 @@ class RunVerification:
             self.process.stop()
         if self.verdict is None:
             self.verdict, report = self._inconclusive(ledger, missing)
+        # When the final ledger was complete (wall clock): records stamped later came after the drain.
+        self.verdict = {**self.verdict, "ledger_final_at": final_at}
         self._publish(self.verdict, report or "", ledger, missing)
         return self.verdict
 
@@ -230,14 +253,9 @@ class RunVerification:
             counts: dict[tuple[str, str], int] = {}
             for topic, n in (verdict.get("lost_by_topic") or {}).items():
                 counts[(topic, "lost")] = n
-            for kind in ("duplicated", "corrupted"):
-                for sample in verdict.get(f"{kind}_samples") or []:
-                    key = (sample.get("topic") or "?", kind)
-                    counts[key] = counts.get(key, 0) + 1
-                # Samples are capped; put the remainder on an unnamed row so the total is exact.
-                rest = int(verdict.get(kind, 0)) - len(verdict.get(f"{kind}_samples") or [])
-                if rest > 0:
-                    counts[("(more)", kind)] = counts.get(("(more)", kind), 0) + rest
+            for topic, anomalies in (verdict.get("anomalies_by_topic") or {}).items():
+                for kind, n in anomalies.items():
+                    counts[(topic, kind)] = n
             add_anomaly_errors(runner.stats, counts, time.time())
         code = int(verdict["exit_code"])
         # FAIL and INCONCLUSIVE decide the exit code; a PASS keeps a failure already set during

@@ -35,7 +35,7 @@ import orjson
 from ingestload.kafka.admin import Offsets
 from ingestload.kafka.config import scrub
 from ingestload.messages.ledger import AckLedger
-from ingestload.verify.run import VerificationRun
+from ingestload.verify.run import LATE_GRACE, VerificationRun
 from ingestload.verify.verdict import Thresholds
 
 
@@ -86,6 +86,7 @@ def main() -> int:
             verdict = run.finish(
                 AckLedger.from_json(command["ledger"]),
                 drain_timeout=float(command["drain_timeout"]),
+                late_grace=float(command.get("late_grace", LATE_GRACE)),
                 missing_workers=command.get("missing_workers", []),
                 on_progress=lambda p: _emit(out, {"type": "progress", **p}),
             )
@@ -172,7 +173,13 @@ class VerifierProcess:
             elif message.get("type") == "error":
                 self.error = message.get("message")
 
-    def finish(self, ledger: AckLedger, drain_timeout: float, missing_workers: Iterable[str]) -> None:
+    def finish(
+        self,
+        ledger: AckLedger,
+        drain_timeout: float,
+        missing_workers: Iterable[str],
+        late_grace: float = LATE_GRACE,
+    ) -> None:
         """Hand over the final ledger; :meth:`follow` then receives the verdict."""
         try:
             self._send(
@@ -180,6 +187,7 @@ class VerifierProcess:
                     "cmd": "finish",
                     "ledger": ledger.to_json(),
                     "drain_timeout": drain_timeout,
+                    "late_grace": late_grace,
                     "missing_workers": sorted(missing_workers),
                 }
             )

@@ -1,16 +1,23 @@
 """Verifying a run: consume its topics, then judge them against the ledger.
 
 :class:`VerificationRun` assigns every partition of the run's topics from the offsets taken
-at run start (no consumer-group join, no commits), feeds batches to a
+at run start (no consumer-group join, no commits) — and, as they appear, partitions and topics
+that did not exist then, from their beginning — feeds batches to a
 :class:`~ingestload.verify.verifier.Verifier`, keeps end-to-end latency histograms, and at the end
 takes the merged :class:`~ingestload.messages.ledger.AckLedger` and decides (:meth:`finish`):
 
-1. keep consuming until every acknowledged message has been seen, or until the end of
-   every partition has been reached (position ≥ the high watermark of the latest fetch,
-   after a settle time longer than a fetch wait), or until the drain window runs out;
-2. read again, from the start, every partition that was *suspect* — an error was reported
-   for it, or its offsets went backwards (a broker that lost its log) — so the verdict
-   describes what is in Kafka at the end;
+1. keep reading for ``late_grace`` seconds after the drain (late copies: retries, duplicates),
+   then take every partition's end offset and read to it — never stopping early because every
+   acknowledged message was seen: duplicates and corrupted copies after the last acknowledgement
+   count as they would in a later ``ingestload verify``. Not there when the drain window runs
+   out: the missing messages are *unseen* and the verdict INCONCLUSIVE, not FAIL;
+2. make sure every partition still holds, at their offsets, the first record read from it (the
+   one just before the run's start, where there is one) and the last: a partition whose log was
+   replaced under the reader (a broker that lost its data — its new log may even have grown past
+   the old read position, so that reading simply went on in it) is forgotten and read again from
+   the beginning of its log, alone; so is one whose offsets went backwards or whose position is
+   past its end. A check or re-read that fails makes the verdict INCONCLUSIVE: what cannot be
+   read is never called lost;
 3. classify (:func:`~ingestload.verify.verdict.classify`).
 
 Live, it runs in a process of its own (:mod:`ingestload.verify.process`); after the fact,
@@ -30,7 +37,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ingestload.errors import IngestloadError
-from ingestload.kafka.admin import Offsets, assign_from, high_watermarks, read_to_end, reader
+from ingestload.kafka.admin import (
+    Offsets,
+    high_watermarks,
+    read_partitions,
+    reader,
+    records_at,
+    topic_partitions,
+)
 from ingestload.kafka.config import scrub
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
@@ -39,9 +53,11 @@ from ingestload.verify.verifier import Verifier
 
 log = logging.getLogger("ingestload.verify")
 
-#: Seconds after the end of a run before "position ≥ high watermark" counts as the end:
-#: longer than librdkafka's fetch wait (500 ms) so that the watermark reflects the last writes.
-SETTLE = 1.5
+#: Seconds the verifier keeps reading after the drain before it takes the end offsets, so that
+#: late copies (a pipeline's retries and duplicates) count in the live verdict (``--late-grace``).
+LATE_GRACE = 5.0
+#: Seconds between looks for partitions and topics that appeared since the last look.
+REFRESH_INTERVAL = 1.0
 #: Latency histograms cover 0 ms … 1 hour at 3 significant digits.
 _HIST_MAX_MS = 3_600_000
 
@@ -103,6 +119,8 @@ class VerificationRun:
         batch: int = 10_000,
         record_latency: bool = True,
     ) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
         self.config = dict(config)
         self.topics = sorted(set(topics))
         self.run_id = run_id
@@ -112,19 +130,31 @@ class VerificationRun:
         """False when judging after the fact: "sent → consumed" would then measure our delay."""
         self.verifier = Verifier(run_id, envelope_field=envelope_field)
         self.start: Offsets = dict(start) if start is not None else high_watermarks(self.config, self.topics)
+        """Where the run begins in each partition; 0 for a partition that appeared during the run."""
         self.errors: list[str] = []
-        self.suspect: set[tuple[str, int]] = set()
+        """Why the verdict cannot be sure (each becomes a reason for INCONCLUSIVE)."""
+        self.read_errors: dict[tuple[str, int], str] = {}
+        """The last error reported while reading each partition (reasons only if its end is not reached)."""
+        self.replaced: dict[tuple[str, int], str] = {}
+        """Partitions whose log was certainly replaced (read again from its beginning at the end)."""
         self.histograms: dict[str, Any] = {}
-        self._pending_latency: dict[str, dict[int, int]] = {}
-        self.consumer = reader(
-            self.config,
-            "verifier",
-            logger=logging.getLogger("ingestload.librdkafka"),
-            # Client-wide trouble (all brokers down, transport errors) arrives here, not as
-            # message errors: any partition may have lost data meanwhile.
-            error_cb=self._on_client_error,
-        )
-        self.assignment = assign_from(self.consumer, self.topics, self.start, timeout=10)
+        self.consumer = reader(self.config, "verifier", logger=logging.getLogger("ingestload.librdkafka"))
+        # Each partition is read from one record before the run's start where there is one: that
+        # record (not processed) is the first the log must still hold at the end.
+        self._fingerprints: Offsets = {}
+        self.assigned: set[tuple[str, int]] = set()
+        assignment = []
+        for key in topic_partitions(self.consumer, self.topics, 10.0):
+            offset = self.start.get(key)
+            if offset is None:  # created after the start offsets were taken: all of it is the run's
+                offset = self.start[key] = 0
+            if offset > 0:
+                self._fingerprints[key] = offset - 1
+            assignment.append(TopicPartition(*key, offset - 1 if offset > 0 else OFFSET_BEGINNING))
+            self.assigned.add(key)
+        if assignment:
+            self.consumer.assign(assignment)
+        self._next_refresh = time.monotonic() + REFRESH_INTERVAL
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -136,61 +166,115 @@ class VerificationRun:
         """
         from confluent_kafka import KafkaError
 
+        if time.monotonic() >= self._next_refresh:
+            self.refresh()
         messages = self.consumer.consume(self.batch, timeout)
         good = []
         for message in messages:
             error = message.error()
             if error is None:
                 good.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
-                self._suspect(message.topic(), message.partition(), str(error))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._fingerprints.pop((message.topic(), message.partition()), None)
+            else:
+                self.read_errors[(message.topic(), message.partition())] = scrub(str(error), self.config)
+        if good and self._fingerprints:
+            good = self._take_fingerprints(good)
         if good:
             self.verifier.process(good, record_latency=self.record_latency)
             for state in self.verifier.partitions.values():
-                if state.log_reset and (state.topic, state.partition) not in self.suspect:
-                    self._suspect(
-                        state.topic, state.partition, "offsets went backwards (log truncated or recreated)"
-                    )
+                key = (state.topic, state.partition)
+                if state.log_reset and key not in self.replaced:
+                    self.replaced[key] = "offsets went backwards (log truncated or recreated)"
         return len(good)
 
-    def _suspect(self, topic: str | None, partition: int | None, why: str) -> None:
-        if topic and partition is not None and partition >= 0:
-            self.suspect.add((topic, partition))
-        else:  # a client-wide error (all brokers down, …): any partition may have lost data
-            self.suspect.update((tp.topic, tp.partition) for tp in self.assignment)
-        log.debug("suspect %s[%s]: %s", topic, partition, scrub(why, self.config))
-
-    def _on_client_error(self, error: Any) -> None:
-        self._suspect(None, None, str(error))
-
-    def at_end(self) -> bool:
-        """Every partition's position is at the high watermark of the latest fetch.
-
-        A position *beyond* the watermark means the log shrank under us (a broker that lost
-        data, as the embedded one does on restart, answers fetches past its end with nothing
-        and no error): that partition becomes suspect and will be read again.
-        """
-        from confluent_kafka import OFFSET_INVALID
-
-        try:
-            positions = self.consumer.position(self.assignment)
-        except Exception:
-            return False
-        at_end = True
-        for tp in positions:
-            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0:
-                at_end = False
+    def _take_fingerprints(self, messages: list[Any]) -> list[Any]:
+        """Keep each partition's record before the run's start as its last record read, unprocessed."""
+        rest = []
+        for message in messages:
+            key = (message.topic(), message.partition())
+            wanted = self._fingerprints.get(key)
+            if wanted is None:
+                rest.append(message)
                 continue
-            key = (tp.topic, tp.partition)
-            position = tp.offset if tp.offset != OFFSET_INVALID else self.start.get(key, 0)
-            if position > high:
-                self._suspect(
-                    tp.topic, tp.partition, f"position {position} is past the end of the log ({high})"
-                )
-            elif position < high:
-                at_end = False
-        return at_end
+            del self._fingerprints[key]
+            if message.offset() == wanted:
+                state = self.verifier._partition(*key)
+                state.first_message = state.last_message = message
+                state.last_offset = message.offset()
+            else:  # that record is gone (retention): there is no fingerprint, the message is the run's
+                rest.append(message)
+        return rest
+
+    def refresh(self) -> None:
+        """Assign, from their beginning, partitions and topics of the run that appeared since the start."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        self._next_refresh = time.monotonic() + REFRESH_INTERVAL
+        try:
+            found = topic_partitions(self.consumer, self.topics, 5.0)
+        except Exception as e:  # Kafka unreachable: try again at the next refresh
+            log.debug("metadata refresh failed: %s", scrub(str(e), self.config))
+            return
+        new = [key for key in found if key not in self.assigned]
+        if not new:
+            return
+        self.consumer.incremental_assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in new])
+        for key in new:
+            self.start[key] = 0
+            self.assigned.add(key)
+        log.info("reading %d new partition(s): %s", len(new), ", ".join(f"{t}[{p}]" for t, p in new))
+
+    def _positions(self) -> Offsets:
+        """The next offset to read in each assigned partition."""
+        from confluent_kafka import OFFSET_INVALID, TopicPartition
+
+        positions = self.consumer.position([TopicPartition(t, p) for t, p in sorted(self.assigned)])
+        return {
+            (tp.topic, tp.partition): tp.offset
+            if tp.offset != OFFSET_INVALID
+            else self.start.get((tp.topic, tp.partition), 0)
+            for tp in positions
+        }
+
+    def end_offsets(self) -> Offsets | None:
+        """Each assigned partition's end now, or ``None`` while one is not known yet.
+
+        The end is the larger of the high watermark from the latest fetch response and the one a
+        ListOffsets request returns. The fetch response's is needed: the embedded broker answers
+        ListOffsets with the start of its last record batch (too low), and a partition not fetched
+        yet has none.
+        """
+        from confluent_kafka import TopicPartition
+
+        ends: Offsets = {}
+        for key in sorted(self.assigned):
+            tp = TopicPartition(*key)
+            _, fetched = self.consumer.get_watermark_offsets(tp, cached=True)
+            if fetched < 0:
+                return None
+            try:
+                _, listed = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
+            except Exception:  # not answered now: the next look will tell
+                return None
+            ends[key] = max(fetched, listed)
+        return ends
+
+    def reached(self, ends: Offsets) -> bool:
+        """Every partition has been read to its end in ``ends``. A position past the high watermark of
+        the latest fetch response means the log shrank under us (the embedded broker, restarted,
+        answers fetches past its end with nothing and no error): that partition was replaced and will
+        be read again."""
+        from confluent_kafka import TopicPartition
+
+        done = True
+        for key, position in self._positions().items():
+            _, fetched = self.consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            if 0 <= fetched < position:
+                self.replaced.setdefault(key, f"position {position} is past the end of the log ({fetched})")
+            elif position < ends.get(key, 0):
+                done = False
+        return done
 
     def take_progress(self) -> dict[str, Any]:
         """Latency buckets since the last call (also folded into the histograms) and totals."""
@@ -206,6 +290,7 @@ class VerificationRun:
             "records": self.verifier.seen_records,
             "duplicated_in_partition": sum(s.duplicates for s in states),
             "corrupted": sum(s.corrupted for s in states),
+            "misrouted": sum(s.misrouted for s in states),
             "foreign": sum(s.foreign for s in states),
             "latency": {topic: {str(k): v for k, v in b.items()} for topic, b in latency.items()},
         }
@@ -219,52 +304,54 @@ class VerificationRun:
         drain_timeout: float,
         missing_workers: Iterable[str] = (),
         on_progress: Callable[[dict[str, Any]], None] | None = None,
-        settle: float = SETTLE,
+        late_grace: float = LATE_GRACE,
     ) -> Verdict:
-        """Consume until everything acknowledged is seen or the end is reached, then judge.
+        """Read on for ``late_grace`` seconds, then to the end offsets of that moment, then judge.
 
-        "The end" — which turns a missing message into a *lost* one — needs both the
-        partitions quiet (nothing read for ``settle`` seconds; every producer had drained
-        before the ledger arrived, so nothing more is coming) and every position at the
-        high watermark. The watermark alone comes from the latest fetch response, which on
-        a loaded machine can predate the last writes.
+        Called once every producer has drained (the ledger is final). Bounded by ``drain_timeout``
+        seconds: when the end is not reached by then, what is missing is unseen, not lost.
         """
-        started = last_read = time.monotonic()
+        started = time.monotonic()
         deadline = started + drain_timeout
-        acked = {p.producer_id: p.acked() for p in ledger}
+        grace_over = started + min(late_grace, drain_timeout)
+        ends: Offsets | None = None
         reached_end = False
         next_check = started
         while True:
             try:
-                if self.poll_once():
-                    last_read = time.monotonic()
+                got = self.poll_once()
             except Exception as e:  # a consumer that cannot go on
                 self.errors.append(scrub(str(e), self.config))
                 break
             now = time.monotonic()
-            if now >= next_check:
+            tick = now >= next_check
+            if tick:
                 next_check = now + 0.5
                 if on_progress is not None:
                     on_progress(self.take_progress())
-                if self._all_seen(acked) or (now - last_read >= settle and self.at_end()):
-                    reached_end = True
-                    break
-            if now >= deadline:
-                reached_end = now - last_read >= settle and self.at_end()
+                if ends is None and now >= grace_over:
+                    self.refresh()  # partitions that appeared until now are part of the end
+                    ends = self.end_offsets()
+            # Caught up (a short batch) or on the tick: are we there?
+            if ends is not None and (tick or got < self.batch) and self.reached(ends):
+                reached_end = True
                 break
-        if self.suspect and reached_end:
-            self._reread_suspects()
+            if now >= deadline:
+                break
         if reached_end:
-            self._confirm_missing(acked)
+            reached_end = self._check_logs()
+        else:
+            self.errors += [f"reading {t}[{p}]: {why}" for (t, p), why in sorted(self.read_errors.items())][
+                :5
+            ]
         final = self.take_progress()
         if on_progress is not None:
             on_progress(final)
         self.consumer.close()
-        summary = self.verifier.summary()
         return classify(
             self.run_id,
             ledger,
-            summary,
+            self.verifier.summary(),
             reached_end=reached_end,
             thresholds=self.thresholds,
             missing_workers=missing_workers,
@@ -273,54 +360,50 @@ class VerificationRun:
             topic_of=TopicNamer(ledger),
         )
 
-    def _missing(self, acked: Mapping[int, Any]) -> dict[int, Any]:
-        seen = self.verifier.summary().seen
-        return {p: bits - seen[p] if p in seen else bits for p, bits in acked.items()}
-
-    def _confirm_missing(self, acked: Mapping[int, Any]) -> None:
-        """Before anything is called lost, read every partition again from the start of the run.
-
-        "Lost" must never be a false alarm: a message the live read did not see is looked
-        for once more by a fresh consumer. This costs time only when something is missing.
-        """
-        missing = {p: bits for p, bits in self._missing(acked).items() if bits}
-        count = sum(len(bits) for bits in missing.values())
-        if not count:
-            return
-        log.warning("%d acknowledged messages not seen; reading every partition again to confirm", count)
-        self.suspect.update((tp.topic, tp.partition) for tp in self.assignment)
-        self._reread_suspects()
-        still = sum(len(bits) for bits in self._missing(acked).values())
-        if still < count:
-            found = {p: len(bits - self._missing(acked)[p]) for p, bits in missing.items()}
-            log.warning(
-                "the confirmation read found %d of them (per producer: %s); the live read had missed them",
-                count - still,
-                ", ".join(f"{p:016x}={n}" for p, n in found.items() if n),
-            )
-
-    def _all_seen(self, acked: Mapping[int, Any]) -> bool:
-        if not acked or self.suspect:
-            return False
-        seen = self.verifier.summary().seen
-        return all(not (bits - seen.get(p, bits.__class__())) for p, bits in acked.items())
-
-    def _reread_suspects(self) -> None:
-        """Forget every suspect partition and read it again from the start of the run."""
-        suspects = sorted(self.suspect)
-        log.info("reading %d partition(s) again after errors or a log reset", len(suspects))
-        ends = high_watermarks(self.config, {t for t, _ in suspects})
-        start: Offsets = {}
-        for key in suspects:
-            self.verifier.forget(*key)
-            offset = self.start.get(key, 0)
-            # A log that was recreated starts again at 0, below our start offset: read it all.
-            start[key] = offset if offset <= ends.get(key, 0) else 0
-        wanted = set(suspects)
+    def _check_logs(self) -> bool:
+        """Check that every partition still holds the first and the last record read from it; read
+        every replaced log again from its beginning. False (with a reason) when that could not be done."""
+        checks: list[tuple[tuple[str, int], Any]] = []
+        for state in self.verifier.partitions.values():
+            key = (state.topic, state.partition)
+            if key not in self.replaced and state.first_message is not None:
+                checks.append((key, state.first_message))
+                if state.last_message is not state.first_message:
+                    checks.append((key, state.last_message))
         try:
-            for batch in read_to_end(self.config, {t for t, _ in suspects}, start):
-                self.verifier.process(
-                    [m for m in batch if (m.topic(), m.partition()) in wanted], record_latency=False
-                )
+            found = records_at(self.config, [(key, message.offset()) for key, message in checks])
         except IngestloadError as e:
-            self.errors.append(f"could not read suspect partitions again: {e}")
+            self.errors.append(f"could not check that the partitions still hold what was read: {e}")
+            return False
+        for key, message in checks:
+            now = found.get((key, message.offset()))
+            if now is None or not _same_record(now, message):
+                self.replaced.setdefault(
+                    key, f"the record read at offset {message.offset()} is no longer in the log"
+                )
+        if not self.replaced:
+            return True
+        from confluent_kafka import OFFSET_BEGINNING
+
+        keys = sorted(self.replaced)
+        log.warning(
+            "reading %d partition(s) again from the beginning of their log: %s",
+            len(keys),
+            "; ".join(f"{t}[{p}]: {self.replaced[(t, p)]}" for t, p in keys),
+        )
+        for key in keys:
+            self.verifier.forget(*key)
+        try:
+            for batch in read_partitions(self.config, dict.fromkeys(keys, OFFSET_BEGINNING)):
+                self.verifier.process(batch, record_latency=False)
+        except IngestloadError as e:
+            self.errors.append(
+                f"could not read {len(keys)} partition(s) again after their log was replaced: {e}"
+            )
+            return False
+        return True
+
+
+def _same_record(a: Any, b: Any) -> bool:
+    """The same Kafka record: same value, headers and timestamp."""
+    return bool(a.value() == b.value() and a.headers() == b.headers() and a.timestamp() == b.timestamp())

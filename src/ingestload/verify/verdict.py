@@ -1,21 +1,24 @@
 """The verdict: acked vs seen, in Jepsen's vocabulary, and the exit code it implies.
 
 =============  ===========================================================================
-lost           acknowledged, and not in Kafka after the drain window (the end was reached)
-unseen         acknowledged, not seen yet, and the end of the topics was not reached
-duplicated     extra copies of a message (same producer and seq) beyond the first
+lost           acknowledged, and on none of the run's topics once they were read to the end
+unseen         acknowledged, not seen, and the end of the topics was not reached (or not read)
+duplicated     extra copies of a message (same producer and seq) on its topic beyond the first
 corrupted      the value does not match the checksum in its envelope
+misrouted      a copy found on a topic other than the one it was meant for (each copy counts;
+               the message is not lost, and not a duplicate, for it)
 recovered      reported failed or unknown by the client, but found in Kafka
 reordered      a producer's seq went backwards within a partition (informational)
 foreign        messages on the topics that are not of this run (ignored, counted)
 =============  ===========================================================================
 
-Status: **FAIL** when lost, duplicated or corrupted exceed their thresholds (definite
-anomalies win over missing information); otherwise **INCONCLUSIVE** when anything needed for
-a verdict is missing — a worker never reported its ledger, a producer's sends are not all
-resolved, messages came from a producer with no ledger, the verifier could not read, or the
-drain window ran out with acknowledged messages unseen before the end of the topics was
-reached, or nothing was acknowledged at all; otherwise **PASS**. Never PASS on missing data.
+Status: **FAIL** when lost, duplicated, corrupted or misrouted exceed their thresholds
+(definite anomalies win over missing information); otherwise **INCONCLUSIVE** when anything
+needed for a verdict is missing — a worker never reported its ledger, a producer's sends are not
+all resolved, two ledgers claim one producer id, messages came from a producer with no ledger,
+the verifier could not read (or read again) a partition, or the drain window ran out with
+acknowledged messages unseen before the end of the topics was reached, or nothing was
+acknowledged at all; otherwise **PASS**. Never PASS on missing data, never an invented loss.
 
 Example::
 
@@ -30,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pyroaring import BitMap
+from pyroaring import BitMap64
 
 from ingestload.messages.ledger import AckLedger
 from ingestload.verify.verifier import MessageId, SeenSummary
@@ -50,6 +53,8 @@ class Thresholds:
     """Duplicate copies tolerated."""
     max_corrupted: int = 0
     """Corrupted messages tolerated."""
+    max_misrouted: int = 0
+    """Copies on a wrong topic tolerated."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class Verdict:
     unseen: int
     duplicated: int
     corrupted: int
+    misrouted: int
     recovered: int
     reordered: int
     foreign: int
@@ -81,7 +87,10 @@ class Verdict:
     lost_samples: tuple[MessageId, ...] = ()
     duplicated_samples: tuple[MessageId, ...] = ()
     corrupted_samples: tuple[MessageId, ...] = ()
+    misrouted_samples: tuple[MessageId, ...] = ()
     lost_by_topic: Mapping[str, int] = field(default_factory=dict)
+    anomalies_by_topic: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Per topic where found: duplicated, corrupted, misrouted (lost: :attr:`lost_by_topic`)."""
     seen_by_topic: Mapping[str, int] = field(default_factory=dict)
     latency_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per topic: end-to-end latency percentiles (sent → consumed) in ms."""
@@ -94,7 +103,7 @@ class Verdict:
         """``VERDICT: FAIL  acked=1,204,332 seen=1,204,289 lost=43 …``"""
         text = (
             f"VERDICT: {self.status}  acked={self.acked:,} seen={self.seen:,} lost={self.lost:,} "
-            f"duplicated={self.duplicated:,} corrupted={self.corrupted:,} "
+            f"duplicated={self.duplicated:,} corrupted={self.corrupted:,} misrouted={self.misrouted:,} "
             f"recovered={self.recovered:,} (failed/unknown but seen)"
         )
         if self.unseen:
@@ -117,6 +126,7 @@ class Verdict:
             ("lost", self.lost_samples),
             ("duplicated", self.duplicated_samples),
             ("corrupted", self.corrupted_samples),
+            ("misrouted", self.misrouted_samples),
         ):
             if ids:
                 shown = ", ".join(i.describe() for i in ids[:samples])
@@ -131,7 +141,7 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["exit_code"] = self.exit_code
-        for key in ("lost_samples", "duplicated_samples", "corrupted_samples"):
+        for key in ("lost_samples", "duplicated_samples", "corrupted_samples", "misrouted_samples"):
             data[key] = [i._asdict() | {"producer_id": f"{i.producer_id:016x}"} for i in getattr(self, key)]
         return data
 
@@ -165,7 +175,7 @@ def classify(
         acked_total += len(acked)
         failed += len(producer.failed)
         unknown += len(producer.unknown)
-        seen = summary.seen.get(producer.producer_id, BitMap())
+        seen = summary.seen.get(producer.producer_id, BitMap64())
         recovered += len((producer.failed | producer.unknown) & seen)
         missing = acked - seen
         outstanding = producer.outstanding
@@ -200,6 +210,13 @@ def classify(
             f"{count:,} messages from {len(strangers)} producer(s) that never reported a ledger "
             "(a worker that died or was cut off?)"
         )
+    if ledger.clashes:
+        ids = sorted({f"{c.producer_id:016x}" for c in ledger.clashes})
+        reasons.append(
+            f"{len(ledger.clashes)} more ledger(s) for producer id(s) already reported "
+            f"({', '.join(ids[:5])}): two senders drew one id, or one reported twice; which "
+            "messages were acknowledged is not certain"
+        )
     missing_workers = sorted(missing_workers)
     if missing_workers:
         reasons.append(f"worker(s) never reported their final ledger: {', '.join(missing_workers)}")
@@ -224,6 +241,8 @@ def classify(
         over.append(f"duplicated {summary.duplicated:,} > --max-duplicated {thresholds.max_duplicated:,}")
     if summary.corrupted > thresholds.max_corrupted:
         over.append(f"corrupted {summary.corrupted:,} > --max-corrupted {thresholds.max_corrupted:,}")
+    if summary.misrouted > thresholds.max_misrouted:
+        over.append(f"misrouted {summary.misrouted:,} > --max-misrouted {thresholds.max_misrouted:,}")
     if over:
         status = FAIL
         reasons = over + reasons
@@ -241,6 +260,7 @@ def classify(
         unseen=unseen,
         duplicated=summary.duplicated,
         corrupted=summary.corrupted,
+        misrouted=summary.misrouted,
         recovered=recovered,
         reordered=summary.reordered,
         foreign=summary.foreign,
@@ -252,7 +272,9 @@ def classify(
         lost_samples=tuple(missing_samples) if reached_end else (),
         duplicated_samples=tuple(summary.duplicate_samples),
         corrupted_samples=tuple(summary.corrupted_samples),
+        misrouted_samples=tuple(summary.misrouted_samples),
         lost_by_topic=lost_by_topic if reached_end else {},
+        anomalies_by_topic={t: dict(a) for t, a in summary.anomalies_by_topic.items()},
         seen_by_topic=dict(summary.seen_by_topic),
         latency_ms=dict(latency_ms or {}),
     )

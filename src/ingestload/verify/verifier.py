@@ -1,19 +1,32 @@
 """The verifier's core: what was seen on the run's topics, message by message.
 
-:meth:`Verifier.process` takes batches of consumed messages and records, per partition and
-producer, the seqs seen (pyroaring bitmaps), duplicates within a partition, checksum
-mismatches, seqs that went backwards (reordering), foreign messages, and the end-to-end
-latency (envelope ``sent_at`` → consumed) in 1 ms buckets per topic. Duplicates *across*
-partitions, the seen sets and the anomalies are summarised by :meth:`Verifier.summary`.
+:meth:`Verifier.process` takes batches of consumed messages and files each record of the run,
+per partition and producer:
 
-Everything is kept per partition so that a partition whose log was reset or truncated
-(a broker that lost data, an offset reset after an error) can be forgotten and read again:
-the verdict must describe what is in Kafka at the end, not what streamed past earlier.
+* on the topic it was meant for (its envelope's topic tag names the partition's topic): its seq
+  goes into the partition's seen set (a 64-bit roaring bitmap) — a seq already there is a
+  **duplicate**, a seq below the producer's previous one in the partition is *reordered*;
+* on any other topic: it is **misrouted** (every such record counts once), and its seq is kept
+  apart so that the message is not called lost;
+* whatever the topic: a value that fails its envelope's checksum is **corrupted**; the
+  end-to-end latency (envelope ``sent_at`` → consumed) goes into 1 ms buckets per topic.
 
-The hot loop is written for throughput (hundreds of thousands of messages per second in
-one process): the envelope is read from the header with one ``unpack_from``, the value's
-CRC-32 is checked, and state lookups are cached per partition. Messages without the
-header go to a slow path that looks for the envelope inside a JSON body (HTTP path).
+Records without an envelope of this run are *foreign* (counted, ignored). Duplicates *across*
+partitions of the same topic, the seen sets and the anomalies per topic come from
+:meth:`Verifier.summary`.
+
+Everything is kept per partition so that a partition whose log was reset or recreated (a
+broker that lost data, an offset reset after an error) can be forgotten and read again: the
+verdict must describe what is in Kafka at the end, not what streamed past earlier. Each
+partition also keeps the first and the last record read, so that the log can be checked later to
+still hold them (see :mod:`ingestload.verify.run`).
+
+The hot loop is written for throughput (hundreds of thousands of messages per second in one
+process): the envelope header is taken from the first header when it is ours (as our senders
+write it; otherwise the one header scan, :func:`~ingestload.messages.envelope.header_of`), read
+with one ``unpack_from``, the value's CRC-32 is checked, and state lookups are cached per
+partition. Messages without the header go to a slow path that looks for the envelope inside a
+JSON body (HTTP path); both paths then file the record the same way.
 
 Example::
 
@@ -30,17 +43,25 @@ import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, NamedTuple
 
 import orjson
-from pyroaring import BitMap
+from pyroaring import BitMap64
 
 from ingestload.errors import EnvelopeError
-from ingestload.messages.envelope import body_checksum, decode_text, header_of, is_of_run
+from ingestload.messages.envelope import (
+    HEADER,
+    RUN_ID,
+    SIZE,
+    body_checksum,
+    decode_text,
+    header_of,
+    topic_tag,
+)
 
-_BODY = struct.Struct(">QQqI")  # producer, seq, sent_at_us, crc — at offset 9 of the header value
-#: Seqs beyond what a 32-bit bitmap holds are not expected: 4.3 billion messages per producer and run.
-MAX_SEQ = 2**32 - 1
+#: producer, seq, sent_at_us, crc, topic tag — at offset 9 of the header value.
+_BODY = struct.Struct(">QQqII")
 
 
 class MessageId(NamedTuple):
@@ -67,10 +88,13 @@ class MessageId(NamedTuple):
 
 
 class _ProducerInPartition:
-    __slots__ = ("last", "seen")
+    __slots__ = ("last", "seen", "strays")
 
     def __init__(self) -> None:
-        self.seen = BitMap()
+        self.seen = BitMap64()
+        """Seqs on this partition, meant for its topic."""
+        self.strays = BitMap64()
+        """Seqs on this partition, meant for another topic (misrouted)."""
         self.last = -1
 
 
@@ -82,7 +106,9 @@ class PartitionState:
     partition: int
     producers: dict[int, _ProducerInPartition] = field(default_factory=dict)
     records: int = 0
-    """Messages of this run read from the partition (duplicates and corrupted ones included)."""
+    """Records of this run meant for this topic (duplicates and corrupted ones included)."""
+    misrouted: int = 0
+    """Records of this run meant for another topic."""
     duplicates: int = 0
     corrupted: int = 0
     reordered: int = 0
@@ -90,28 +116,45 @@ class PartitionState:
     last_offset: int = -1
     log_reset: bool = False
     """Offsets went backwards: what was read before may no longer be in the log."""
+    first_message: Any = None
+    """The first record read here (the one before the run's start, where there is one)."""
+    last_message: Any = None
+    """The last record read here (any record). If the log no longer holds these two at their
+    offsets, it was replaced under the reader (see :mod:`ingestload.verify.run`)."""
     duplicate_samples: list[MessageId] = field(default_factory=list)
     corrupted_samples: list[MessageId] = field(default_factory=list)
+    misrouted_samples: list[MessageId] = field(default_factory=list)
+    tag: int = 0
+    """The envelope tag of this partition's topic."""
+
+    def __post_init__(self) -> None:
+        self.tag = topic_tag(self.topic)
 
 
 @dataclass
 class SeenSummary:
     """Everything the verdict needs from the verifier."""
 
-    seen: dict[int, BitMap]
-    """Distinct seqs seen per producer."""
+    seen: dict[int, BitMap64]
+    """Distinct seqs found per producer, on any topic."""
     records: int
+    """Records meant for the topic they were found on."""
     duplicated: int
-    """Extra copies: records minus distinct messages, across all partitions."""
+    """Extra copies on the topic a message was meant for: records minus distinct messages there."""
     corrupted: int
+    misrouted: int
+    """Records found on a topic other than the one they were meant for."""
     reordered: int
     foreign: int
     duplicate_samples: list[MessageId]
     corrupted_samples: list[MessageId]
+    misrouted_samples: list[MessageId]
     topics_of: dict[int, set[str]]
     """Topics each producer was seen on."""
     seen_by_topic: dict[str, int]
-    """Distinct messages of the run per topic (a copy on another partition counts again)."""
+    """Distinct messages of the run found on each topic (meant for it or not)."""
+    anomalies_by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per topic where found: duplicated, corrupted, misrouted (each sums to its total)."""
 
 
 class Verifier:
@@ -148,65 +191,80 @@ class Verifier:
         current: PartitionState | None = None
         current_topic = ""
         current_partition = -1
+        tag = 0
         producers: dict[int, _ProducerInPartition] = {}
         latency: dict[int, int] = {}
-        records = 0
+        records = total = 0
+        previous = None
         for message in messages:
             topic = message.topic()
             partition = message.partition()
             if current is None or partition != current_partition or topic != current_topic:
                 if current is not None:
                     current.records += records
-                    self.seen_records += records
+                    current.last_message = previous
                     records = 0
                 current = self._partition(topic, partition)
-                current_topic, current_partition = topic, partition
+                if current.first_message is None:
+                    current.first_message = message
+                current_topic, current_partition, tag = topic, partition, current.tag
                 producers = current.producers
                 latency = self.latency.setdefault(topic, {})
+            previous = message
             offset = message.offset()
             if offset <= current.last_offset:
                 current.log_reset = True  # the log went back: it was truncated or recreated
             current.last_offset = offset
             # The envelope: a Kafka header (Kafka path), else a member of the JSON value (HTTP path).
-            header = header_of(message.headers())
+            headers = message.headers()
+            if headers and headers[0][0] == HEADER:
+                header = headers[0][1]  # where our senders put it: no scan, no call
+            else:
+                header = header_of(headers)
             if header is not None:
-                if not is_of_run(header, run):
+                if len(header) != SIZE or header[RUN_ID] != run:
                     current.foreign += 1
                     continue
-                producer, seq, sent_at_us, crc = unpack(header, 9)
+                producer, seq, sent_at_us, crc, meant = unpack(header, 9)
                 intact = crc32(message.value() or b"") == crc
             else:
                 found = from_body(message.value())
                 if found is None:
                     current.foreign += 1
                     continue
-                producer, seq, sent_at_us, intact = found
-            if seq > MAX_SEQ:
-                current.foreign += 1
-                continue
-            records += 1
+                producer, seq, sent_at_us, intact, meant = found
+            total += 1
             state = producers.get(producer)
             if state is None:
                 state = producers[producer] = _ProducerInPartition()
-            try:
-                state.seen.add_checked(seq)
-            except KeyError:
-                self._duplicate(current, producer, seq, offset)
-            if seq < state.last:
-                current.reordered += 1
-            state.last = seq
+            if meant == tag:
+                records += 1
+                try:
+                    state.seen.add_checked(seq)
+                except KeyError:
+                    self._sample(current, current.duplicate_samples, producer, seq, offset)
+                    current.duplicates += 1
+                if seq < state.last:
+                    current.reordered += 1
+                state.last = seq
+            else:
+                state.strays.add(seq)
+                self._sample(current, current.misrouted_samples, producer, seq, offset)
+                current.misrouted += 1
             if not intact:
-                self._corrupted(current, producer, seq, offset)
+                self._sample(current, current.corrupted_samples, producer, seq, offset)
+                current.corrupted += 1
             if record_latency:
                 ms = (now_us - sent_at_us) // 1000
                 latency[ms] = latency.get(ms, 0) + 1
         if current is not None:
             current.records += records
-            self.seen_records += records
+            current.last_message = previous
+        self.seen_records += total
 
-    def _from_body(self, value: bytes | None) -> tuple[int, int, int, bool] | None:
-        """The HTTP path: (producer, seq, sent_at_us, intact) of an envelope inside a JSON object
-        of this run, or ``None`` when the value is not one of ours."""
+    def _from_body(self, value: bytes | None) -> tuple[int, int, int, bool, int] | None:
+        """The HTTP path: (producer, seq, sent_at_us, intact, topic tag) of an envelope inside a JSON
+        object of this run, or ``None`` when the value is not one of ours."""
         if not value or value[:1] != b"{" or self._field_bytes not in value:
             return None
         try:
@@ -217,17 +275,13 @@ class Verifier:
         if envelope.run_id != self.run_id:
             return None
         intact = body_checksum(body) == envelope.checksum
-        return envelope.producer_id, envelope.seq, envelope.sent_at_us, intact
+        return envelope.producer_id, envelope.seq, envelope.sent_at_us, intact, envelope.topic_tag
 
-    def _duplicate(self, state: PartitionState, producer: int, seq: int, offset: int) -> None:
-        state.duplicates += 1
-        if len(state.duplicate_samples) < self.sample_limit:
-            state.duplicate_samples.append(MessageId(producer, seq, state.topic, state.partition, offset))
-
-    def _corrupted(self, state: PartitionState, producer: int, seq: int, offset: int) -> None:
-        state.corrupted += 1
-        if len(state.corrupted_samples) < self.sample_limit:
-            state.corrupted_samples.append(MessageId(producer, seq, state.topic, state.partition, offset))
+    def _sample(
+        self, state: PartitionState, samples: list[MessageId], producer: int, seq: int, offset: int
+    ) -> None:
+        if len(samples) < self.sample_limit:
+            samples.append(MessageId(producer, seq, state.topic, state.partition, offset))
 
     def forget(self, topic: str, partition: int) -> None:
         """Drop everything learnt from one partition (before reading it again)."""
@@ -240,56 +294,74 @@ class Verifier:
 
     def summary(self) -> SeenSummary:
         """Seen sets per producer and the anomalies, across partitions."""
-        per_producer: dict[int, list[BitMap]] = {}
+        by_topic: dict[str, list[PartitionState]] = {}
+        for state in self.partitions.values():
+            by_topic.setdefault(state.topic, []).append(state)
+        found: dict[int, list[BitMap64]] = {}
         topics_of: dict[int, set[str]] = {}
         seen_by_topic: dict[str, int] = {}
-        records = duplicates_within = corrupted = reordered = foreign = 0
+        anomalies: dict[str, dict[str, int]] = {}
+        records = duplicated = corrupted = misrouted = reordered = foreign = 0
         duplicate_samples: list[MessageId] = []
         corrupted_samples: list[MessageId] = []
-        for state in self.partitions.values():
-            records += state.records
-            duplicates_within += state.duplicates
-            corrupted += state.corrupted
-            reordered += state.reordered
-            foreign += state.foreign
-            duplicate_samples.extend(state.duplicate_samples)
-            corrupted_samples.extend(state.corrupted_samples)
-            seen_by_topic.setdefault(state.topic, 0)
-            for producer, entry in state.producers.items():
-                per_producer.setdefault(producer, []).append(entry.seen)
-                topics_of.setdefault(producer, set()).add(state.topic)
-                seen_by_topic[state.topic] += len(entry.seen)
-        seen: dict[int, BitMap] = {}
-        distinct = 0
-        for producer, bitmaps in per_producer.items():
-            union = BitMap.union(*bitmaps) if len(bitmaps) > 1 else BitMap(bitmaps[0])
-            seen[producer] = union
-            distinct += len(union)
-            if len(bitmaps) > 1 and len(duplicate_samples) < self.sample_limit:
-                total = sum(len(b) for b in bitmaps)
-                if total > len(union):
-                    duplicate_samples.extend(self._cross_partition_samples(producer))
+        misrouted_samples: list[MessageId] = []
+        for topic, states in sorted(by_topic.items()):
+            right: dict[int, list[BitMap64]] = {}
+            anywhere: dict[int, list[BitMap64]] = {}
+            topic_records = 0
+            for state in states:
+                topic_records += state.records
+                corrupted += state.corrupted
+                misrouted += state.misrouted
+                reordered += state.reordered
+                foreign += state.foreign
+                duplicate_samples.extend(state.duplicate_samples)
+                corrupted_samples.extend(state.corrupted_samples)
+                misrouted_samples.extend(state.misrouted_samples)
+                for producer, entry in state.producers.items():
+                    topics_of.setdefault(producer, set()).add(topic)
+                    right.setdefault(producer, []).append(entry.seen)
+                    anywhere.setdefault(producer, []).extend((entry.seen, entry.strays))
+                    found.setdefault(producer, []).extend((entry.seen, entry.strays))
+            seen_by_topic[topic] = sum(len(BitMap64.union(*bitmaps)) for bitmaps in anywhere.values())
+            distinct = 0
+            for producer, bitmaps in right.items():
+                union = BitMap64.union(*bitmaps) if len(bitmaps) > 1 else bitmaps[0]
+                distinct += len(union)
+                if len(bitmaps) > 1 and sum(map(len, bitmaps)) > len(union):
+                    duplicate_samples.extend(self._cross_partition_samples(states, producer))
+            records += topic_records
+            duplicated += topic_records - distinct
+            anomalies[topic] = {
+                "duplicated": topic_records - distinct,
+                "corrupted": sum(s.corrupted for s in states),
+                "misrouted": sum(s.misrouted for s in states),
+            }
+        seen = {p: BitMap64.union(*bitmaps) for p, bitmaps in found.items()}
+        limit = self.sample_limit
         return SeenSummary(
             seen=seen,
             records=records,
-            duplicated=records - distinct,
+            duplicated=duplicated,
             corrupted=corrupted,
+            misrouted=misrouted,
             reordered=reordered,
             foreign=foreign,
-            duplicate_samples=duplicate_samples[: self.sample_limit],
-            corrupted_samples=corrupted_samples[: self.sample_limit],
+            duplicate_samples=duplicate_samples[:limit],
+            corrupted_samples=corrupted_samples[:limit],
+            misrouted_samples=misrouted_samples[:limit],
             topics_of=topics_of,
             seen_by_topic=seen_by_topic,
+            anomalies_by_topic=anomalies,
         )
 
-    def _cross_partition_samples(self, producer: int) -> list[MessageId]:
-        holders = [
-            (s, s.producers[producer].seen) for s in self.partitions.values() if producer in s.producers
-        ]
+    def _cross_partition_samples(self, states: list[PartitionState], producer: int) -> list[MessageId]:
+        """Messages of ``producer`` found on two partitions of one topic (a few, for the report)."""
+        holders = [(s, s.producers[producer].seen) for s in states if producer in s.producers]
         samples: list[MessageId] = []
         for i, (_, bitmap) in enumerate(holders):
             for other_state, other in holders[i + 1 :]:
-                for seq in (bitmap & other)[: self.sample_limit]:
+                for seq in islice(bitmap & other, self.sample_limit):
                     samples.append(MessageId(producer, seq, other_state.topic, other_state.partition, None))
                     if len(samples) >= self.sample_limit:
                         return samples

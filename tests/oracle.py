@@ -1,0 +1,176 @@
+"""An independent reader for the tests: what of a run is in Kafka, found by code that shares nothing
+with ingestload's verifier or readers — its own consumer loop and its own envelope parsing.
+
+Tests that judge the verdict know the truth from what they injected; where they need what the
+broker holds (a broker that lost its log, a count to compare with `acked`), they read it here.
+
+    copies = read_copies(bootstrap, topics, run_id)
+    by_message = group(copies)              # (producer, seq) -> [Copy, …]
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+# The envelope, as documented in the README: version 2, run id, producer id, seq, sent-at (µs),
+# CRC-32 of the value, CRC-32 of the name of the topic the message was meant for.
+_ENVELOPE = struct.Struct(">B8sQQqII")
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One record of the run found on a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    producer: int
+    seq: int
+    meant_for: int
+    """CRC-32 of the topic the sender meant it for."""
+    intact: bool
+    """The value matches the checksum in its envelope."""
+    timestamp_ms: int = -1
+    """The record's timestamp (the producer's clock when it was handed to its client)."""
+
+    @property
+    def misrouted(self) -> bool:
+        return zlib.crc32(self.topic.encode()) != self.meant_for
+
+
+def _envelope_of(message, run: bytes, field: str):
+    for key, value in message.headers() or []:
+        if key == "ingestload":
+            if len(value) != _ENVELOPE.size or value[1:9] != run:
+                return None
+            _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(value)
+            return producer, seq, meant, zlib.crc32(message.value() or b"") == crc
+    try:
+        body = json.loads(message.value())
+        raw = bytes.fromhex(body.pop(field))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if len(raw) != _ENVELOPE.size or raw[1:9] != run:
+        return None
+    _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(raw)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return producer, seq, meant, zlib.crc32(canonical) == crc
+
+
+def read_copies(
+    bootstrap: str,
+    topics: list[str],
+    run_id: str,
+    *,
+    field: str = "_ingestload",
+    stall_after: float = 60.0,
+) -> list[Copy]:
+    """Every record of ``run_id`` on every partition of ``topics``, read from the beginning to the end
+    of each partition (call it once nothing writes any more). Raises if the reading stalls."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"oracle-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    run = bytes.fromhex(run_id)
+    copies: list[Copy] = []
+    try:
+        metadata = consumer.list_topics(timeout=20)
+        partitions = [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic in topics
+            if topic in metadata.topics
+            for p in metadata.topics[topic].partitions
+        ]
+        if not partitions:
+            return copies
+        consumer.assign(partitions)
+        open_ = {(tp.topic, tp.partition) for tp in partitions}
+        last = time.monotonic()
+        while open_:
+            if time.monotonic() - last > stall_after:
+                raise AssertionError(f"oracle: reading stalled before the end of {sorted(open_)}")
+            for message in consumer.consume(1000, 0.5):
+                last = time.monotonic()
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        open_.discard((message.topic(), message.partition()))
+                        continue
+                    raise AssertionError(f"oracle: {error}")
+                found = _envelope_of(message, run, field)
+                if found is not None:
+                    producer, seq, meant, intact = found
+                    copies.append(
+                        Copy(
+                            message.topic(),
+                            message.partition(),
+                            message.offset(),
+                            producer,
+                            seq,
+                            meant,
+                            intact,
+                            message.timestamp()[1],
+                        )
+                    )
+    finally:
+        consumer.close()
+    return copies
+
+
+def group(copies: list[Copy]) -> dict[tuple[int, int], list[Copy]]:
+    """The copies of each message, by (producer, seq)."""
+    grouped: dict[tuple[int, int], list[Copy]] = defaultdict(list)
+    for copy in copies:
+        grouped[(copy.producer, copy.seq)].append(copy)
+    return dict(grouped)
+
+
+def tally(copies: list[Copy]) -> dict[str, int]:
+    """The anomalies as the README defines them, counted from the records themselves: every copy on a
+    topic other than the one it was meant for is misrouted; every copy on its own topic beyond the first
+    is duplicated; every copy whose value fails its checksum is corrupted."""
+    misrouted = sum(1 for c in copies if c.misrouted)
+    right = [c for c in copies if not c.misrouted]
+    distinct_right = {(c.producer, c.seq) for c in right}
+    return {
+        "records": len(copies),
+        "seen": len({(c.producer, c.seq) for c in copies}),
+        "misrouted": misrouted,
+        "duplicated": len(right) - len(distinct_right),
+        "corrupted": sum(1 for c in copies if not c.intact),
+    }
+
+
+def wait_for_records(bootstrap: str, topics: list[str], at_least: int, timeout: float = 60.0) -> int:
+    """Block (cooperatively under gevent) until ``topics`` hold at least ``at_least`` records in all;
+    for timing a fault by progress, not by the clock. Raises when it does not happen in ``timeout``."""
+    import gevent
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"oracle-{uuid.uuid4().hex}"})
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            metadata = consumer.list_topics(timeout=10)
+            held = 0
+            for topic in topics:
+                for p in metadata.topics.get(topic, None).partitions if topic in metadata.topics else ():
+                    held += consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            if held >= at_least:
+                return held
+            gevent.sleep(0.1)
+        raise AssertionError(f"oracle: fewer than {at_least} records on {topics} after {timeout:g}s")
+    finally:
+        consumer.close()
