@@ -380,13 +380,17 @@ class Settings:
     def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
         """Build and validate settings from Locust's ``parsed_options`` (or any namespace).
 
-        Attributes that are missing fall back to the defaults; ``environ`` supplies
-        ``INGESTLOAD_KAFKA_PROP_*`` properties (default: ``os.environ``).
+        Attributes that are missing (or ``None``) fall back to their ``INGESTLOAD_<NAME>``
+        variable, then to the defaults — so the plain parsers of ``ingestload run`` and ``verify``
+        honour the same variables as Locust's (repeatable options: only from the command line);
+        ``environ`` also supplies ``INGESTLOAD_KAFKA_PROP_*`` properties (default: ``os.environ``).
         """
         environ = os.environ if environ is None else environ
         raw: dict[str, Any] = {}
         for opt in OPTIONS:
             value = getattr(options, opt.dest, None)
+            if value is None and not opt.multiple:
+                value = environ.get(opt.env) or None
             raw[opt.dest] = opt.default if value is None else value
 
         kafka_config: dict[str, str] = {}
