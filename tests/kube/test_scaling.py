@@ -3,8 +3,8 @@
 Scaling out: ``kubectl scale deploy/ingestload-worker --replicas 4`` mid-run makes the master
 re-divide the rate over four workers (in proportion to the users Locust gives each), and the
 offered rate stays on target — judged from the broker's record timestamps of what landed, counted
-by ``readback.py``, not from the product's own numbers. A worker pod deleted mid-run: the verdict is never a false PASS, and when it is not
-PASS its reason names that pod.
+by ``readback.py``, not from the product's own numbers. A worker pod deleted mid-run: the verdict
+is never a false PASS, and when it is not PASS its reason names that pod.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def test_scaling_workers_out_mid_run_re_divides_the_rate(kube: Kube, namespace: 
     outcome = wait_for_run(kube, namespace)
     assert (outcome.job_status, outcome.exit_code) == ("Succeeded", 0), outcome.log[-4000:]
     held = readback(kube, namespace, outcome.run_id)
-    assert outcome.count("acked") == held["distinct"]
+    # Users moved between workers may be cut off mid-request: those messages are unknown, and the
+    # ones that landed anyway are "recovered"; every acknowledged one is there.
+    assert outcome.count("lost") == 0
+    assert held["distinct"] == outcome.count("acked") + outcome.count("recovered")
     divisions = [line for line in outcome.log.splitlines() if "rate divided among 4 workers" in line]
     assert divisions, "the master never announced a division among 4 workers"
     announced = announced_rates(divisions[-1])
