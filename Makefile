@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user api lint clean
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user api lint clean \
+	kube-render kube-validate kube-image test-kube
 
 install: $(STAMP)
 
@@ -54,6 +55,24 @@ bench-api-user: install
 ## The reference ingest API on http://127.0.0.1:8080 with an embedded broker (Ctrl-C to stop).
 api: install
 	$(BIN)/ingestload api
+
+## Every kustomize overlay (and ci + the optional components) rendered into build/kube/.
+kube-render: install
+	$(BIN)/python -m tests.kube.manifests render build/kube
+
+## The renderings validated offline, strictly, against Kubernetes schemas (kubernetes-validate).
+kube-validate: install
+	$(BIN)/python -m tests.kube.manifests validate
+
+## kube/Containerfile built here with no registry (Debian base by mmdebstrap, podman), saved for containerd.
+kube-image: install
+	$(BIN)/python -m tests.kube.cluster image
+
+## The five checks on a real cluster: $$KUBECONFIG's (with $$INGESTLOAD_KUBE_IMAGE), or a
+## single-node Kubernetes v1.20 built and started here (tests/kube/cluster; needs root).
+test-kube: install
+	$(BIN)/python -m tests.kube.cluster install-deps
+	$(BIN)/python -m pytest -m kube tests/kube --durations=0
 
 lint: install
 	$(BIN)/ruff check .

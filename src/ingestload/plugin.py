@@ -58,6 +58,7 @@ MSG_DRAINED = "ingestload_drained"
 #: Extra seconds the master waits for drained answers beyond the workers' own drain timeout.
 DRAIN_GRACE = 10.0
 _STATE_ATTR = "_ingestload_state"
+_PENDING_START_ATTR = "_ingestload_pending_start"
 
 
 def fail(error: Exception) -> NoReturn:
@@ -459,6 +460,9 @@ def _on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     except IngestloadError as e:
         fail(e)
     setattr(environment, _STATE_ATTR, state)
+    if getattr(environment, _PENDING_START_ATTR, False):
+        setattr(environment, _PENDING_START_ATTR, False)
+        state.on_test_start()
 
 
 def _with_state(method: str) -> Any:
@@ -466,6 +470,12 @@ def _with_state(method: str) -> Any:
         state = getattr(environment, _STATE_ATTR, None) if environment is not None else None
         if state is not None:
             getattr(state, method)(**kwargs)
+        elif method == "on_test_start" and environment is not None:
+            # A worker that joins a running test (the master rebalancing users onto it, e.g. a
+            # Deployment scaled out) can get its spawn message before Locust fires its init
+            # event: start the run as soon as init has made the state, or its users find no
+            # senders and its ledger never reaches the master.
+            setattr(environment, _PENDING_START_ATTR, True)
 
     return listener
 

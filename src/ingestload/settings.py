@@ -349,8 +349,10 @@ class Settings:
     def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
         """Build and validate settings from Locust's ``parsed_options`` (or any namespace).
 
-        Attributes that are missing fall back to the defaults; ``environ`` supplies
-        ``INGESTLOAD_KAFKA_PROP_*`` properties (default: ``os.environ``).
+        Attributes that are missing (or ``None``) fall back to their ``INGESTLOAD_<NAME>``
+        variable, then to the defaults — so the plain parsers of ``ingestload run`` and ``verify``
+        honour the same variables as Locust's (repeatable options: only from the command line);
+        ``environ`` also supplies ``INGESTLOAD_KAFKA_PROP_*`` properties (default: ``os.environ``).
         """
         environ = os.environ if environ is None else environ
         raw: dict[str, Any] = {}
@@ -359,6 +361,8 @@ class Settings:
             if opt.multiple:
                 # The environment's items first (one per line), then the command line's: later wins.
                 value = [*_env_items(environ.get(opt.env)), *_as_list(value)]
+            elif value is None:  # not given: its environment variable, as Locust's parser reads it
+                value = environ.get(opt.env) or None
             raw[opt.dest] = opt.default if value is None else value
 
         kafka_config = kafka_properties(raw["kafka_config_file"], _as_list(raw["kafka_config"]), environ)

@@ -157,19 +157,30 @@ class IngestApiUser(FastHttpUser):
                 gevent.sleep(MIN_SLEEP)
                 return
             paths = self._single_paths
-            for msg_type, seq, body in messages:
-                path = paths.get(msg_type)
-                if path is None:
-                    path = paths[msg_type] = self.single_path.format(msgType=msg_type)
-                self._post_one(path, body, seq)
+            started = 0
+            try:
+                for msg_type, seq, body in messages:
+                    path = paths.get(msg_type)
+                    if path is None:
+                        path = paths[msg_type] = self.single_path.format(msgType=msg_type)
+                    started += 1
+                    self._post_one(path, body, seq)
+            finally:  # stopped mid-take: the messages never posted were never sent
+                if started < len(messages):
+                    self.api.resolve([seq for _, seq, _ in messages[started:]], OUTCOME_FAILED)
             return
-        batches = self.api.take_batches(count, per_type=self.batch_per_type)
+        batches = list(self.api.take_batches(count, per_type=self.batch_per_type).items())
         if not batches:  # stopping
             self.pacer.give_back(count)
             gevent.sleep(MIN_SLEEP)
             return
-        for msg_type, (seqs, body) in batches.items():
-            self._post_batch(self.batch_path.format(msgType=msg_type), body, seqs)
+        posted = 0
+        try:
+            for msg_type, (seqs, body) in batches:
+                posted += 1
+                self._post_batch(self.batch_path.format(msgType=msg_type), body, seqs)
+        finally:  # stopped mid-take (Locust rebalancing users, a stop): the rest was never sent
+            self.api.resolve([seq for _, (seqs, _) in batches[posted:] for seq in seqs], OUTCOME_FAILED)
 
     def _post_one(self, path: str, body: bytes, seq: int) -> None:
         """One message: Locust's own success/failure by status is right, so no catch_response."""

@@ -123,6 +123,7 @@ class RateControl:
         self.guard: RateGuard | None = None
         self.worker_pace: dict[str, dict[str, PaceSnapshot]] = {}
         self._greenlets: list[gevent.Greenlet] = []
+        self._division: dict[str, dict[str, float]] = {}
 
     # -- init ---------------------------------------------------------------------------------
 
@@ -161,6 +162,7 @@ class RateControl:
         weights = {c.__name__: float(getattr(c, "weight", 1)) for c in self.environment.user_classes}
         self._check_split(settings.rate_split)
         self.coordinator = RateCoordinator(curve, path_split(settings.rate_split, self.class_paths, weights))
+        self._division = {}
         self.guard = (
             RateGuard(settings.min_rate_ratio, settings.min_rate_window)
             if settings.min_rate_ratio is not None
@@ -293,6 +295,26 @@ class RateControl:
         workers = {w.id: dict(w.user_classes_count) for w in self._live_workers()}
         for worker_id, plan in self.coordinator.plans(workers, self.class_paths).items():
             self.runner.send_message(MSG_RATE, plan.to_wire(), client_id=worker_id)
+        self._announce_division(workers)
+
+    def _announce_division(self, workers: Mapping[str, Any]) -> None:
+        """Master: one log line whenever the target's division among the workers changes (a
+        worker joined, left, or got or lost users), with each worker's new share per path."""
+        division = self.coordinator.division(workers)
+        if not division or division == self._division:
+            return
+        self._division = division
+        curve = self.coordinator.curve
+
+        def share(fraction: float) -> str:
+            return f"{fraction * curve.rate:,.0f}/s" if isinstance(curve, ConstantRate) else f"{fraction:.1%}"
+
+        parts = [
+            f"{worker} " + " ".join(f"{path} {share(f)}" for path, f in sorted(scales.items()))
+            for worker, scales in division.items()
+        ]
+        run_id = self.coordinator.run_id
+        log.info("run %s: rate divided among %d workers: %s", run_id, len(division), "; ".join(parts))
 
     def _plan_loop(self) -> None:
         while True:

@@ -393,6 +393,11 @@ class RateCoordinator:
         """The plan for a process that paces the whole target itself (LocalRunner)."""
         return RatePlan(self.run_id, self.curve, self.split, *((0.0, 0.0) if self.timeline else (None, None)))
 
+    def division(self, workers: Iterable[str]) -> dict[str, dict[str, float]]:
+        """Each of ``workers``' share of the curve per path, as last sent (workers without a plan
+        yet are left out)."""
+        return {w: dict(self._sent[w].scales) for w in sorted(workers) if w in self._sent}
+
     def plans(
         self, worker_users: Mapping[str, Mapping[str, int]], class_paths: Mapping[str, str]
     ) -> dict[str, RatePlan]:
