@@ -10,7 +10,7 @@ marker, keeps the messages whose envelope — the ``ingestload`` header on the K
 distinct messages, extra copies, per topic, per path, per producer, and per second of broker timestamp.
 
 Envelope layout (41 bytes, big-endian): version u8, run id 8 bytes, producer id u64, seq u64,
-sent-at i64 µs, CRC-32 u32.
+sent-at i64 µs, CRC-32 u32, CRC-32 of the topic meant for u32.
 """
 
 import json
