@@ -119,8 +119,8 @@ def test_disconnect_policy_ends_the_slow_subscriber_with_its_window():
     """Over the limit, the queue is dropped and counted, and the end frame says slow_subscriber."""
     hub = Hub("w0", {("a", 0): 0}, queue_limit=2, policy=DISCONNECT)
     hub.subscribe("slow", Subscribe(("a",), None, None), now=0)
-    assert hub.dispatch([rec("a", 0, 0), rec("a", 0, 1)]) == []
-    assert hub.dispatch([rec("a", 0, 2)]) == ["slow"]
+    assert hub.dispatch([rec("a", 0, 0), rec("a", 0, 1)]).slow == []
+    assert hub.dispatch([rec("a", 0, 2)]).slow == ["slow"]
     frames, reason = frames_of(hub, "slow")
     assert reason == "slow_subscriber"
     assert offsets(frames) == []
@@ -170,3 +170,17 @@ def test_large_queues_are_split_into_frames():
     hub.dispatch([rec("a", 0, i) for i in range(10)])
     frames, _ = frames_of(hub, "c")
     assert [len(f["messages"]) for f in frames if f["type"] == "messages"] == [4, 4, 2]
+
+
+def test_a_log_that_goes_back_breaks_the_windows_on_it():
+    """An offset below one dispatched (the broker lost its log) drops those subscriptions without an end."""
+    hub = Hub("w0", {("a", 0): 0, ("b", 0): 0})
+    hub.subscribe("on-a", Subscribe(("a",), None, None), now=0)
+    hub.subscribe("on-b", Subscribe(("b",), None, None), now=0)
+    hub.dispatch([rec("a", 0, 5)])
+    result = hub.dispatch([rec("a", 0, 0)])
+    assert result.broken == ["on-a"]
+    assert "on-a" not in hub.subscribers
+    assert "on-b" in hub.subscribers
+    assert hub.take("on-a", 0) == ([], None)
+    assert hub.stats()["counts"]["log_resets"] == 1

@@ -44,6 +44,15 @@ POLICIES = (DROP_OLDEST, DISCONNECT)
 REQUESTED, SLOW_SUBSCRIBER, SHUTTING_DOWN = "requested", "slow_subscriber", "shutting_down"
 
 
+class Dispatched(NamedTuple):
+    """What a dispatch decided beyond queueing."""
+
+    slow: list[Hashable]
+    """Connections the disconnect policy ended: flush their end frame, then close them."""
+    broken: list[Hashable]
+    """Connections whose window cannot be kept (Kafka's log went back): close them without an end."""
+
+
 class Record(NamedTuple):
     """One Kafka message, ready to push."""
 
@@ -167,6 +176,8 @@ class Hub:
         self._by_topic: dict[str, list[_Group]] = {}
         self._serial = 0
         self.totals: collections.Counter[str] = collections.Counter()
+        self.dirty: set[Hashable] = set()
+        """Connections with something new to take since the front end last looked."""
 
     # -- topics --------------------------------------------------------------------------
 
@@ -188,6 +199,7 @@ class Hub:
             if mine:
                 sub.start.update(mine)
                 sub.controls.append(protocol.partitions(mine))
+                self.dirty.add(sub.connection)
 
     def _positions_for(self, topics: Iterable[str]) -> Positions:
         wanted = set(topics)
@@ -241,18 +253,21 @@ class Hub:
         if sub is None or sub.ending is not None:
             raise ProtocolError("not_subscribed", "this connection has no subscription to end")
         self._end(sub, reason)
+        self.dirty.add(connection)
 
     def request_progress(self, connection: Hashable) -> None:
         sub = self.subscribers.get(connection)
         if sub is None:
             raise ProtocolError("not_subscribed", "progress needs a subscription; subscribe first")
         sub.progress_requested = True
+        self.dirty.add(connection)
 
     def shutdown(self) -> None:
         """End every subscription (reason ``shutting_down``): each gets its queue and a clean end."""
         for sub in list(self.subscribers.values()):
             if sub.ending is None:
                 self._end(sub, SHUTTING_DOWN)
+                self.dirty.add(sub.connection)
 
     def disconnect(self, connection: Hashable) -> None:
         """The connection is gone: forget its subscription (no end was sent)."""
@@ -283,16 +298,17 @@ class Hub:
 
     # -- the hot path --------------------------------------------------------------------
 
-    def dispatch(self, records: Sequence[Record]) -> list[Hashable]:
-        """Queue ``records`` (offset order per partition) for every matching subscriber.
-
-        Returns the connections the disconnect policy just ended (to flush, then close).
-        """
+    def dispatch(self, records: Sequence[Record]) -> Dispatched:
+        """Queue ``records`` (offset order per partition) for every matching subscriber."""
         by_topic = self._by_topic
         positions = self.positions
         touched: list[_Group] = []
+        reset: set[TopicPartition] = set()
         for record in records:
-            positions[(record.topic, record.partition)] = record.offset + 1
+            tp = (record.topic, record.partition)
+            if record.offset < positions.get(tp, 0):
+                reset.add(tp)  # the log went back (a broker that lost it): see _reset
+            positions[tp] = record.offset + 1
             groups = by_topic.get(record.topic)
             if not groups:
                 continue
@@ -306,12 +322,15 @@ class Hub:
                     touched.append(group)
                 group.batch.append(record.fragment)
         self.totals["records"] += len(records)
+        broken = self._reset(reset) if reset else []
         ended: list[Hashable] = []
         limit = self.queue_limit
+        dirty = self.dirty
         for group in touched:
             batch = group.batch
             group.batch = []
             for sub in list(group.members):
+                dirty.add(sub.connection)
                 if sub.faulty:
                     self._extend_faulty(sub, batch)
                 else:
@@ -335,7 +354,19 @@ class Hub:
                         self._end(sub, SLOW_SUBSCRIBER)
                         ended.append(sub.connection)
             self.totals["deliveries"] += len(batch) * len(group.members)
-        return ended
+        return Dispatched(ended, broken)
+
+    def _reset(self, partitions: set[TopicPartition]) -> list[Hashable]:
+        """Kafka's log went back on ``partitions`` (offsets already delivered come again, with
+        other messages): no window on them can be kept, so their subscriptions are forgotten
+        without an end and the front end drops their connections (the subscribers' windows are
+        then broken, and the verdict cannot pass them)."""
+        topics = {t for t, _ in partitions}
+        broken = [c for c, s in self.subscribers.items() if s.topics & topics]
+        for connection in broken:
+            self.disconnect(connection)
+        self.totals["log_resets"] += len(partitions)
+        return broken
 
     def _extend_faulty(self, sub: Subscriber, batch: list[bytes]) -> None:
         skip, dup = self.faults.skip_every, self.faults.duplicate_every
