@@ -100,6 +100,7 @@ class WebSocketConnection:
             return False
         except OSError as e:
             self._closed = ConnectionClosedError(1006, f"connection lost: {e}")
+            self.sock.close()
             raise self._closed from None
         if data:
             self.protocol.receive_data(data)
@@ -123,6 +124,7 @@ class WebSocketConnection:
         if (not data or self.protocol.close_code is not None) and self._closed is None:
             code = self.protocol.close_code or 1006
             self._closed = ConnectionClosedError(code, self.protocol.close_reason or "")
+            self.sock.close()  # what arrived before the close is already in self._messages
         return True
 
     def recv(self, timeout: float | None = None) -> bytes | None:

@@ -8,8 +8,9 @@ without sockets or brokers.
 
 How a record reaches subscribers: subscribers with the same topics and filter form a
 *group*; each record is matched once per group, and each subscriber's queue is extended
-with its group's matches (a C-level ``deque.extend`` of shared, pre-rendered fragments). A
-queue holds at most ``queue_limit`` messages; beyond that the *policy* decides:
+with its group's matches (a C-level ``deque.extend`` of shared, pre-rendered fragments). The
+front end then writes every queue its socket will take, and :meth:`Hub.enforce` bounds what
+is left waiting at ``queue_limit`` messages; beyond that the *policy* decides:
 
 * ``drop-oldest`` — the oldest queued messages are dropped, counted, and announced to the
   subscriber in a ``dropped`` frame ahead of the next messages;
@@ -23,6 +24,7 @@ Example::
     frame = hub.subscribe(conn, Subscribe(("gov-alarm",), None, "view-1"), now=0.0)
     hub.dispatch([Record("gov-alarm", 0, 100, fragment, document)])
     hub.take(conn, now=0.1)      # [b'{"type":"messages","messages":[…]}', b'{"type":"progress",…}']
+    hub.enforce(hub.subscribers) # the policy, on what the sockets did not take
 """
 
 from __future__ import annotations
@@ -47,8 +49,6 @@ REQUESTED, SLOW_SUBSCRIBER, SHUTTING_DOWN = "requested", "slow_subscriber", "shu
 class Dispatched(NamedTuple):
     """What a dispatch decided beyond queueing."""
 
-    slow: list[Hashable]
-    """Connections the disconnect policy ended: flush their end frame, then close them."""
     broken: list[Hashable]
     """Connections whose window cannot be kept (Kafka's log went back): close them without an end."""
 
@@ -323,38 +323,49 @@ class Hub:
                 group.batch.append(record.fragment)
         self.totals["records"] += len(records)
         broken = self._reset(reset) if reset else []
-        ended: list[Hashable] = []
-        limit = self.queue_limit
         dirty = self.dirty
         for group in touched:
             batch = group.batch
             group.batch = []
-            for sub in list(group.members):
+            for sub in group.members:
                 dirty.add(sub.connection)
                 if sub.faulty:
                     self._extend_faulty(sub, batch)
                 else:
                     sub.queue.extend(batch)
                     sub.pushed += len(batch)
-                excess = len(sub.queue) - limit
-                if excess > 0:
-                    if self.policy == DROP_OLDEST:
-                        queue = sub.queue
-                        for _ in range(excess):
-                            queue.popleft()
-                        sub.dropped_pending += excess
-                        sub.dropped_total += excess
-                        self.totals["dropped"] += excess
-                    else:
-                        dropped = len(sub.queue)
-                        sub.queue.clear()
-                        sub.dropped_total += dropped
-                        self.totals["dropped"] += dropped
-                        self.totals["slow_disconnects"] += 1
-                        self._end(sub, SLOW_SUBSCRIBER)
-                        ended.append(sub.connection)
             self.totals["deliveries"] += len(batch) * len(group.members)
-        return Dispatched(ended, broken)
+        return Dispatched(broken)
+
+    def enforce(self, connections: Iterable[Hashable]) -> list[Hashable]:
+        """Apply the slow-subscriber policy to queues over the limit — call it after writing what
+        the sockets would take, so that only what is left waiting counts. Returns the
+        connections the disconnect policy ended (flush their end frame, then close them)."""
+        ended: list[Hashable] = []
+        limit = self.queue_limit
+        for connection in connections:
+            sub = self.subscribers.get(connection)
+            if sub is None or sub.ending is not None:
+                continue
+            excess = len(sub.queue) - limit
+            if excess <= 0:
+                continue
+            if self.policy == DROP_OLDEST:
+                queue = sub.queue
+                for _ in range(excess):
+                    queue.popleft()
+                sub.dropped_pending += excess
+                sub.dropped_total += excess
+                self.totals["dropped"] += excess
+            else:
+                dropped = len(sub.queue)
+                sub.queue.clear()
+                sub.dropped_total += dropped
+                self.totals["dropped"] += dropped
+                self.totals["slow_disconnects"] += 1
+                self._end(sub, SLOW_SUBSCRIBER)
+                ended.append(connection)
+        return ended
 
     def _reset(self, partitions: set[TopicPartition]) -> list[Hashable]:
         """Kafka's log went back on ``partitions`` (offsets already delivered come again, with

@@ -367,6 +367,10 @@ class Gateway:
             dirty, hub.dirty = hub.dirty, set()
             for key in dirty:
                 self._flush(key, now)
+            # The policy sees only what the sockets would not take; an ended subscriber gets its
+            # end frame (and its connection closes) right away.
+            for key in hub.enforce(dirty):
+                self._flush(key, now)
         finally:
             reader.slots.release()
 
@@ -383,9 +387,11 @@ class Gateway:
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
-            for key in list(hub.subscribers):
-                if hub.pending(key, now):
-                    self._flush(key, now)
+            waiting = [key for key in hub.subscribers if hub.pending(key, now)]
+            for key in waiting:
+                self._flush(key, now)
+            for key in hub.enforce(waiting):
+                self._flush(key, now)
             if now - snapshot_at >= 1.0:
                 snapshot_at = now
                 tmp = path.with_suffix(".tmp")
