@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user api lint clean
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout lint clean
 
 install: $(STAMP)
 
@@ -54,6 +54,16 @@ bench-api-user: install
 ## The reference ingest API on http://127.0.0.1:8080 with an embedded broker (Ctrl-C to stop).
 api: install
 	$(BIN)/ingestload api
+
+## The reference fan-out gateway on ws://127.0.0.1:8765/v1/stream with an embedded broker (Ctrl-C to stop).
+fanout: install
+	$(BIN)/ingestload fanout
+
+## The last hop: WebSocket server stacks, subscriber clients, and ours vs seed 003's Tornado design.
+bench-fanout: install
+	$(BIN)/python bench/ws_stacks.py
+	$(BIN)/python bench/ws_client.py
+	$(BIN)/python bench/fanout.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -277,19 +275,6 @@ def serve(stack: str, port: int) -> None:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def tree_cpu(pid: int) -> float:
-    import psutil
-
-    total = 0.0
-    with contextlib.suppress(psutil.Error):
-        root = psutil.Process(pid)
-        for p in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system
-    return total
-
-
 def percentile(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -297,7 +282,7 @@ def percentile(sorted_values: list[int], q: float) -> float:
 
 
 async def measure(port: int, pid: int, subscribers: int, duration: float) -> dict[str, Any]:
-    from wsprobe import Probe
+    from wsprobe import Probe, tree_cpu
 
     latencies: list[int] = []
     append = latencies.append
@@ -349,6 +334,7 @@ def run_one(stack: str, subscribers: int, rate: float, duration: float) -> dict[
     import uvloop
 
     from ingestload.broker import free_port
+    from wsprobe import kill_group
 
     port = free_port()
     env = {**os.environ, "WSB_RATE": str(rate), "WSB_DURATION": str(duration), "WSB_N": str(subscribers)}
@@ -363,9 +349,7 @@ def run_one(stack: str, subscribers: int, rate: float, duration: float) -> dict[
     try:
         result = uvloop.run(measure(port, server.pid, subscribers, duration))
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        kill_group(server)
     return result
 
 

@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import signal
 import struct
+import subprocess
 from collections.abc import Callable
+from typing import Any
 
 OnMessage = Callable[[int, bytes], None]
 
@@ -173,3 +177,24 @@ class Probe:
         for connection in self.connections:
             if connection.transport is not None:
                 connection.transport.close()
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its children so far."""
+    import psutil
+
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
+
+
+def kill_group(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL a server started with ``start_new_session=True`` and everything it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

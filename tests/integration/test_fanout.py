@@ -2,6 +2,7 @@
 the slow-subscriber policies, push faults, SIGTERM, workers, a crash — each checked against what
 the test itself produced (delivery reports), and through the fan-out verdict."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from ingestload.api.testing import ApiProcess
 from ingestload.fanout.client import ConnectionClosedError, Subscriber, WebSocketConnection
 from ingestload.fanout.expected import read_expected
 from ingestload.fanout.filters import FieldFilter
@@ -289,3 +291,33 @@ def test_bad_input_and_secrets(kafka, topic):
     assert "sasl.password=***" in log
     assert SECRET not in log
     assert SECRET.encode() not in body
+
+
+def test_without_kafka_bootstrap_it_brings_its_own_broker(tmp_path):
+    """No --kafka-bootstrap: an embedded broker starts with the gateway; /readyz turns 200; SIGTERM: 0."""
+    log = tmp_path / "fanout.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingestload.cli", "fanout", "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k != "INGESTLOAD_KAFKA_BOOTSTRAP"},
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on ws://" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        text = log.read_text()
+        assert "embedded Kafka broker" in text
+        port = int(text.split("listening on ws://127.0.0.1:", 1)[1].split("/", 1)[0])
+        server = ApiProcess(process, "127.0.0.1", port, log, "ingestload fanout")
+        ready = server.wait_until("/readyz", lambda r: r.status == 200).json()
+        assert ready["partitions"] == 4 * 3  # the catalogue's four topics, 3 partitions each
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -412,6 +412,8 @@ class Gateway:
         )
         reader.start()
         while not reader.assigned.is_set():
+            if not reader.is_alive():
+                raise IngestloadError(f"the Kafka consumer stopped before it was assigned: {reader.problem}")
             await asyncio.sleep(0.05)
         self.hub = Hub(
             f"w{self.worker}",
