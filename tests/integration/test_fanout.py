@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 from confluent_kafka import Producer
 
 from ingestload.api.testing import ApiProcess
+from ingestload.broker import free_port
 from ingestload.fanout.client import ConnectionClosedError, Subscriber, WebSocketConnection
 from ingestload.fanout.expected import read_expected
 from ingestload.fanout.filters import FieldFilter
@@ -321,3 +323,41 @@ def test_without_kafka_bootstrap_it_brings_its_own_broker(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize(("skip_every", "victim_missed"), [(0, 0), (3, 100)])
+def test_a_gateway_of_the_tests_own_is_judged_exactly(kafka, topic, skip_every, victim_missed):
+    """The verdict judges any gateway that speaks protocol v1: the test's own skips every 3rd push to
+    'victim' → exactly 100 of 300 missed for it, none for the bystander; without the fault, PASS."""
+    port = free_port()
+    gateway = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("own_gateway.py")),
+            str(port),
+            kafka,
+            topic,
+            str(skip_every),
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert gateway.stdout.readline().strip() == b"ready"
+        url = f"ws://127.0.0.1:{port}/"
+        victim = Subscriber.connect(url, "victim", [topic], label="victim")
+        bystander = Subscriber.connect(url, "bystander", [topic], label="bystander")
+        landed = produce(kafka, topic, 300)
+        for sub in (victim, bystander):
+            assert sub.drain(end_of(topic, landed), timeout=30)
+            assert sub.finish()
+            sub.close()
+    finally:
+        os.killpg(gateway.pid, signal.SIGKILL)
+        gateway.wait()
+        gateway.stdout.close()
+    verdict = verdict_of(kafka, [victim, bystander])
+    by_name = {r.subscriber: r for r in verdict.results}
+    assert (by_name["victim"].missed, by_name["bystander"].missed) == (victim_missed, 0)
+    assert by_name["victim"].expected == by_name["bystander"].expected == 300
+    assert verdict.status == (FAIL if victim_missed else PASS), verdict.report()

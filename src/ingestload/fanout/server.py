@@ -160,9 +160,11 @@ class KafkaReader(threading.Thread):
             self.assigned.set()
             next_metadata = time.monotonic() + 1
             while not self.stopping.is_set():
-                messages = consumer.consume(1000, 0.05)
-                if messages:
-                    self._hand_over(messages)
+                # Block for the first message only, then take what is already there: a batch is
+                # whatever arrived meanwhile (consume(n, timeout) would wait to fill n).
+                first = consumer.poll(0.05)
+                if first is not None:
+                    self._hand_over([first, *consumer.consume(999, 0)])
                 if time.monotonic() >= next_metadata:
                     next_metadata = time.monotonic() + 1
                     self._watch_partitions(start)
