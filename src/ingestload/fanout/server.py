@@ -11,6 +11,15 @@ socket buffer is below ``--write-buffer`` gets its queue as one frame, written w
 per connection (``websockets.broadcast`` to that one connection). Why this stack: see
 ``bench/ws_stacks.py`` and the README.
 
+The protocol (v1, full text in :mod:`ingestload.fanout.protocol`): a subscriber opens
+``ws://HOST:PORT/v1/stream`` and sends ``{"type": "subscribe", "topics": […], "filter":
+{"field": "Header.ControllerType", "in": […]}, "id": …}``; the gateway answers ``subscribed``
+with ``from`` — per partition the offset from which *every* matching message will be pushed —
+then ``messages`` frames (each message with topic, partition, offset, timestamp, the envelope
+header as hex, and the value as in Kafka), ``progress`` (everything below these positions was
+pushed or announced dropped), ``dropped`` (the policy's count), and on ``unsubscribe``, a slow
+disconnect or SIGTERM, ``unsubscribed`` with ``to``: the window ``[from, to)`` is then exact.
+
 HTTP on the same port: ``GET /healthz`` (200 while serving), ``GET /readyz`` (200 once the
 consumer is assigned and Kafka answers metadata, else 503 with the reason), ``GET /stats``
 (this worker's counters and subscribers, plus every worker's last snapshot).
