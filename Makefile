@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user api lint clean \
-	kube-render kube-validate kube-image test-kube
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout \
+	lint clean kube-render kube-validate kube-image test-kube
 
 install: $(STAMP)
 
@@ -73,6 +73,16 @@ kube-image: install
 test-kube: install
 	$(BIN)/python -m tests.kube.cluster install-deps
 	$(BIN)/python -m pytest -m kube tests/kube --durations=0
+
+## The reference fan-out gateway on ws://127.0.0.1:8765/v1/stream with an embedded broker (Ctrl-C to stop).
+fanout: install
+	$(BIN)/ingestload fanout
+
+## The last hop: WebSocket server stacks, subscriber clients, and ours vs seed 003's Tornado design.
+bench-fanout: install
+	$(BIN)/python bench/ws_stacks.py
+	$(BIN)/python bench/ws_client.py
+	$(BIN)/python bench/fanout.py
 
 lint: install
 	$(BIN)/ruff check .

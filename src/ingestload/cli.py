@@ -7,6 +7,7 @@
     ingestload verify --ledger FILE            judge a finished run again, from Kafka, later
     ingestload catalogue [PATH]                validate a catalogue and show its mix
     ingestload api [options]                   the reference ingest API (HTTP → Kafka); --help for more
+    ingestload fanout [options]                the reference fan-out gateway (Kafka → WebSocket); --help
 
 ``ingestload run`` starts the embedded broker unless ``--kafka-bootstrap`` (or
 ``INGESTLOAD_KAFKA_BOOTSTRAP``) names a Kafka to use, and the reference ingest API unless
@@ -396,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "api", help="the reference ingest API, HTTP → Kafka (ingestload api --help)", add_help=False
     )
+    sub.add_parser(
+        "fanout",
+        help="the reference fan-out gateway, Kafka → WebSocket (ingestload fanout --help)",
+        add_help=False,
+    )
 
     catalogue = sub.add_parser("catalogue", help="validate a catalogue file and print its mix")
     catalogue.add_argument("path", nargs="?", default=None, help="catalogue YAML (default: the built-in one)")
@@ -454,6 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ingestload.api.server import main as api_main
 
         return api_main(argv[1:])
+    if argv[:1] == ["fanout"]:  # its own parser and options: ingestload.fanout.config
+        from ingestload.fanout.server import main as fanout_main
+
+        return fanout_main(argv[1:])
     locust_args: list[str] = []
     if "--" in argv:
         split = argv.index("--")

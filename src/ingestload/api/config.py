@@ -281,7 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="The reference ingest API: HTTP → Kafka, 2xx only after Kafka acknowledged. "
         "Without --kafka-bootstrap (or INGESTLOAD_KAFKA_BOOTSTRAP) it starts the embedded broker.",
     )
-    for opt in API_OPTIONS:
+    add_server_options(parser, API_OPTIONS)
+    return parser
+
+
+def add_server_options(parser: argparse.ArgumentParser, own: Sequence[Option]) -> None:
+    """A server command's own options, then the Kafka options it shares with every command
+    (``ingestload api`` and ``ingestload fanout``)."""
+    for opt in own:
         shown = f" (default {opt.default})" if opt.default not in (None, "") else ""
         parser.add_argument(
             opt.flag, default=None, metavar=opt.metavar, help=f"{opt.help}{shown} [{opt.env}]"
@@ -289,7 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
     for common in OPTIONS:
         if common.dest in SHARED:
             add_plain_argument(parser, common, common.help + ("" if common.multiple else f" [{common.env}]"))
-    return parser
 
 
 def _bounded(flag: str, value: Any, kind: type[int] | type[float], low: float, high: float, what: str) -> Any:

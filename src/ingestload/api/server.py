@@ -27,7 +27,7 @@ import functools
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, Self, TypeVar
 
 from ingestload.api.config import ApiSettings
 from ingestload.errors import ConfigError, IngestloadError
@@ -64,9 +64,20 @@ def load_app(settings: ApiSettings) -> Any:
     return create_app(settings)
 
 
+class _ServerSettings(Protocol):
+    @property
+    def embedded_broker(self) -> bool: ...
+
+    def with_bootstrap(self, bootstrap: str) -> Self: ...
+
+
+S = TypeVar("S", bound=_ServerSettings)
+
+
 @contextlib.contextmanager
-def kafka_for(settings: ApiSettings) -> Iterator[ApiSettings]:
-    """``settings`` as given, or pointed at an embedded broker that lives as long as the block."""
+def kafka_for(settings: S) -> Iterator[S]:
+    """``settings`` as given, or pointed at an embedded broker that lives as long as the block
+    (``ApiSettings`` or ``FanoutSettings``)."""
     if not settings.embedded_broker:
         yield settings
         return

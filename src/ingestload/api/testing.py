@@ -47,7 +47,15 @@ class Reply(NamedTuple):
 class ApiProcess:
     """A running ``ingestload api`` process (see :func:`run_api`)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], host: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        host: str,
+        port: int,
+        log_path: Path,
+        name: str = "ingestload api",
+    ) -> None:
+        self.name = name
         self.process = process
         self.host = host
         self.port = port
@@ -87,9 +95,7 @@ class ApiProcess:
         last: Reply | str = "no answer"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"ingestload api exited with {self.process.returncode}: {self.log()[-2000:]}"
-                )
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.log()[-2000:]}")
             try:
                 last = self.get(path)
                 if predicate(last):
@@ -136,14 +142,29 @@ def run_api(
     With ``ready=True`` the block starts once ``/readyz`` answers 200 (Kafka reachable);
     otherwise once ``/healthz`` does. The server runs in its own process group.
     """
+    with run_server("api", bootstrap, *args, ready=ready, timeout=timeout, env=env) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def run_server(
+    subcommand: str,
+    bootstrap: str,
+    *args: str,
+    ready: bool = True,
+    timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[ApiProcess]:
+    """Start ``ingestload SUBCOMMAND --kafka-bootstrap BOOTSTRAP ARGS…`` (a server with
+    ``--port``, ``/healthz`` and ``/readyz``: ``api`` or ``fanout``) as :func:`run_api` does."""
     port = free_port()
-    fd, name = tempfile.mkstemp(prefix="ingestload-api-", suffix=".log")
+    fd, name = tempfile.mkstemp(prefix=f"ingestload-{subcommand}-", suffix=".log")
     log_path = Path(name)
     command = [
         sys.executable,
         "-m",
         "ingestload.cli",
-        "api",
+        subcommand,
         "--port",
         str(port),
         "--kafka-bootstrap",
@@ -159,7 +180,7 @@ def run_api(
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-    api = ApiProcess(process, "127.0.0.1", port, log_path)
+    api = ApiProcess(process, "127.0.0.1", port, log_path, f"ingestload {subcommand}")
     try:
         api.wait_until("/readyz" if ready else "/healthz", lambda r: r.status == 200, timeout)
         yield api

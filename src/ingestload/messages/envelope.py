@@ -49,6 +49,8 @@ SIZE = _LAYOUT.size
 RUN_ID = slice(1, 9)
 #: Byte offset of the seq field, for readers that only need the seq.
 SEQ_OFFSET = 17
+#: Byte offset of the sent-at field (signed 64-bit µs), for readers that only need the send time.
+SENT_AT_OFFSET = 25
 _SEQ = struct.Struct(">Q")
 
 checksum = zlib.crc32
