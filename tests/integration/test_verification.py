@@ -249,6 +249,74 @@ def test_a_reread_that_fails_is_inconclusive_never_lost(prefix, monkeypatch):
     assert any("could not read" in r and "again" in r for r in verdict.reasons), verdict.reasons
 
 
+class SkippingConsumer:
+    """The live verifier's consumer, made to skip records: ``consume`` leaves out the first
+    ``skip`` records of one partition it returns (what a consumer that jumped ahead would do)."""
+
+    def __init__(self, consumer, skip: int) -> None:
+        self._consumer, self.skip = consumer, skip
+        self.skipped: list[tuple[str, int, int]] = []
+        self.victim: tuple[str, int] | None = None
+
+    def consume(self, *args, **kwargs):
+        kept = []
+        for message in self._consumer.consume(*args, **kwargs):
+            key = (message.topic(), message.partition())
+            if message.error() is None and len(self.skipped) < self.skip and self.victim in (None, key):
+                self.victim = key
+                self.skipped.append((*key, message.offset()))
+                continue
+            kept.append(message)
+        return kept
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+
+def test_records_the_live_read_skipped_are_not_called_lost(producing, caplog):
+    """The live read skips records of one partition: before calling them lost, the verifier reads
+    the partitions of their topic again and finds them — PASS, and a warning says what it found."""
+    p = producing()
+    run = p.verification()
+    run.consumer = skipping = SkippingConsumer(run.consumer, skip=7)
+    p.send(3000)
+    verdict = run.finish(p.ledger(), drain_timeout=20, late_grace=1.0)
+    assert len(skipping.skipped) == 7
+    assert (verdict.status, verdict.acked, verdict.seen, verdict.lost) == ("PASS", 3000, 3000, 0)
+    assert "found +7 message(s) the live read had not seen" in caplog.text
+
+
+def test_real_losses_survive_the_second_read(producing):
+    """Messages that are really not in Kafka stay lost after the second read, counted exactly, even
+    when the live read also skipped others."""
+    p = producing(lose={11, 2222})
+    run = p.verification()
+    run.consumer = SkippingConsumer(run.consumer, skip=5)
+    p.send(3000)
+    verdict = run.finish(p.ledger(), drain_timeout=20, late_grace=1.0)
+    assert (verdict.status, verdict.lost, verdict.seen) == ("FAIL", 2, 2998)
+    assert sorted(i.seq for i in verdict.lost_samples) == [11, 2222]
+
+
+def test_a_second_read_that_fails_is_inconclusive_never_lost(producing, monkeypatch):
+    """When the confirming read fails, the messages it was to look for are unseen: INCONCLUSIVE."""
+    from ingestload.errors import IngestloadError
+
+    def failing(*args, **kwargs):
+        raise IngestloadError("reading back stalled for 10s (injected)")
+        yield
+
+    p = producing(lose={11})
+    run = p.verification()
+    p.send(1000)
+    ledger = p.ledger()
+    monkeypatch.setattr("ingestload.verify.run.read_partitions", failing)
+    verdict = run.finish(ledger, drain_timeout=20, late_grace=1.0)
+    assert (verdict.status, verdict.lost) == ("INCONCLUSIVE", 0)
+    assert verdict.unseen >= 1
+    assert any("to confirm" in r for r in verdict.reasons), verdict.reasons
+
+
 def test_a_clean_broker_restart_is_no_false_alarm(prefix):
     """Every connection cut mid-run while the broker keeps its log (a clean restart): every partition
     still holds what was read, nothing is read again, nothing is called lost: PASS."""

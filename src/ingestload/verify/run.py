@@ -18,7 +18,10 @@ takes the merged :class:`~ingestload.messages.ledger.AckLedger` and decides (:me
    the beginning of its log, alone; so is one whose offsets went backwards or whose position is
    past its end. A check or re-read that fails makes the verdict INCONCLUSIVE: what cannot be
    read is never called lost;
-3. classify (:func:`~ingestload.verify.verdict.classify`).
+3. classify (:func:`~ingestload.verify.verdict.classify`); when that finds messages lost, read the
+   partitions of the topics they were meant for once more, alone, from the run's start, and classify
+   again (a record the live read skipped is never called lost; a second read that fails makes the
+   verdict INCONCLUSIVE).
 
 Live, it runs in a process of its own (:mod:`ingestload.verify.process`); after the fact,
 ``ingestload verify`` runs it in-process.
@@ -335,6 +338,15 @@ class VerificationRun:
         if on_progress is not None:
             on_progress(final)
         self.consumer.close()
+        missing_workers = list(missing_workers)
+        verdict = self._judge(ledger, reached_end, missing_workers)
+        if reached_end and verdict.lost and self._confirm_losses(verdict.lost_by_topic, verdict.seen):
+            verdict = self._judge(ledger, True, missing_workers)
+        elif reached_end and verdict.lost:
+            verdict = self._judge(ledger, False, missing_workers)
+        return verdict
+
+    def _judge(self, ledger: AckLedger, reached_end: bool, missing_workers: list[str]) -> Verdict:
         return classify(
             self.run_id,
             ledger,
@@ -346,6 +358,36 @@ class VerificationRun:
             latency_ms={topic: percentiles(h) for topic, h in self.histograms.items()},
             topic_of=TopicNamer(ledger),
         )
+
+    def _confirm_losses(self, lost_by_topic: Mapping[str, int], seen_before: int) -> bool:
+        """Before calling messages lost, read the partitions of the topics they were meant for once
+        more, alone, from the run's start to their end (a second reader: a record the live read
+        skipped would otherwise be called lost). False (with a reason) when that read fails: what
+        cannot be read is never called lost."""
+        topics = set(lost_by_topic)
+        keys = sorted(k for k in self.assigned if k[0] in topics)
+        if not keys:
+            return True
+        for key in keys:
+            self.verifier.forget(*key)
+        from confluent_kafka import OFFSET_BEGINNING
+
+        try:
+            where = {key: self.start.get(key, 0) or OFFSET_BEGINNING for key in keys}
+            where.update((key, OFFSET_BEGINNING) for key in keys if key in self.replaced)
+            for batch in read_partitions(self.config, where):
+                self.verifier.process(batch, record_latency=False)
+        except IngestloadError as e:
+            self.errors.append(f"could not read the partitions of the lost messages again to confirm: {e}")
+            return False
+        seen_after = sum(len(s) for s in self.verifier.summary().seen.values())
+        if seen_after != seen_before:
+            log.warning(
+                "a second read of %s found %+d message(s) the live read had not seen",
+                ", ".join(sorted(topics)),
+                seen_after - seen_before,
+            )
+        return True
 
     def _check_logs(self) -> bool:
         """Check that every partition still holds the first and the last record read from it; read
