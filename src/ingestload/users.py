@@ -330,7 +330,7 @@ class WebSocketSubscriberUser(User):
 
     def _connect(self) -> None:
         fanout = self.fanout
-        ledger = fanout.new_ledger(self.ws_topics, self.ws_filter)
+        ledger = fanout.new_ledger(self.ws_topics, self.ws_filter, self.label)
         fanout.busy.add(self)
         started = time.monotonic()
         try:

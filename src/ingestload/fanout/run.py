@@ -164,10 +164,13 @@ class FanoutRun:
 
         return tuple(self.settings.topics(Catalogue.load(self.settings.catalogue)))
 
-    def new_ledger(self, topics: Iterable[str], filter: FieldFilter | None) -> ObservedLedger:
-        """A ledger for a new window, named uniquely across the test (``<process>-<n>``), filed in
-        :attr:`ledgers` at once (a window asked for and never confirmed is INCONCLUSIVE, not forgotten)."""
-        name = f"{self._process}-{next(self._names)}"
+    def new_ledger(
+        self, topics: Iterable[str], filter: FieldFilter | None, label: str | None = None
+    ) -> ObservedLedger:
+        """A ledger for a new window, named uniquely across the test (``<process>-[<label>-]<n>``),
+        filed in :attr:`ledgers` at once (a window asked for and never confirmed is INCONCLUSIVE,
+        not forgotten)."""
+        name = f"{self._process}-{label + '-' if label else ''}{next(self._names)}"
         ledger = ObservedLedger(self.stats, name, topics, filter, envelope_field=self.settings.envelope_field)
         self.ledgers.append(ledger)
         self.subscribed_topics.update(ledger.topics)
