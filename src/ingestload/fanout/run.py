@@ -61,7 +61,7 @@ from ingestload.fanout.verdict import (
     judge,
 )
 from ingestload.fanout.wsstats import WS, ObservedLedger, WsStats
-from ingestload.kafka.admin import end_offsets
+from ingestload.kafka.admin import topic_end_offsets
 from ingestload.kafka.config import scrub
 
 log = logging.getLogger("ingestload")
@@ -231,7 +231,7 @@ class FanoutRun:
             topics.update(report.get("topics") or [])
         config = self.settings.consumer_config()
         try:
-            return in_thread(end_offsets, config, sorted(topics)), None
+            return in_thread(topic_end_offsets, config, sorted(topics)), None
         except IngestloadError as e:
             return {}, scrub(str(e), config)
 

@@ -123,41 +123,17 @@ def high_watermarks(config: Mapping[str, str], topics: Iterable[str], timeout: f
         consumer.close()
 
 
-def end_offsets(config: Mapping[str, str], topics: Iterable[str], *, timeout: float = 15.0) -> Offsets:
-    """The true end (next offset) of every partition of ``topics`` now; missing topics are skipped.
+def topic_end_offsets(config: Mapping[str, str], topics: Iterable[str], *, timeout: float = 15.0) -> Offsets:
+    """:func:`end_offsets` of every partition of ``topics`` now; missing topics are skipped.
 
-    Each partition is read from its reported high watermark (at most the end; see the module doc)
-    to its end-of-partition event, whose offset is the end: a few records per partition at most.
     Raises :class:`~ingestload.errors.IngestloadError` when a partition gives no end within ``timeout``.
     """
-    from confluent_kafka import KafkaError, TopicPartition
-
     consumer = reader(config, "end-offsets")
     try:
-        where = {
-            key: int(consumer.get_watermark_offsets(TopicPartition(*key), timeout=timeout)[1])
-            for key in topic_partitions(consumer, topics, timeout)
-        }
-        ends: Offsets = {}
-        if not where:
-            return ends
-        consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in sorted(where.items())])
-        deadline = time.monotonic() + timeout
-        while len(ends) < len(where):
-            if time.monotonic() > deadline:
-                pending = ", ".join(f"{t}[{p}]" for t, p in sorted(set(where) - set(ends)))
-                raise IngestloadError(f"no end of partition within {timeout:g}s for {pending}")
-            for message in consumer.consume(10_000, 0.2):
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    ends[(message.topic(), message.partition())] = int(message.offset())
-                elif error is not None:
-                    raise IngestloadError(
-                        f"reading the end of {message.topic()}: {scrub(str(error), config)}"
-                    )
-        return ends
+        partitions = topic_partitions(consumer, topics, timeout)
     finally:
         consumer.close()
+    return end_offsets(config, partitions, timeout)
 
 
 def read_to_end(
