@@ -282,7 +282,8 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         for topic in topics:
             print(f"  {topic:<{width}}  {counts.get(topic, 0):>12,}")
         print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
-        fanout = _fanout_from_verdict(args.verdict_file) if settings.verify and args.fanout else None
+        # Any locustfile with live views (--fanout's, or one of yours as in the kube component)
+        fanout = _fanout_from_verdict(args.verdict_file) if settings.verify else None
         if fanout:
             print(fanout)
         if settings.verify and args.ledger_file and Path(args.ledger_file).exists():

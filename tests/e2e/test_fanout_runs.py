@@ -124,6 +124,10 @@ def test_a_gateway_that_skips_pushes_to_one_subscriber_is_an_exact_miss_for_it_o
         skipped = skipped_lines(gateway)
     assert done.returncode == 3, describe_output(done)
     victim, others = by_label(verdict, "victim"), by_label(verdict, "view")
+    print(  # the fault matrix's row: what the gateway says it did, what the verdict counted
+        f"{mode}: skip fault: the gateway printed {len(skipped)} skips; missed: victim "
+        f"{[r['missed'] for r in victim]}, others {[r['missed'] for r in others]}"
+    )
     assert len(victim) == 1
     assert len(others) == 2
     assert len(skipped) > 0
@@ -155,6 +159,11 @@ def test_a_slow_subscriber_loses_what_the_policy_dropped_and_the_run_fails(kafka
     assert done.returncode == 3, describe_output(done)
     fanout = verdict["fanout"]
     slow, others = by_label(verdict, "slow"), by_label(verdict, "view")
+    print(
+        f"slow view: the gateway's /stats dropped={dropped}; verdict: slow view dropped "
+        f"{[r['dropped'] for r in slow]} missed {[r['missed'] for r in slow]}, others "
+        f"{[r['missed'] for r in others]}"
+    )
     assert dropped > 0
     assert fanout["totals"]["dropped"] == dropped == slow[0]["dropped"] == slow[0]["missed"]
     assert [r["missed"] for r in others] == [0, 0]
@@ -199,3 +208,30 @@ def test_a_gateway_restart_mid_run_is_never_a_pass(kafka, prefix, root, tmp_path
     assert fanout["windows"]["broken"] == 3  # every view was connected when it crashed
     assert fanout["windows"]["closed"] == 3  # and each reconnected once, ending cleanly at the stop
     assert any("broken" in reason or "cannot be fully known" in reason for reason in fanout["reasons"])
+
+
+def test_ingestload_run_fanout_starts_the_gateway_and_prints_both_verdicts(kafka, root, tmp_path):
+    """`ingestload run --fanout --subscribers 3`: the reference gateway is started for the run, every
+    subscriber's expected deliveries are delivered (PASS, exit 0), and the fan-out headline printed
+    after the per-topic counts is the verdict file's; no window expects more than the run put in Kafka
+    (read back by an independent reader)."""
+    prefix = f"fo-{tmp_path.name[-8:]}-"
+    args = (
+        f"run --fanout --subscribers 3 -t 4s --rate 1000 --kafka-bootstrap {kafka} --topic-prefix {prefix} "
+        f"--reports {tmp_path}"
+    )
+    command = [sys.executable, "-m", "ingestload.cli", *args.split()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=root)
+    assert done.returncode == 0, describe_output(done)
+    assert "reference fan-out gateway at ws://" in done.stdout
+    run_id = next(line for line in done.stdout.splitlines() if line.startswith("ingestload run ")).split()[2]
+    verdict = json.loads((tmp_path / run_id.rstrip(":") / "verdict.json").read_text())
+    fanout = verdict["fanout"]
+    headline = fanout["report"].splitlines()[0]
+    assert headline.startswith("FANOUT VERDICT: PASS  subscribers=3 ")
+    assert headline in done.stdout.splitlines()
+    assert (verdict["status"], fanout["status"], verdict["overall"]["exit_code"]) == ("PASS", "PASS", 0)
+    totals = fanout["totals"]
+    assert totals["expected"] == totals["received"] > 0
+    in_kafka = read_copies(kafka, Catalogue.load().topics(prefix), verdict["run_id"])
+    assert all(0 < r["expected"] <= len(in_kafka) for r in fanout["results"])
