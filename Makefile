@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout \
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout fanout-run \
 	lint clean kube-render kube-validate kube-image test-kube
 
 install: $(STAMP)
@@ -77,6 +77,11 @@ test-kube: install
 ## The reference fan-out gateway on ws://127.0.0.1:8765/v1/stream with an embedded broker (Ctrl-C to stop).
 fanout: install
 	$(BIN)/ingestload fanout
+
+## The last hop end to end: broker + reference gateway + 1 producer at $(RATE) msg/s + $(SUBSCRIBERS) subscribers, both verdicts.
+SUBSCRIBERS ?= 50
+fanout-run: install
+	$(BIN)/ingestload run --fanout --rate $(RATE) --subscribers $(SUBSCRIBERS)
 
 ## The last hop: WebSocket server stacks, subscriber clients, and ours vs seed 003's Tornado design.
 bench-fanout: install

@@ -14,8 +14,11 @@ that writes as fast as the client reads, and reports its process CPU per message
   (what :class:`ingestload.fanout.client.WebSocketConnection` does).
 
 Then the whole subscriber — frames parsed (orjson) and every message filed in a
-``SubscriberLedger`` — once over the bare socket (the floor for that work) and once as
-:class:`ingestload.fanout.client.Subscriber`.
+``SubscriberLedger`` — once over the bare socket (the floor for that work), once as
+:class:`ingestload.fanout.client.Subscriber`, and once as what a ``WebSocketSubscriberUser``
+does per read: the Subscriber filing into an ``ObservedLedger``, whose every message is a ``WS``
+request in the Locust statistics of a real local runner (``WsStats.flush()`` after each read, as
+the user calls it; the rows are checked to hold every message).
 
     python bench/ws_client.py [--messages 200000] [--batch 1,100]
 """
@@ -35,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 CLIENTS = ("bare", "websocket-client", "wsproto", "websockets-sync", "websockets-sansio")
-SUBSCRIBERS = ("bare+ledger", "ingestload")
+SUBSCRIBERS = ("bare+ledger", "ingestload", "ingestload-user")
 LABELS = {
     "bare": "bare socket",
     "websocket-client": "websocket-client",
@@ -44,6 +47,7 @@ LABELS = {
     "websockets-sansio": "websockets sans-I/O",
     "bare+ledger": "bare socket + parse + ledger",
     "ingestload": "ingestload Subscriber",
+    "ingestload-user": "WebSocketSubscriberUser's work",
 }
 TOPIC = "gov-movementData"
 
@@ -157,6 +161,29 @@ def run_client(kind: str, url: str) -> tuple[int, float]:
             while True:
                 subscriber.pump(None)
         messages = subscriber.messages
+    elif kind == "ingestload-user":
+        from locust.env import Environment
+
+        from ingestload.fanout.client import ConnectionClosedError, Subscriber
+        from ingestload.fanout.wsstats import ObservedLedger, WsStats
+
+        environment = Environment()
+        environment.create_local_runner()  # Locust's stats listener on the request event
+        stats = WsStats(environment)
+        ledger = ObservedLedger(stats, "bench", [TOPIC])
+        subscriber = Subscriber.connect(url, "bench", [TOPIC], ledger=ledger)
+        cpu0 = time.process_time()
+        with contextlib.suppress(ConnectionClosedError):
+            while True:
+                subscriber.pump(None)
+                stats.flush()
+        stats.publish()
+        messages = subscriber.messages
+        in_stats = environment.stats.entries[(TOPIC, "WS")].num_requests
+        if in_stats != messages:
+            raise SystemExit(
+                f"Locust's WS row holds {in_stats:,} requests for {messages:,} messages received"
+            )
     return messages, time.process_time() - (cpu0 or 0.0)
 
 

@@ -4,6 +4,7 @@
     ingestload run [options] [-- LOCUST_ARGS]  broker + ingest API + headless verified run, per topic
     ingestload run --rate-profile PATH         the same, the rate following a profile to its end
     ingestload run --ui                        the same load from Locust's web UI
+    ingestload run --fanout                    the same + the fan-out gateway + live-view subscribers
     ingestload verify --ledger FILE            judge a finished run again, from Kafka, later
     ingestload catalogue [PATH]                validate a catalogue and show its mix
     ingestload api [options]                   the reference ingest API (HTTP → Kafka); --help for more
@@ -16,6 +17,11 @@ locustfile — by default ``locustfiles/ingest.py``: half the rate straight to K
 through the API — (verified end to end: the verdict and ledger go to
 ``reports/<run id>/``), prints how many of the run's messages are on each topic and exits
 with Locust's exit code — the verdict's: 0 PASS, 3 FAIL, 4 INCONCLUSIVE.
+
+``ingestload run --fanout`` covers the last hop too: it starts the reference fan-out gateway
+(``ingestload fanout``, unless ``--ws-url`` names a gateway) and runs ``locustfiles/fanout.py``:
+one producer straight to Kafka and ``--subscribers`` live views, device → Kafka → gateway →
+subscriber, and prints the fan-out verdict beside the Kafka one; the exit code covers both.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ from ingestload.verify.run import VerificationRun
 from ingestload.verify.verdict import Thresholds
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
+FANOUT_LOCUSTFILE = "locustfiles/fanout.py"
+#: Subscribers ``ingestload run --fanout`` starts unless told.
+DEFAULT_SUBSCRIBERS = 10
 #: Fewest ingest API users ``ingestload run`` starts (its HTTP concurrency, as ``ab -c``).
 MIN_API_USERS = 10
 _VERIFY_OPTIONS = {
@@ -117,6 +126,15 @@ def _api_for(args: argparse.Namespace, bootstrap: str) -> Iterator[str | None]:
         return
     from ingestload.api.testing import run_api
 
+    extra, env = _server_args(args)
+    with run_api(bootstrap, *extra, env=env) as api:
+        print(f"ingestload: reference ingest API at {api.url}", flush=True)
+        yield api.url
+
+
+def _server_args(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """What a reference server (``ingestload api``, ``ingestload fanout``) started by ``run`` shares
+    with the run: topics, catalogue and Kafka settings — flags, and secrets in its environment."""
     extra = []
     for flag, value in (
         ("--topic-prefix", args.topic_prefix),
@@ -130,19 +148,33 @@ def _api_for(args: argparse.Namespace, bootstrap: str) -> Iterator[str | None]:
     if args.kafka_config:  # the same cluster, with the same security settings — not in argv
         kafka_config = next(opt for opt in OPTIONS if opt.dest == "kafka_config")
         env[kafka_config.env] = _env_value(kafka_config, args.kafka_config)
-    with run_api(bootstrap, *extra, env=env) as api:
-        print(f"ingestload: reference ingest API at {api.url}", flush=True)
-        yield api.url
+    return extra, env
 
 
-def _locustfile(path: str | None) -> Path:
+@contextlib.contextmanager
+def _gateway_for(args: argparse.Namespace, bootstrap: str) -> Iterator[None]:
+    """With ``--fanout`` and no gateway named (``--ws-url``): the reference gateway, started here and
+    stopped after (SIGTERM: every subscription still open gets a clean end); ``args.ws_url`` is set."""
+    if not args.fanout or args.ws_url:
+        yield
+        return
+    from ingestload.fanout.testing import run_gateway, ws_url
+
+    extra, env = _server_args(args)
+    with run_gateway(bootstrap, *extra, env=env) as gateway:
+        args.ws_url = ws_url(gateway)
+        print(f"ingestload: reference fan-out gateway at {args.ws_url}", flush=True)
+        yield
+
+
+def _locustfile(path: str | None, default: str = DEFAULT_LOCUSTFILE) -> Path:
     if path:
         candidate = Path(path)
         if not candidate.is_file():
             raise IngestloadError(f"--locustfile: no such file {path!r}")
         return candidate
-    local = Path(DEFAULT_LOCUSTFILE)
-    return local if local.is_file() else data_path(DEFAULT_LOCUSTFILE)
+    local = Path(default)
+    return local if local.is_file() else data_path(default)
 
 
 def _env_value(opt: Option, items: Sequence[str]) -> str:
@@ -181,17 +213,26 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
     catalogue = Catalogue.load(settings.catalogue)
     if settings.rate_profile:
         RateProfile.load(settings.rate_profile)  # its mistakes, before anything starts
-    locustfile = _locustfile(args.locustfile)
+    locustfile = _locustfile(args.locustfile, FANOUT_LOCUSTFILE if args.fanout else DEFAULT_LOCUSTFILE)
     topics = settings.topics(catalogue)
+    if args.fanout and not args.api_url:
+        args.no_api = True  # device → Kafka → gateway → subscriber
+    if args.subscribers is not None and not args.fanout:
+        raise IngestloadError("--subscribers: only with --fanout (live views of the fan-out gateway)")
+    if args.subscribers is not None and args.subscribers < 0:
+        raise IngestloadError(f"--subscribers: {args.subscribers} is not allowed; expected an integer ≥ 0")
 
     if not bootstrap_given:  # the user's --verifier-config still wins
         args.verifier_config = [*EMBEDDED_VERIFIER_CONFIG, *(args.verifier_config or [])]
 
-    with _kafka_for(bootstrap_given) as bootstrap, _api_for(args, bootstrap) as api_url:
+    with contextlib.ExitStack() as stack:
+        bootstrap = stack.enter_context(_kafka_for(bootstrap_given))
+        api_url = stack.enter_context(_api_for(args, bootstrap))
         settings = Settings.from_options(argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap}))
         config = settings.admin_config()
         if settings.create_topics:
             ensure_topics(config, topics, settings.partitions)
+        stack.enter_context(_gateway_for(args, bootstrap))
         start = high_watermarks(config, topics)
         run_id = settings.run_id or secrets.token_hex(8)
         args.run_id = run_id
@@ -202,23 +243,28 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
 
         # Through an API, users are its HTTP concurrency, sized as if the whole rate went that
         # way (idle users cost little; too few cap the rate); one Kafka user is plenty.
-        kafka_users = max(1, args.processes or 1)
+        # (--fanout's locustfile: one producer, fixed_count = 1; every other user is a subscriber)
+        kafka_users = 1 if args.fanout else max(1, args.processes or 1)
         # A batch path with {msgType} gets one request per type present in a take.
         shares = catalogue.type_shares() if settings.api_batch_per_type else None
         api_users = (
             api_users_for(settings.rate, settings.api_batch_size, MIN_API_USERS, shares) if api_url else 0
         )
-        users = args.users or kafka_users + api_users
+        subscribers = (
+            (DEFAULT_SUBSCRIBERS if args.subscribers is None else args.subscribers) if args.fanout else 0
+        )
+        users = args.users or kafka_users + api_users + subscribers
         command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
         if api_url:
             command += ["--host", api_url]
-        if not settings.rate_profile:  # a profile sizes its own user pool and ends the run itself
+        shaped = settings.rate_profile or settings.ws_subscriber_profile
+        if not shaped:  # a profile sizes its own user pool and ends the run itself
             command += ["-u", str(users), "-r", str(users)]
         if args.ui:
             command += ["--web-host", args.web_host, "--web-port", str(args.web_port)]
         else:
             command += ["--headless", "--only-summary"]
-            command += [] if settings.rate_profile else ["-t", args.run_time]
+            command += [] if shaped else ["-t", args.run_time]
         if args.processes:
             command += ["--processes", str(args.processes)]
         option_argv, option_env = _option_args(args, bootstrap)
@@ -236,6 +282,10 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         for topic in topics:
             print(f"  {topic:<{width}}  {counts.get(topic, 0):>12,}")
         print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
+        # Any locustfile with live views (--fanout's, or one of yours as in the kube component)
+        fanout = _fanout_from_verdict(args.verdict_file) if settings.verify else None
+        if fanout:
+            print(fanout)
         if settings.verify and args.ledger_file and Path(args.ledger_file).exists():
             print(f"Verdict and ledger: {reports}/")
             print(f"Judge the run again later: ingestload verify --ledger {args.ledger_file}")
@@ -249,6 +299,14 @@ def _counts_from_verdict(path: str | None) -> dict[str, int] | None:
     verdict = orjson.loads(Path(path).read_bytes())
     counts = verdict.get("seen_by_topic")
     return {str(k): int(v) for k, v in counts.items()} if counts is not None else None
+
+
+def _fanout_from_verdict(path: str | None) -> str | None:
+    """The fan-out verdict's headline from the verdict file, when it has one."""
+    if not path or not Path(path).exists():
+        return None
+    report = (orjson.loads(Path(path).read_bytes()).get("fanout") or {}).get("report")
+    return str(report).splitlines()[0] if report else None
 
 
 def _run_child(command: list[str], env: Mapping[str, str]) -> int:
@@ -379,6 +437,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--no-api", action="store_true", help="start no ingest API (for a Kafka-only locustfile)"
+    )
+    run.add_argument(
+        "--fanout",
+        action="store_true",
+        help=f"the last hop too: the reference fan-out gateway (unless --ws-url names one) and "
+        f"{FANOUT_LOCUSTFILE} (one producer + --subscribers live views); both verdicts",
+    )
+    run.add_argument(
+        "--subscribers",
+        type=int,
+        default=None,
+        help=f"with --fanout: subscribers (WebSocket live views) to start (default {DEFAULT_SUBSCRIBERS})",
     )
     for opt in OPTIONS:
         add_plain_argument(run, opt)

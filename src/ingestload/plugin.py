@@ -39,6 +39,7 @@ import gevent
 
 from ingestload import gctune
 from ingestload.errors import ConfigError, IngestloadError
+from ingestload.fanout.run import FanoutRun, is_subscriber_class
 from ingestload.http.client import IngestApiClient
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.producer import KafkaProducerClient
@@ -131,6 +132,10 @@ class ProcessState:
         self.verdict: dict[str, Any] | None = None
         self._concluded: str | None = None
         self._drained_sent: str | None = None
+        self.fanout: FanoutRun | None = None
+        """Subscriber windows and the fan-out verdict, when the locustfile has subscriber users."""
+        if any(is_subscriber_class(c) for c in environment.user_classes):
+            self.fanout = FanoutRun(environment, runner, self.role, settings)
 
     @property
     def senders(self) -> list[KafkaProducerClient | IngestApiClient]:
@@ -170,6 +175,8 @@ class ProcessState:
             events.worker_report.add_listener(self.on_worker_report)
         if self.role != "worker":
             events.quit.add_listener(lambda **_: self.on_quit())
+        if self.fanout is not None:
+            self.fanout.setup()
 
     def _ensure_client(self) -> KafkaProducerClient:
         """The process's producer client, rebuilt only when its settings changed."""
@@ -226,6 +233,8 @@ class ProcessState:
             if options is not None:
                 # The spawn message carries the master's custom options to every worker.
                 options.run_id = self.run_id
+        if self.fanout is not None:
+            self.fanout.on_test_start(self.run_id, self.settings)
         if self.role != "master" and self.paths:
             try:
                 self._ensure_senders()
@@ -285,8 +294,12 @@ class ProcessState:
             ledger = AckLedger(sender.ledger() for sender in self.senders)
             missing = set()
         self._concluded = self.run_id
+        # The subscribers drain to Kafka's end now that every producer has drained.
+        fanout = self.fanout.conclude() if self.fanout is not None else None
         if self.verification is not None:
             self.verdict = self.verification.conclude(ledger, missing)
+        if self.fanout is not None and fanout is not None:
+            self.verdict = self.fanout.publish(fanout, self.verdict)
 
     def drain_local(self) -> None:
         """Stop sending and wait for this process's last acknowledgements (no-op when done).
@@ -320,10 +333,11 @@ class ProcessState:
         """Last words: the verdict line again, below Locust's summary tables."""
         if self.role != "worker" and self.verdict is not None:
             verdict = self.verdict
-            reasons = "" if verdict["status"] == "PASS" else ": " + "; ".join(verdict.get("reasons") or [])
+            overall = verdict.get("overall") or verdict  # with subscribers: Kafka's and the fan-out's
+            reasons = "" if overall["status"] == "PASS" else ": " + "; ".join(overall.get("reasons") or [])
             sys.stdout.write(
-                f"\ningestload run {verdict.get('run_id')}: VERDICT {verdict['status']} "
-                f"(exit code {verdict['exit_code']}){reasons}\n"
+                f"\ningestload run {verdict.get('run_id')}: VERDICT {overall['status']} "
+                f"(exit code {overall['exit_code']}){reasons}\n"
             )
             sys.stdout.flush()
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ingestload.errors import ConfigError
+from ingestload.fanout.errors import FanoutError
+from ingestload.fanout.filters import FieldFilter
 from ingestload.kafka.config import (
     CONSUMER_DEFAULTS,
     PRODUCER_DEFAULTS,
@@ -236,6 +238,56 @@ OPTIONS: tuple[Option, ...] = (
         "the API's own request timeout (the reference API's: 15 s).",
         "S",
     ),
+    # -- the last hop: WebSocketSubscriberUser and the fan-out verdict --------------------------
+    Option(
+        "--ws-url",
+        "ws://127.0.0.1:8765/v1/stream",
+        "The fan-out gateway's WebSocket URL that WebSocketSubscriberUser connects to.",
+        "URL",
+    ),
+    Option(
+        "--ws-topics",
+        None,
+        "Topics every subscriber subscribes to, comma-separated; default: the run's topics "
+        "(the catalogue's, with --topic-prefix).",
+        "T1,T2",
+    ),
+    Option(
+        "--ws-filter",
+        None,
+        "Subscribers receive only messages whose field has one of these values, as FIELD=V1,V2 "
+        "(e.g. Header.ControllerType=LCE,GCE); default: every message of the topics.",
+        "FIELD=VALUES",
+    ),
+    Option(
+        "--ws-reconnect-every",
+        None,
+        "Connection churn: each subscriber ends its subscription cleanly and reconnects this often "
+        "(e.g. 20s); default: one connection for the whole run.",
+        "DURATION",
+    ),
+    Option(
+        "--ws-subscriber-profile",
+        None,
+        "A profile YAML (the rate profile's stages) whose values are subscribers: ramps the users of "
+        "the subscriber classes while the message rate follows --rate; the run ends with it.",
+        "PATH",
+    ),
+    Option("--max-missed", "0", "Fan-out deliveries missed (all subscribers) tolerated before FAIL.", "N"),
+    Option("--max-fanout-duplicated", "0", "Duplicate fan-out deliveries tolerated before FAIL.", "N"),
+    Option("--max-fanout-out-of-order", "0", "Fan-out deliveries out of order tolerated before FAIL.", "N"),
+    Option(
+        "--max-fanout-unexpected",
+        "0",
+        "Deliveries outside a subscription (another filter value, topic or window) tolerated before FAIL.",
+        "N",
+    ),
+    Option(
+        "--max-fanout-p99",
+        None,
+        "Highest acceptable fan-out latency p99 over all subscribers (e.g. 500ms); default: not judged.",
+        "DURATION",
+    ),
 )
 
 
@@ -344,6 +396,26 @@ class Settings:
     """Bearer token (never printed)."""
     api_timeout: float = 30.0
     """Seconds before a request's outcome is unknown."""
+    ws_url: str = "ws://127.0.0.1:8765/v1/stream"
+    """The fan-out gateway subscribers connect to."""
+    ws_topics: tuple[str, ...] | None = None
+    """Topics of every subscriber; ``None``: the run's topics."""
+    ws_filter: FieldFilter | None = None
+    """Subscribers' filter; ``None``: every message of their topics."""
+    ws_reconnect_every: float | None = None
+    """Seconds between a subscriber's clean reconnects (churn); ``None``: never."""
+    ws_subscriber_profile: str | None = None
+    """Profile file whose values are subscribers (:class:`~ingestload.fanout.shape.SubscriberShape`)."""
+    max_missed: int = 0
+    """Fan-out: missed deliveries tolerated."""
+    max_fanout_duplicated: int = 0
+    """Fan-out: duplicate deliveries tolerated."""
+    max_fanout_out_of_order: int = 0
+    """Fan-out: out-of-order deliveries tolerated."""
+    max_fanout_unexpected: int = 0
+    """Fan-out: deliveries outside a subscription tolerated."""
+    max_fanout_p99_ms: float | None = None
+    """Fan-out: highest acceptable latency p99 in ms; ``None``: not judged."""
 
     @classmethod
     def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
@@ -469,6 +541,7 @@ class Settings:
             api_timeout=_number(
                 "--api-timeout", raw["api_timeout"], float, minimum=0.001, what="seconds > 0"
             ),
+            **_fanout_settings(raw),
         )
 
     def topics(self, catalogue: Catalogue, paths: Iterable[str] = ("kafka", "api")) -> list[str]:
@@ -527,6 +600,68 @@ class Settings:
             + (f" kafka_config=[{props}]" if props else "")
             + (f" api_batch_size={self.api_batch_size}" if self.api_batch_size != 1 else "")
         )
+
+
+def _fanout_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The subscriber and fan-out verdict fields of :class:`Settings` from raw option values."""
+    url = str(raw["ws_url"]).strip()
+    if not re.fullmatch(r"ws://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"--ws-url: {url!r} must be a ws:// URL, e.g. ws://127.0.0.1:8765/v1/stream")
+    topics = None
+    if raw["ws_topics"] is not None and str(raw["ws_topics"]).strip():
+        topics = tuple(sorted({t.strip() for t in str(raw["ws_topics"]).split(",") if t.strip()}))
+        if not topics or not all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", t) for t in topics):
+            raise ConfigError(
+                f"--ws-topics: {raw['ws_topics']!r} must be comma-separated topic names, "
+                "e.g. gov-alarm,gov-fault"
+            )
+    p99 = _positive_duration("--max-fanout-p99", raw["max_fanout_p99"])
+    profile = str(raw["ws_subscriber_profile"]).strip() if raw["ws_subscriber_profile"] else None
+    if profile is not None and raw["rate_profile"]:
+        raise ConfigError(
+            f"--ws-subscriber-profile {profile} and --rate-profile {raw['rate_profile']}: give only one "
+            "(with subscribers ramping, the message rate is --rate)"
+        )
+    thresholds = {
+        dest: _number(f"--{dest.replace('_', '-')}", raw[dest], int, minimum=0, what="an integer ≥ 0")
+        for dest in (
+            "max_missed",
+            "max_fanout_duplicated",
+            "max_fanout_out_of_order",
+            "max_fanout_unexpected",
+        )
+    }
+    return {
+        "ws_url": url,
+        "ws_topics": topics,
+        "ws_filter": parse_ws_filter(raw["ws_filter"]),
+        "ws_reconnect_every": _positive_duration("--ws-reconnect-every", raw["ws_reconnect_every"]),
+        "ws_subscriber_profile": profile,
+        "max_fanout_p99_ms": None if p99 is None else p99 * 1000,
+        **thresholds,
+    }
+
+
+def parse_ws_filter(value: Any) -> FieldFilter | None:
+    """``"Header.ControllerType=LCE,GCE"`` → a :class:`~ingestload.fanout.filters.FieldFilter` (text
+    values; ``None`` or empty stays ``None``).
+
+    Example::
+
+        >>> parse_ws_filter("Header.ControllerType=LCE,GCE").to_json()
+        {'field': 'Header.ControllerType', 'in': ['GCE', 'LCE']}
+    """
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    field_name, sep, values = text.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not items:
+        raise ConfigError(f"--ws-filter: {text!r} is not FIELD=V1,V2…, e.g. Header.ControllerType=LCE,GCE")
+    try:
+        return FieldFilter.from_json({"field": field_name.strip(), "in": items})
+    except FanoutError as e:
+        raise ConfigError(f"--ws-filter: {text!r}: {e}") from None
 
 
 def parse_rate_split(value: Any) -> dict[str, float] | None:

@@ -1,4 +1,5 @@
-"""The public name of the rate-profile load shape, for locustfiles (see :mod:`ingestload.rate.shape`).
+"""The public names of the load shapes, for locustfiles: the rate profile's (see
+:mod:`ingestload.rate.shape`) and the subscribers' (see :mod:`ingestload.fanout.shape`).
 
 Example::
 
@@ -8,6 +9,7 @@ Example::
         profile = "mocks/profiles/knee.yaml"
 """
 
+from ingestload.fanout.shape import SubscriberShape
 from ingestload.rate.shape import RampingRateShape, user_capacity
 
-__all__ = ["RampingRateShape", "user_capacity"]
+__all__ = ["RampingRateShape", "SubscriberShape", "user_capacity"]

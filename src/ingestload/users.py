@@ -2,12 +2,15 @@
 
 Example locustfile::
 
-    from ingestload.users import IngestApiUser, KafkaProducerUser
+    from ingestload.users import IngestApiUser, KafkaProducerUser, WebSocketSubscriberUser
 
     class Devices(KafkaProducerUser):      # straight to Kafka
         pass
 
     class Gateways(IngestApiUser):         # through the ingest API (--host)
+        pass
+
+    class Views(WebSocketSubscriberUser):  # live views of a fan-out gateway (--ws-url)
         pass
 
 Run it with ``locust -f that_file.py --headless --rate 2775 -t 1m --host http://127.0.0.1:8080``.
@@ -20,10 +23,16 @@ from __future__ import annotations
 from locust import User, constant, task  # isort: skip
 from locust.contrib.fasthttp import FastHttpUser  # isort: skip
 
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gevent
 
+from ingestload.errors import IngestloadError
+from ingestload.fanout.client import ConnectionClosedError, NoConfirmationError, Subscriber
+from ingestload.fanout.filters import FieldFilter
+from ingestload.fanout.run import GAVE_UP, FanoutRun
 from ingestload.http.client import (
     OUTCOME_ACKED,
     OUTCOME_FAILED,
@@ -224,3 +233,184 @@ def _refused_connection(response: Any) -> bool:
 def _outcome(response: Any) -> str:
     """The ledger outcome of a single-message response."""
     return OUTCOME_FAILED if _refused_connection(response) else outcome_of(int(response.status_code or 0))
+
+
+class WebSocketSubscriberUser(User):
+    """One live view: connects to a fan-out gateway, subscribes, receives, and files every message.
+
+    Each user holds one WebSocket (``--ws-url``) with one subscription (``topics``, an optional
+    ``filter``), reads it cooperatively (gevent: hundreds per process) and files every message it
+    receives in its window's ledger. Each received message is a Locust request of type ``WS``
+    named after its topic, whose response time is the fan-out latency (envelope send time →
+    received); connecting counts as a ``WS subscribe`` request, a lost connection as a
+    ``WS connection`` failure (the user reconnects after ``reconnect_backoff`` seconds, in a new
+    window). At the stop every subscriber drains to Kafka's end offsets and ends its subscription
+    cleanly; the fan-out verdict judges every window (see :mod:`ingestload.fanout.run`). The user
+    count is the number of subscribers (``--ws-subscriber-profile`` ramps it).
+
+    Class attributes (each defaults to its option):
+
+    Example::
+
+        class AlarmViews(WebSocketSubscriberUser):
+            topics = ["gov-alarm"]                                     # --ws-topics
+            filter = {"field": "Header.ControllerType", "in": ["LCE"]}  # --ws-filter
+            reconnect_every = 30.0                                     # --ws-reconnect-every (churn)
+    """
+
+    abstract = True
+    ingestload_role = "subscriber"
+    """Marks a live view for ingestload (it sends nothing: no pacer, no share of the rate)."""
+    wait_time = constant(0)
+    url: str | None = None
+    """The gateway's WebSocket URL; default ``--ws-url``."""
+    topics: Sequence[str] | None = None
+    """Topics to subscribe to; default ``--ws-topics``, else the run's topics."""
+    filter: FieldFilter | Mapping[str, Any] | None = None
+    """A filter on a message field (wire form or :class:`FieldFilter`); default ``--ws-filter``."""
+    label: str | None = None
+    """The subscribe request's ``id`` (the gateway's stats show it; faults can target it)."""
+    reconnect_every: float | None = None
+    """Seconds between clean reconnects (connection churn); default ``--ws-reconnect-every``."""
+    reconnect_backoff = 1.0
+    """Seconds before connecting again after a failed or lost connection."""
+    read_pause = 0.0
+    """Seconds to pause after each read: a view that reads slowly (for slow-subscriber tests)."""
+    receive_buffer: int | None = None
+    """The socket's receive buffer in bytes (default: the kernel's)."""
+    pump_timeout = 0.25
+    """Longest single wait for data, so that the stop is noticed promptly."""
+    connect_timeout = 10.0
+    """Seconds to connect and get the subscription confirmed."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        fanout = state_of(environment).fanout
+        if fanout is None:  # pragma: no cover - the plugin makes one whenever such a class exists
+            raise RuntimeError("ingestload's fan-out state is missing; import ingestload.users first")
+        self.fanout: FanoutRun = fanout
+        settings = fanout.settings
+        self.ws_url = self.url or settings.ws_url
+        self.ws_topics = tuple(self.topics) if self.topics else fanout.topics()
+        chosen = self.filter if self.filter is not None else settings.ws_filter
+        self.ws_filter = FieldFilter.from_json(chosen) if isinstance(chosen, Mapping) else chosen
+        self.churn = self.reconnect_every if self.reconnect_every is not None else settings.ws_reconnect_every
+        self.subscriber: Subscriber | None = None
+        self._not_before = 0.0
+        self._churn_at = float("inf")
+        self._done = False
+
+    @task
+    def receive(self) -> None:
+        """Read what arrived (filing every message), reconnect when due; at the stop, finish."""
+        fanout = self.fanout
+        if fanout.end is not None:
+            self._conclude(fanout.end)
+            gevent.sleep(MAX_SLEEP)
+            return
+        subscriber = self.subscriber
+        if subscriber is None:
+            wait = self._not_before - time.monotonic()
+            if wait > 0:
+                gevent.sleep(min(wait, MAX_SLEEP))
+            else:
+                self._connect()
+            return
+        try:
+            subscriber.pump(self.pump_timeout)
+        except (ConnectionClosedError, OSError) as e:
+            self._lost(e)
+            return
+        finally:
+            fanout.stats.flush()
+        if self.read_pause:
+            gevent.sleep(self.read_pause)
+        if time.monotonic() >= self._churn_at:
+            self._end_window()
+
+    def _connect(self) -> None:
+        fanout = self.fanout
+        ledger = fanout.new_ledger(self.ws_topics, self.ws_filter, self.label)
+        fanout.busy.add(self)
+        started = time.monotonic()
+        try:
+            self.subscriber = Subscriber.connect(
+                self.ws_url,
+                ledger.subscriber,
+                ledger.topics,
+                self.ws_filter,
+                label=self.label,
+                timeout=self.connect_timeout,
+                ledger=ledger,
+                receive_buffer=self.receive_buffer,
+            )
+        except (NoConfirmationError, ConnectionClosedError) as e:
+            # The subscribe request went out: the gateway may hold a window nobody can judge.
+            ledger.disconnected()
+            self._failed("subscribe", e)
+            return
+        except (OSError, IngestloadError) as e:  # refused, no handshake, or the gateway said no
+            fanout.forget(ledger)
+            self._failed("subscribe", e)
+            return
+        fanout.stats.fire("subscribe", (time.monotonic() - started) * 1000)
+        self._churn_at = time.monotonic() + self.churn if self.churn else float("inf")
+
+    def _failed(self, name: str, error: BaseException) -> None:
+        self.fanout.stats.fire(name, 0.0, error)
+        self.fanout.busy.discard(self)
+        self.subscriber = None
+        self._not_before = time.monotonic() + self.reconnect_backoff
+
+    def _lost(self, error: BaseException) -> None:
+        """The connection ended without a clean end: the window is broken (its ledger says so)."""
+        if self.subscriber is not None:
+            self.subscriber.close()
+        self._failed("connection", error)
+
+    def _end_window(self) -> None:
+        """Churn: end this subscription cleanly (an exact window); the next one starts right away."""
+        subscriber = self.subscriber
+        if subscriber is None:
+            return
+        try:
+            subscriber.finish(timeout=self.connect_timeout)
+        except (ConnectionClosedError, OSError) as e:
+            self._lost(e)
+            return
+        subscriber.close()
+        self.subscriber = None
+        self.fanout.busy.discard(self)
+        self.fanout.stats.flush()
+
+    def _conclude(self, end: Mapping[Any, int]) -> None:
+        """The stop: receive up to Kafka's end offsets (the gateway vouches), then finish cleanly."""
+        if self._done:
+            return
+        self._done = True
+        subscriber = self.subscriber
+        try:
+            if subscriber is not None:
+                remaining = max(0.0, self.fanout.end_deadline - time.monotonic())
+                if subscriber.drain(end, remaining):
+                    subscriber.finish(timeout=max(1.0, self.fanout.end_deadline - time.monotonic()))
+                else:
+                    subscriber.ledger.gave_up(GAVE_UP)
+                subscriber.close()
+        except (ConnectionClosedError, OSError) as e:
+            self.fanout.stats.fire("connection", 0.0, e)
+            if subscriber is not None:
+                subscriber.close()
+        finally:
+            self.subscriber = None
+            self.fanout.busy.discard(self)
+            self.fanout.stats.flush()
+
+    def on_stop(self) -> None:
+        """Stopped during the test (fewer users, a rebalance): end the window cleanly if possible."""
+        if self.subscriber is not None and not self._done:
+            self._end_window()
+        if self.subscriber is not None:
+            self.subscriber.close()
+            self.subscriber = None
+        self.fanout.busy.discard(self)

@@ -1,10 +1,16 @@
 """A fan-out gateway of the test's own: protocol v1 in a few dozen lines, misbehaving on purpose.
 
 It shares no code with ``ingestload fanout``: one consumer by assignment, one frame per message,
-no queues, no filters. With ``SKIP_EVERY`` > 0 it silently skips every Nth message it would push
-to the subscriber whose ``id`` is ``victim``.
+no queues, no filters, whatever topics a subscriber asks for it serves its one topic. Every push
+is a synchronous write (``broadcast`` to one connection), so that a subscription confirmed between
+two messages starts exactly after the first, and a progress frame never overtakes a push. With
+``SKIP_EVERY`` > 0 it silently skips every Nth message it would push to each subscriber whose
+``id`` is ``VICTIM`` (default ``victim``) and says so on stdout, one line per skip, so that a test
+knows the truth from what was injected:
 
-    python own_gateway.py PORT BOOTSTRAP TOPIC SKIP_EVERY       # prints "ready" once it listens
+    python own_gateway.py PORT BOOTSTRAP TOPIC SKIP_EVERY [VICTIM]   # prints "ready" once it listens
+    …
+    skipped victim TOPIC PARTITION OFFSET
 """
 
 import asyncio
@@ -12,10 +18,10 @@ import sys
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
-from websockets.asyncio.server import serve
+from websockets.asyncio.server import broadcast, serve
 
 
-async def main(port: int, bootstrap: str, topic: str, skip_every: int) -> None:
+async def main(port: int, bootstrap: str, topic: str, skip_every: int, victim: str) -> None:
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "own-gateway", "enable.auto.commit": False}
     )
@@ -44,11 +50,13 @@ async def main(port: int, bootstrap: str, topic: str, skip_every: int) -> None:
                     "envelope": envelope.hex() if envelope else None,
                     "value": orjson.loads(m.value()),
                 }
-                frame = orjson.dumps({"type": "messages", "messages": [item]}).decode()
+                frame = orjson.dumps({"type": "messages", "messages": [item]})
                 for ws, state in list(subscribers.items()):
                     state[1] += 1
-                    if not (skip_every and state[0] == "victim" and state[1] % skip_every == 0):
-                        await ws.send(frame)
+                    if skip_every and state[0] == victim and state[1] % skip_every == 0:
+                        print(f"skipped {victim} {topic} {m.partition()} {m.offset()}", flush=True)
+                        continue
+                    broadcast([ws], frame, text=True)
                 positions[m.partition()] = m.offset() + 1  # after everyone got it: progress stays true
 
     async def handler(ws: object) -> None:
@@ -78,4 +86,5 @@ async def main(port: int, bootstrap: str, topic: str, skip_every: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    victim = sys.argv[5] if len(sys.argv) > 5 else "victim"
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), victim))

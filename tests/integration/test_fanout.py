@@ -361,3 +361,14 @@ def test_a_gateway_of_the_tests_own_is_judged_exactly(kafka, topic, skip_every, 
     assert (by_name["victim"].missed, by_name["bystander"].missed) == (victim_missed, 0)
     assert by_name["victim"].expected == by_name["bystander"].expected == 300
     assert verdict.status == (FAIL if victim_missed else PASS), verdict.report()
+
+
+def test_end_offsets_are_the_true_ends_not_the_brokers_listoffsets(kafka, topic):
+    """topic_end_offsets (what subscribers drain to at a stop) equals the next offset after the last delivered
+    record of every partition, batches of many records included; an empty partition ends at 0."""
+    from ingestload.kafka.admin import topic_end_offsets
+
+    landed = produce(kafka, topic, 250)
+    ends = topic_end_offsets({"bootstrap.servers": kafka}, [topic])
+    truth = end_of(topic, landed)
+    assert ends == {(topic, p): truth.get((topic, p), 0) for p in range(3)}

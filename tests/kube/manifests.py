@@ -5,7 +5,8 @@
 
 Besides each overlay, the optional components are rendered on top of the ci overlay (they use
 APIs that Kubernetes 1.20 lacks — autoscaling/v2, policy/v1 — so only these offline checks see
-them; the overlays themselves are also applied to a real 1.20 cluster by ``make test-kube``).
+them; the overlays themselves are also applied to a real 1.20 cluster by ``make test-kube``),
+and the fan-out gateway on top of local, as a user tries the last hop in a cluster.
 """
 
 from __future__ import annotations
@@ -49,11 +50,15 @@ def render_with_components(base: Path, parts: list[Path]) -> str:
 
 
 def renderings() -> dict[str, str]:
-    """Every rendering to check: each overlay, and ci with all optional components."""
+    """Every rendering to check: each overlay, ci with all optional components, and local (the
+    reference pipeline in the cluster) with the fan-out gateway."""
     rendered = {overlay.name: kustomize(overlay) for overlay in overlays()}
     optional = [c for c in components() if c.name != "reference-pipeline"]
     rendered["ci+" + "+".join(c.name for c in optional)] = render_with_components(
         KUBE / "overlays" / "ci", optional
+    )
+    rendered["local+fanout-gateway"] = render_with_components(
+        KUBE / "overlays" / "local", [KUBE / "components" / "fanout-gateway"]
     )
     return rendered
 

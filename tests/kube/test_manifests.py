@@ -90,3 +90,111 @@ def test_the_ci_master_is_a_job_that_never_retries_and_workers_drain_in_time(
     )
     drain = float(settings["data"]["INGESTLOAD_DRAIN_TIMEOUT"])
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain
+
+
+def fanout_renderings(rendered: dict[str, str]) -> dict[str, str]:
+    return {name: text for name, text in rendered.items() if "fanout-gateway" in name}
+
+
+def config_map(docs: dict[tuple[str, str], dict], prefix: str) -> dict:
+    return next(d for (kind, n), d in docs.items() if kind == "ConfigMap" and n.startswith(prefix))
+
+
+def test_the_fanout_component_adds_a_gateway_that_the_subscribers_point_at(rendered: dict[str, str]) -> None:
+    """With the fanout-gateway component (on ci and on local): a gateway Deployment (ingestload
+    fanout, ready on /readyz) and its Service, the settings' INGESTLOAD_WS_URL naming that Service
+    and port, a locustfile with subscriber users, and a master Job that waits for the gateway
+    besides what it waited for before; no overlay without the component gets any of these."""
+    assert {"local+fanout-gateway"} < set(fanout_renderings(rendered))
+    for name, text in fanout_renderings(rendered).items():
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(text)}
+        container = docs[("Deployment", "ingestload-fanout")]["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == ["ingestload", "fanout"], name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        service = docs[("Service", "ingestload-fanout")]["spec"]["ports"][0]
+        assert service["targetPort"] == container["ports"][0]["name"], name
+        settings = config_map(docs, "ingestload-settings")
+        assert settings["data"]["INGESTLOAD_WS_URL"] == f"ws://ingestload-fanout:{service['port']}/v1/stream"
+        assert "WebSocketSubscriberUser" in config_map(docs, "ingestload-locustfile")["data"]["locustfile.py"]
+        master = docs[("Job", "ingestload-master")]["spec"]["template"]["spec"]["containers"][0]
+        waits = {
+            e["name"]: e.get("value") for e in master["env"] if e["name"].startswith("INGESTLOAD_JOB_WAIT")
+        }
+        assert (
+            waits["INGESTLOAD_JOB_WAIT_FOR_GATEWAY"] == f"http://ingestload-fanout:{service['port']}/readyz"
+        )
+        if name.startswith("local"):  # the reference pipeline's wait is kept, not replaced
+            assert "tcp://ingestload-broker:9092" in waits["INGESTLOAD_JOB_WAIT_FOR"]
+    for overlay in ("ci", "local", "ui", "external-kafka"):
+        assert "ingestload-fanout" not in rendered[overlay]
+        assert "WebSocketSubscriberUser" not in rendered[overlay]
+
+
+def test_the_fanout_gateway_reads_its_settings_from_what_the_component_gives_it(
+    rendered: dict[str, str],
+) -> None:
+    """The gateway container's environment (the run's settings ConfigMap and its own variables)
+    parses as valid ``ingestload fanout`` settings: the cluster's Kafka, all interfaces, the port
+    its Service targets; nothing in it is refused."""
+    from ingestload.fanout.config import FanoutSettings
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(rendered["local+fanout-gateway"])}
+    container = docs[("Deployment", "ingestload-fanout")]["spec"]["template"]["spec"]["containers"][0]
+    environ = {
+        **config_map(docs, "ingestload-settings")["data"],
+        **{e["name"]: e["value"] for e in container["env"]},
+    }
+    settings = FanoutSettings.from_args([], environ=environ)
+    assert settings.kafka.kafka_bootstrap == "ingestload-broker:9092"
+    assert not settings.embedded_broker
+    assert (settings.host, settings.port) == ("0.0.0.0", container["ports"][0]["containerPort"])
+
+
+def test_the_fanout_locustfile_puts_every_kind_of_user_on_every_worker(rendered: dict[str, str]) -> None:
+    """With the ci overlay's users and workers, Locust's own dispatcher gives each worker a Kafka
+    producer, API users and live views (a worker without a Kafka user would send nothing there)."""
+    from locust.dispatch import UsersDispatcher
+    from locust.runners import WorkerNode
+
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in documents(rendered["local+fanout-gateway"])}
+    namespace: dict[str, object] = {"__name__": "kube_fanout_locustfile"}
+    exec(
+        compile(config_map(docs, "ingestload-locustfile")["data"]["locustfile.py"], "locustfile.py", "exec"),
+        namespace,
+    )
+    classes = [
+        c for c in namespace.values() if isinstance(c, type) and c.__module__ == "kube_fanout_locustfile"
+    ]
+    master = config_map(docs, "ingestload-master")["data"]
+    workers = [WorkerNode(str(i)) for i in range(int(master["LOCUST_EXPECT_WORKERS"]))]
+    dispatcher = UsersDispatcher(worker_nodes=workers, user_classes=classes)
+    users = int(master["INGESTLOAD_JOB_USERS"])
+    dispatcher.new_dispatch(target_user_count=users, spawn_rate=users)
+    dispatcher._wait_between_dispatch = 0
+    final = list(dispatcher)[-1]
+    assert {"Controllers", "Gateways", "LiveViews"} == {c.__name__ for c in classes}
+    for worker, counts in final.items():
+        assert all(counts[c.__name__] >= 1 for c in classes), (worker, counts)
+
+
+def test_the_job_waits_for_every_address_each_component_names() -> None:
+    """ingestload-job's addresses: INGESTLOAD_JOB_WAIT_FOR and every INGESTLOAD_JOB_WAIT_FOR_*, once
+    each; the timeout variable and unrelated ones are not addresses."""
+    import importlib.machinery
+    import importlib.util
+
+    from tests.kube.manifests import KUBE
+
+    loader = importlib.machinery.SourceFileLoader("ingestload_job", str(KUBE / "image" / "ingestload-job"))
+    spec = importlib.util.spec_from_loader("ingestload_job", loader)
+    assert spec is not None
+    job = importlib.util.module_from_spec(spec)
+    loader.exec_module(job)
+    environ = {
+        "INGESTLOAD_JOB_WAIT_FOR": "tcp://b:9092 http://a:8080/readyz",
+        "INGESTLOAD_JOB_WAIT_FOR_GATEWAY": "http://g:8765/readyz tcp://b:9092",
+        "INGESTLOAD_JOB_WAIT_TIMEOUT": "300",
+        "INGESTLOAD_WS_URL": "ws://g:8765/v1/stream",
+    }
+    assert job.wait_addresses(environ) == ["tcp://b:9092", "http://a:8080/readyz", "http://g:8765/readyz"]
+    assert job.wait_addresses({}) == []

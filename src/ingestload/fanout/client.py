@@ -48,10 +48,22 @@ class ConnectionClosedError(FanoutError):
         self.reason = reason
 
 
+class NoConfirmationError(FanoutError, TimeoutError):
+    """The subscribe request was sent and neither a confirmation nor a refusal came in time: the
+    gateway may hold a window the subscriber does not know."""
+
+
 class WebSocketConnection:
     """One client WebSocket over a blocking socket (gevent-cooperative once patched)."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, max_size: int | None = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        max_size: int | None = 64 * 1024 * 1024,
+        receive_buffer: int | None = None,
+    ) -> None:
         from websockets.client import ClientProtocol
         from websockets.uri import parse_uri
 
@@ -60,7 +72,18 @@ class WebSocketConnection:
             raise FanoutError(f"{url}: wss:// is not supported by this client yet; use ws://")
         self.url = url
         self.protocol = ClientProtocol(uri, max_size=max_size)
-        self.sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
+        if receive_buffer is None:
+            self.sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
+        else:  # a small kernel buffer (set before connecting) makes a slow reader push back sooner
+            family = socket.getaddrinfo(uri.host, uri.port, type=socket.SOCK_STREAM)[0][0]
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect((uri.host, uri.port))
+            except BaseException:
+                self.sock.close()
+                raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._messages: list[bytes] = []
         self._fragments: list[bytes] = []
@@ -192,10 +215,17 @@ class Subscriber:
         *,
         label: str | None = None,
         timeout: float = 10.0,
+        ledger: SubscriberLedger | None = None,
+        receive_buffer: int | None = None,
     ) -> Subscriber:
-        """Connect, subscribe, and wait for the confirmation (its window's start)."""
-        ledger = SubscriberLedger(name, topics, filter)
-        connection = WebSocketConnection(url, timeout=timeout)
+        """Connect, subscribe, and wait for the confirmation (its window's start).
+
+        ``ledger``: file into this one (e.g. a subclass that also feeds Locust's stats) instead of
+        a new ``SubscriberLedger(name, topics, filter)``; ``receive_buffer``: the socket's
+        ``SO_RCVBUF`` in bytes (default: the kernel's, auto-tuned).
+        """
+        ledger = SubscriberLedger(name, topics, filter) if ledger is None else ledger
+        connection = WebSocketConnection(url, timeout=timeout, receive_buffer=receive_buffer)
         subscriber = cls(connection, ledger, label)
         try:
             connection.send(protocol.subscribe_request(ledger.topics, filter, label))
@@ -203,7 +233,7 @@ class Subscriber:
             while ledger.state != "open":
                 frame = subscriber.next_frame(max(0.0, deadline - time.monotonic()))
                 if frame is None:
-                    raise TimeoutError(f"{url}: no subscription confirmation within {timeout:g}s")
+                    raise NoConfirmationError(f"{url}: no subscription confirmation within {timeout:g}s")
                 if frame["type"] == "error":
                     raise FanoutError(
                         f"{url}: subscribe refused: {frame.get('error')}: {frame.get('detail')}"

@@ -137,6 +137,14 @@ class SubscriberLedger:
         if self.state == OPEN:
             self.state = BROKEN
 
+    def gave_up(self, reason: str) -> None:
+        """The subscriber stopped listening before the gateway vouched for the window's end (its
+        drain timed out): as for a lost connection, the end is unknown beyond the last ``progress``,
+        and ``reason`` says why."""
+        if self.state == OPEN:
+            self.state = BROKEN
+            self.end_reason = reason
+
     def record(
         self, topic: str, partition: int, offset: int, sent_at_us: int | None, received_us: int
     ) -> None:

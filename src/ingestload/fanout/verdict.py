@@ -161,7 +161,7 @@ class FanoutVerdict:
         t = self.totals
         return (
             f"FANOUT VERDICT: {self.status}  subscribers={self.subscribers:,} expected={t['expected']:,} "
-            f"received={t['received']:,} missed={t['missed']:,} (dropped {t['dropped']:,}) "
+            f"delivered={t['received']:,} missed={t['missed']:,} (dropped {t['dropped']:,}) "
             f"duplicated={t['duplicated']:,} out_of_order={t['out_of_order']:,} "
             f"unexpected={t['unexpected']:,}"
         )
@@ -177,8 +177,9 @@ class FanoutVerdict:
         lines.append(f"  fan-out latency: {self.latency.describe()}")
         for topic, counts in sorted(self.per_topic.items()):
             lines.append(
-                f"  {topic}: expected={counts['expected']:,} missed={counts['missed']:,} "
-                f"duplicated={counts['duplicated']:,} latency {self.latency_per_topic[topic].describe()}"
+                f"  {topic}: expected={counts['expected']:,} delivered={counts['received']:,} "
+                f"missed={counts['missed']:,} duplicated={counts['duplicated']:,} "
+                f"out_of_order={counts['out_of_order']:,} latency {self.latency_per_topic[topic].describe()}"
             )
         bad = sorted(
             (
@@ -221,7 +222,8 @@ def judge_one(
     if ledger.state == PENDING:
         unknown.append("its subscription was never confirmed")
     elif ledger.state == BROKEN:
-        unknown.append("its connection ended without a clean unsubscribe; judged up to its last progress")
+        why = ledger.end_reason or "its connection ended without a clean unsubscribe"
+        unknown.append(f"{why}; judged up to its last progress")
     matches = expected.matches.get(ledger.key, {})
     for tp, start in sorted(ledger.start.items()):
         topic = tp[0]

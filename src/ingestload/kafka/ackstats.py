@@ -127,18 +127,7 @@ class AckStats:
         """A StatsEntry holding what one request event per message would have logged at ``now``."""
         latencies = map(Message.latency, messages)
         times: list[Any] = [latency * 1000.0 if latency is not None else 0.0 for latency in latencies]
-        entry = StatsEntry(stats, topic, self.request_type)
-        entry.start_time = now
-        entry.last_request_timestamp = now
-        entry.num_requests = len(messages)
-        entry.num_reqs_per_sec[int(now)] = len(messages)
-        # Locust annotates response times as int; it logs whatever the event carried (floats here).
-        entry.total_response_time = sum(times)
-        entry.min_response_time = min(times)
-        entry.max_response_time = max(times)
-        entry.total_content_length = sum(map(len, messages))
-        entry.response_times = dict(bucket_counts(times))
-        return entry
+        return stats_entry(stats, topic, self.request_type, times, sum(map(len, messages)), now)
 
     def _call_each(self, listeners: list[Callable[..., Any]], pending: dict[str, list[Any]]) -> None:
         """Call ``listeners`` once per message, with what a request event carries."""
@@ -155,6 +144,27 @@ class AckStats:
                     exception=None,
                     context=_NO_CONTEXT,
                 )
+
+
+def stats_entry(
+    stats: Any, name: str, request_type: str, times: list[Any], content_length: int, now: float, none: int = 0
+) -> StatsEntry:
+    """A StatsEntry holding what one request event per response time in ``times`` (ms), plus ``none``
+    events without one, would have logged at ``now``; ``content_length`` is their bytes together."""
+    entry = StatsEntry(stats, name, request_type)
+    entry.start_time = now
+    entry.last_request_timestamp = now
+    entry.num_requests = len(times) + none
+    entry.num_none_requests = none
+    entry.num_reqs_per_sec[int(now)] = len(times) + none
+    entry.total_content_length = content_length
+    if times:
+        # Locust annotates response times as int; it logs whatever the event carried (floats here).
+        entry.total_response_time = sum(times)
+        entry.min_response_time = min(times)
+        entry.max_response_time = max(times)
+        entry.response_times = dict(bucket_counts(times))
+    return entry
 
 
 def call_listeners(listeners: list[Callable[..., Any]], **kwargs: Any) -> None:

@@ -123,6 +123,19 @@ def high_watermarks(config: Mapping[str, str], topics: Iterable[str], timeout: f
         consumer.close()
 
 
+def topic_end_offsets(config: Mapping[str, str], topics: Iterable[str], *, timeout: float = 15.0) -> Offsets:
+    """:func:`end_offsets` of every partition of ``topics`` now; missing topics are skipped.
+
+    Raises :class:`~ingestload.errors.IngestloadError` when a partition gives no end within ``timeout``.
+    """
+    consumer = reader(config, "end-offsets")
+    try:
+        partitions = topic_partitions(consumer, topics, timeout)
+    finally:
+        consumer.close()
+    return end_offsets(config, partitions, timeout)
+
+
 def read_to_end(
     config: Mapping[str, str],
     topics: Iterable[str],

@@ -119,20 +119,23 @@ def add_latency_rows(stats: Any, latency: Mapping[str, Mapping[str, int]], now: 
         stats.entries[(topic, E2E)].extend(entry)
 
 
-def add_anomaly_errors(stats: Any, counts: Mapping[tuple[str, str], int], now: float) -> None:
-    """Record anomalies ((topic, kind) → count) as failures of the ``E2E`` rows and in Locust's errors."""
+def add_anomaly_errors(
+    stats: Any, counts: Mapping[tuple[str, str], int], now: float, request_type: str = E2E
+) -> None:
+    """Record anomalies ((topic, kind) → count) as failures of the ``E2E`` rows (or another request
+    type's, e.g. the fan-out's ``WS``) and in Locust's errors."""
     from locust.stats import StatsError
 
     for (topic, kind), count in counts.items():
         if count <= 0:
             continue
-        entry = stats.entries[(topic, E2E)]
+        entry = stats.entries[(topic, request_type)]
         entry.num_failures += count
         entry.num_fail_per_sec[int(now)] += count
-        key = StatsError.create_key(E2E, topic, kind)
+        key = StatsError.create_key(request_type, topic, kind)
         error = stats.errors.get(key)
         if error is None:
-            error = stats.errors[key] = StatsError(E2E, topic, kind, 0)
+            error = stats.errors[key] = StatsError(request_type, topic, kind, 0)
         error.occurrences += count
 
 
