@@ -405,12 +405,15 @@ class ProcessState:
     # -- drain protocol ---------------------------------------------------------------
 
     def drain_workers(self) -> None:
-        """Master: ask every live worker to drain and wait for all answers."""
+        """Master: ask every live worker that has not answered yet to drain, and wait for all answers.
+
+        A worker that left during the run (a pod deleted, scaled in: it drains on SIGTERM and sends
+        its final ledger on its way out) has answered already; its ledger counts.
+        """
         from locust.runners import STATE_MISSING
 
         expected = {c.id for c in self.runner.clients.values() if c.state != STATE_MISSING}
-        self.drained.clear()
-        for worker_id in expected:
+        for worker_id in expected - self.drained:
             self.runner.send_message(MSG_DRAIN, {"run_id": self.run_id}, client_id=worker_id)
         deadline = time.monotonic() + self.settings.drain_timeout + DRAIN_GRACE
         while not expected <= self.drained and time.monotonic() < deadline:

@@ -84,6 +84,6 @@ def test_a_clean_broker_restart_is_no_false_alarm(prefix, root, tmp_path):
         try:
             done = kafka_run(root, proxy.address, prefix, verdict_file)
         finally:
-            cutter.join(30)
-        assert cutter.successful(), cutter.exception
+            cutter.join(70)
+        assert cutter.successful(), (cutter.exception, describe_output(done))
         assert_clean_pass(done, verdict_file, proxy.address, prefix)

@@ -178,20 +178,28 @@ def test_broker_restart_mid_run_fails_with_the_exact_loss(prefix, root, tmp_path
     assert (v["status"], v["lost"]) == ("FAIL", expected)
 
 
-def test_killed_worker_makes_the_verdict_inconclusive(kafka, prefix, root, tmp_path):
-    """A worker killed mid-run never reports its ledger: INCONCLUSIVE (exit 4), never PASS."""
+@pytest.mark.parametrize(
+    ("signal_", "outcome"),
+    [(signal.SIGKILL, "INCONCLUSIVE"), (signal.SIGTERM, "PASS")],
+    ids=["killed", "stopped"],
+)
+def test_a_worker_that_leaves_mid_run(kafka, prefix, root, tmp_path, signal_, outcome):
+    """A worker killed mid-run never reports its ledger: INCONCLUSIVE (exit 4), never PASS. One
+    stopped (SIGTERM, as Kubernetes stops a pod) drains and sends its ledger on its way out: the
+    verdict counts it, exactly — PASS, every acknowledged message of both workers in Kafka."""
     verdict_file = tmp_path / "v.json"
+    topics = Catalogue.load().topics(prefix)
     port = str(free_port())
     worker = locust_command(root / "locustfiles" / "kafka.py", "--worker", "--master-port", port)
     workers = [
         subprocess.Popen(worker, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in "ab"
     ]
 
-    def kill_one() -> None:  # once the run is under way
-        wait_for_records(kafka, Catalogue.load().topics(prefix), 2_000)
-        workers[0].send_signal(signal.SIGKILL)
+    def stop_one() -> None:  # once the run is under way
+        wait_for_records(kafka, topics, 2_000)
+        workers[0].send_signal(signal_)
 
-    killer = gevent.spawn(kill_one)
+    stopper = gevent.spawn(stop_one)
     try:
         done = run_locust(
             root / "locustfiles" / "kafka.py",
@@ -202,12 +210,18 @@ def test_killed_worker_makes_the_verdict_inconclusive(kafka, prefix, root, tmp_p
             "--drain-timeout 5",
         )
     finally:
-        killer.join(30)
+        stopper.join(30)
         for w in workers:
             if w.poll() is None:
                 w.wait(20)
-    assert killer.successful(), killer.exception
-    assert done.returncode == 4, describe_output(done)
+    assert stopper.successful(), stopper.exception
     v = verdict_of(verdict_file)
-    assert v["status"] == "INCONCLUSIVE"
-    assert any("never reported" in r for r in v["reasons"]), v["reasons"]
+    if outcome == "INCONCLUSIVE":
+        assert done.returncode == 4, describe_output(done)
+        assert v["status"] == "INCONCLUSIVE"
+        assert any("never reported" in r for r in v["reasons"]), v["reasons"]
+    else:
+        assert done.returncode == 0, describe_output(done)
+        in_kafka = read_copies(kafka, topics, v["run_id"])
+        assert (v["status"], v["producers"]) == ("PASS", 2)
+        assert v["acked"] == v["seen"] == len(in_kafka) == len({(c.producer, c.seq) for c in in_kafka})

@@ -120,7 +120,7 @@ def test_deleting_a_worker_pod_mid_run_is_never_a_false_pass(kube: Kube, namespa
     if verdict["status"] == "PASS":
         assert outcome.exit_code == 0
         assert victim in hosts, "PASS without the deleted worker's ledger"
-        assert verdict["acked"] == held["distinct"]
+        assert verdict["acked"] + verdict["recovered"] == held["distinct"]  # unknowns that landed too
     else:
         assert (verdict["status"], outcome.exit_code) == ("INCONCLUSIVE", 4), outcome.log[-4000:]
         assert any(victim in reason for reason in verdict["reasons"]), verdict["reasons"]

@@ -186,6 +186,47 @@ def read_partitions(
         consumer.close()
 
 
+def end_offsets(
+    config: Mapping[str, str], partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+) -> Offsets:
+    """The end (high watermark) of each partition now, as a fetch at its end reports it.
+
+    A ListOffsets answer is not enough (the embedded broker answers it with the start of its last
+    record batch), and a busy consumer's last fetch response may be old. So a consumer of its own
+    reads from the end of each partition until each reports its end: that end-of-partition event
+    carries the high watermark of a fetch made now. Raises
+    :class:`~ingestload.errors.IngestloadError` when Kafka does not answer within ``timeout``.
+    """
+    from confluent_kafka import OFFSET_END, KafkaError, TopicPartition
+
+    wanted = sorted(set(partitions))
+    ends: Offsets = {}
+    if not wanted:
+        return ends
+    consumer = reader(config, "ends", **{"fetch.min.bytes": "1", "fetch.wait.max.ms": "10"})
+    try:
+        consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in wanted])
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(wanted):
+            if time.monotonic() > deadline:
+                missing = ", ".join(f"{t}[{p}]" for t, p in wanted if (t, p) not in ends)
+                raise IngestloadError(f"no end reported within {timeout:g}s for {missing}")
+            for message in consumer.consume(1000, 0.1):
+                error = message.error()
+                if error is None:
+                    continue  # records written since the end was looked up: its end comes next
+                key = (message.topic(), message.partition())
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ends[key] = int(message.offset())
+                else:
+                    raise IngestloadError(
+                        f"reading the end of {key[0]}[{key[1]}]: {scrub(str(error), config)}"
+                    )
+        return ends
+    finally:
+        consumer.close()
+
+
 def records_at(
     config: Mapping[str, str], wanted: Iterable[tuple[tuple[str, int], int]], timeout: float = 10.0
 ) -> dict[tuple[tuple[str, int], int], Any]:

@@ -39,6 +39,7 @@ from typing import Any
 from ingestload.errors import IngestloadError
 from ingestload.kafka.admin import (
     Offsets,
+    end_offsets,
     high_watermarks,
     read_partitions,
     reader,
@@ -238,27 +239,13 @@ class VerificationRun:
         }
 
     def end_offsets(self) -> Offsets | None:
-        """Each assigned partition's end now, or ``None`` while one is not known yet.
-
-        The end is the larger of the high watermark from the latest fetch response and the one a
-        ListOffsets request returns. The fetch response's is needed: the embedded broker answers
-        ListOffsets with the start of its last record batch (too low), and a partition not fetched
-        yet has none.
-        """
-        from confluent_kafka import TopicPartition
-
-        ends: Offsets = {}
-        for key in sorted(self.assigned):
-            tp = TopicPartition(*key)
-            _, fetched = self.consumer.get_watermark_offsets(tp, cached=True)
-            if fetched < 0:
-                return None
-            try:
-                _, listed = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
-            except Exception:  # not answered now: the next look will tell
-                return None
-            ends[key] = max(fetched, listed)
-        return ends
+        """Each assigned partition's end now (see :func:`~ingestload.kafka.admin.end_offsets`: a
+        fetch at the end, made now), or ``None`` when Kafka did not tell (the next look will)."""
+        try:
+            return end_offsets(self.config, self.assigned)
+        except IngestloadError as e:
+            log.debug("end offsets not known yet: %s", e)
+            return None
 
     def reached(self, ends: Offsets) -> bool:
         """Every partition has been read to its end in ``ends``. A position past the high watermark of
