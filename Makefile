@@ -4,17 +4,31 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RATE   ?= 2775
+VENDOR := src/ingestload/webui/static/vendor
+UPLOT  := $(VENDOR)/uPlot.iife.min.js
 
 .PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout fanout-run \
 	lint clean kube-render kube-validate kube-image test-kube
 
-install: $(STAMP)
+install: $(STAMP) $(UPLOT)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+## The rate chart's library (uPlot, pinned in package.json / package-lock.json) from the npm registry,
+## copied into the package (src/ingestload/webui/static/vendor/, not in git) so that wheels and the image carry it.
+$(UPLOT): package.json package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  echo "make: npm not found: the web UI's rate chart needs it (apt-get install -y npm); the rest works without"; \
+	else \
+	  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  && mkdir -p $(VENDOR) \
+	  && cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/ \
+	  && cp node_modules/uplot/LICENSE $(VENDOR)/uPlot.LICENSE; \
+	fi
 
 ## The main job: embedded broker + a one-minute headless run at $(RATE) msg/s, read back per topic.
 run: install

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import os
 import secrets
 import signal
@@ -221,6 +222,10 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         raise IngestloadError("--subscribers: only with --fanout (live views of the fan-out gateway)")
     if args.subscribers is not None and args.subscribers < 0:
         raise IngestloadError(f"--subscribers: {args.subscribers} is not allowed; expected an integer ≥ 0")
+    if args.ui:  # before the broker, the API or Locust start: nothing to clean up
+        from ingestload.webui import check_web_port
+
+        check_web_port(args.web_host, args.web_port)
 
     if not bootstrap_given:  # the user's --verifier-config still wins
         args.verifier_config = [*EMBEDDED_VERIFIER_CONFIG, *(args.verifier_config or [])]
@@ -234,12 +239,14 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             ensure_topics(config, topics, settings.partitions)
         stack.enter_context(_gateway_for(args, bootstrap))
         start = high_watermarks(config, topics)
-        run_id = settings.run_id or secrets.token_hex(8)
-        args.run_id = run_id
+        # From the web UI every test is a run of its own, with its own id and files.
+        run_id = settings.run_id or ("{run_id}" if args.ui else secrets.token_hex(8))
+        args.run_id = None if args.ui else run_id
         reports = Path(args.reports) / run_id
         if settings.verify:
             args.verdict_file = args.verdict_file or str(reports / "verdict.json")
             args.ledger_file = args.ledger_file or str(reports / "ledger.json")
+        session_started = time.time()
 
         # Through an API, users are its HTTP concurrency, sized as if the whole rate went that
         # way (idle users cost little; too few cap the rate); one Kafka user is plenty.
@@ -273,6 +280,9 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             print(f"ingestload: open http://{args.web_host}:{args.web_port} — Ctrl-C to stop", flush=True)
         code = _run_child(command, option_env)
 
+        if args.ui:
+            _ui_session_summary(args.verdict_file if settings.verify else None, session_started, bootstrap)
+            return code
         counts = _counts_from_verdict(args.verdict_file) if settings.verify else None
         if counts is None:
             print(f"\ningestload: reading run {run_id} back from Kafka…", flush=True)
@@ -290,6 +300,29 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             print(f"Verdict and ledger: {reports}/")
             print(f"Judge the run again later: ingestload verify --ledger {args.ledger_file}")
     return code
+
+
+def _ui_session_summary(verdict_file: str | None, since: float, bootstrap: str) -> None:
+    """After a web UI session: each test's verdict and per-topic counts, from its verdict file."""
+    if verdict_file is None:
+        print("ingestload: verification was off: no verdicts to show")
+        return
+    found = [Path(p) for p in glob.glob(glob.escape(verdict_file).replace("{run_id}", "*"))]
+    runs = sorted((p for p in found if p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        print("ingestload: no test was verified in this web UI session")
+    for path in runs:
+        verdict = orjson.loads(path.read_bytes())
+        counts = {str(k): int(v) for k, v in (verdict.get("seen_by_topic") or {}).items()}
+        print(
+            f"\ningestload run {verdict.get('run_id')}: VERDICT {verdict.get('status')} "
+            f"(exit code {verdict.get('exit_code')}); its messages in Kafka ({bootstrap}):"
+        )
+        width = max([len(t) for t in counts] + [5])
+        for topic, n in sorted(counts.items()):
+            print(f"  {topic:<{width}}  {n:>12,}")
+        print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
+        print(f"  verdict, ledger and report: {path.parent}/")
 
 
 def _counts_from_verdict(path: str | None) -> dict[str, int] | None:

@@ -105,8 +105,8 @@ class ProcessState:
         self.settings = settings
         self.catalogue = Catalogue.load(settings.catalogue)
         self._catalogue_path = settings.catalogue
-        self.fixed_run_id = settings.run_id
-        """A --run-id given at start-up; we write each test's id into the options for workers."""
+        self._written_run_id: str | None = None
+        """The run id we wrote into the options (for workers); seen there again, it was not typed."""
         self.rates = RateControl(environment, runner, self.role, settings)
         self.client: KafkaProducerClient | None = None
         self._client_key: tuple[Any, ...] | None = None
@@ -220,19 +220,40 @@ class ProcessState:
 
     # -- run lifecycle ----------------------------------------------------------------
 
+    @property
+    def concluding(self) -> bool:
+        """Master/local: the test is stopping and its verdict is being made (drain, verifier)."""
+        return self.run_id is not None and self._concluded == self.run_id and self.verdict is None
+
     def on_test_start(self) -> None:
         options = self.environment.parsed_options
         try:
-            self.settings = Settings.from_options(options)
+            settings = Settings.from_options(options)
         except ConfigError as e:
-            log.error("ingestload: %s (keeping the previous settings)", e)
+            if self.role != "worker":
+                # Never a silent fallback to the previous test's settings (the web UI refuses a
+                # bad form before this; this catches anything else that starts a test).
+                log.error("ingestload: %s; this test does not start", e)
+                self.run_id = None
+                gevent.spawn(self.runner.stop)
+                return
+            log.error("ingestload: %s (this worker keeps the previous settings)", e)
+        else:
+            self.settings = settings
         if self.role == "worker":
             self.run_id = getattr(options, "run_id", None) or secrets.token_hex(8)
         else:
-            self.run_id = self.fixed_run_id or secrets.token_hex(8)
+            # A run id given (command line, environment, the web UI's form) names this test;
+            # else a fresh one: the id we wrote into the options for the last test is not "given".
+            given = self.settings.run_id if self.settings.run_id != self._written_run_id else None
+            self.run_id = given or secrets.token_hex(8)
+            if self.settings.run_id and not given:
+                log.info(
+                    "run id %s named the previous test; this one is %s", self.settings.run_id, self.run_id
+                )
             if options is not None:
                 # The spawn message carries the master's custom options to every worker.
-                options.run_id = self.run_id
+                options.run_id = self._written_run_id = self.run_id
         if self.fanout is not None:
             self.fanout.on_test_start(self.run_id, self.settings)
         if self.role != "master" and self.paths:
@@ -259,7 +280,9 @@ class ProcessState:
             self.verification = None
             if self.settings.verify and self.paths:
                 topics = self.settings.topics(self.catalogue, self.paths)
-                self.verification = RunVerification(self.environment, self.settings, topics, self.run_id)
+                self.verification = RunVerification(
+                    self.environment, self.settings.for_run(self.run_id), topics, self.run_id
+                )
                 self.verification.start()  # before any user sends: it must hold the start offsets first
         if self.role == "master":
             self.worker_counters.clear()

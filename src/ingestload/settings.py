@@ -20,7 +20,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,10 @@ class Option:
     """Never shown in the web UI or logs."""
     multiple: bool = False
     """May be given several times (``action="append"``)."""
+    web_ui: bool = False
+    """Shown under "Custom parameters" in Locust's web UI: what a tester changes between tests.
+    Expert and file options stay on the command line and in the environment; a secret never shows.
+    An empty field there means the option's default (see :meth:`Settings.from_options`)."""
 
     @property
     def dest(self) -> str:
@@ -100,6 +104,7 @@ OPTIONS: tuple[Option, ...] = (
         "Target messages per second for the whole run (all workers); 0 = as fast as possible. "
         "Default 1000; not together with --rate-profile.",
         "MSGS_PER_S",
+        web_ui=True,
     ),
     Option(
         "--rate-profile",
@@ -107,6 +112,7 @@ OPTIONS: tuple[Option, ...] = (
         "A rate profile YAML (stages: ramp, hold, step, spike; see mocks/profiles/) that drives the "
         "target rate instead of --rate; the run ends when the profile ends.",
         "PATH",
+        web_ui=True,
     ),
     Option(
         "--rate-split",
@@ -114,6 +120,7 @@ OPTIONS: tuple[Option, ...] = (
         "How the target divides between paths, as weights, e.g. kafka=0.7,api=0.3; "
         "default: by the weights of the user classes of each path.",
         "PATH=W,…",
+        web_ui=True,
     ),
     Option(
         "--max-lateness",
@@ -121,6 +128,7 @@ OPTIONS: tuple[Option, ...] = (
         "Drop (never send, count as dropped) messages further behind their intended time than this, "
         "e.g. 2s; default: send them late (catch up).",
         "DURATION",
+        web_ui=True,
     ),
     Option(
         "--min-rate-ratio",
@@ -128,9 +136,14 @@ OPTIONS: tuple[Option, ...] = (
         "Fail the run (exit code 5) when the offered rate stays below this share of the target "
         "(e.g. 0.95) for longer than --min-rate-window; default: off.",
         "RATIO",
+        web_ui=True,
     ),
     Option(
-        "--min-rate-window", "10s", "How long the offered rate may stay below --min-rate-ratio.", "DURATION"
+        "--min-rate-window",
+        "10s",
+        "How long the offered rate may stay below --min-rate-ratio.",
+        "DURATION",
+        web_ui=True,
     ),
     Option("--batch-max", "1000", "Most messages a user sends per wake-up before yielding.", "N"),
     Option(
@@ -163,22 +176,32 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
-        "--run-id", None, "Run id stamped on every message (16 hex digits); default: random per test.", "HEX"
+        "--run-id",
+        None,
+        "Run id stamped on every message (16 hex digits); default: random per test.",
+        "HEX",
+        web_ui=True,
     ),
     Option(
         "--verify",
         "true",
         "Verify every acknowledged message end to end; end with a verdict (true/false).",
         "BOOL",
+        web_ui=True,
     ),
-    Option("--max-lost", "0", "Lost messages tolerated before the verdict is FAIL.", "N"),
-    Option("--max-duplicated", "0", "Duplicate copies tolerated before the verdict is FAIL.", "N"),
-    Option("--max-corrupted", "0", "Corrupted messages tolerated before the verdict is FAIL.", "N"),
+    Option("--max-lost", "0", "Lost messages tolerated before the verdict is FAIL.", "N", web_ui=True),
+    Option(
+        "--max-duplicated", "0", "Duplicate copies tolerated before the verdict is FAIL.", "N", web_ui=True
+    ),
+    Option(
+        "--max-corrupted", "0", "Corrupted messages tolerated before the verdict is FAIL.", "N", web_ui=True
+    ),
     Option(
         "--max-misrouted",
         "0",
         "Copies on a topic other than their own tolerated before the verdict is FAIL.",
         "N",
+        web_ui=True,
     ),
     Option(
         "--late-grace",
@@ -187,17 +210,29 @@ OPTIONS: tuple[Option, ...] = (
         "so that late copies (a pipeline's retries, delayed duplicates) count in the verdict.",
         "DURATION",
     ),
-    Option("--verdict-file", None, "Write the verdict as JSON to this file.", "PATH"),
+    Option(
+        "--verdict-file",
+        None,
+        "Write the verdict as JSON to this file ({run_id} in it: the test's run id).",
+        "PATH",
+    ),
     Option(
         "--ledger-file",
         None,
-        "Write the run's ack ledger as JSON (for `ingestload verify --ledger`).",
+        "Write the run's ack ledger as JSON (for `ingestload verify --ledger`; {run_id} in it: "
+        "the test's run id).",
         "PATH",
     ),
     Option(
         "--envelope-field", "_ingestload", "JSON member that carries the envelope on the HTTP path.", "NAME"
     ),
-    Option("--api-batch-size", "1", "Messages per HTTP request for the ingest API user (1 = single).", "N"),
+    Option(
+        "--api-batch-size",
+        "1",
+        "Messages per HTTP request for the ingest API user (1 = single).",
+        "N",
+        web_ui=True,
+    ),
     Option(
         "--api-path", "/v1/messages/{msgType}", "Path template for one message ({msgType} is filled).", "PATH"
     ),
@@ -303,8 +338,9 @@ def add_arguments(parser: Any) -> None:
             kwargs["env_var"] = opt.env
         action = group.add_argument(opt.flag, **kwargs)
         # Locust's web UI shows options whose action carries these attributes (argument groups
-        # do not set them); a secret option stays out of the UI, which would echo it back.
-        action.include_in_web_ui = not opt.secret
+        # do not set them): only what a tester changes between tests, never a secret (the UI
+        # would echo it back).
+        action.include_in_web_ui = opt.web_ui and not opt.secret
         action.is_secret = False
         action.is_required = False
         action.is_multiple = False
@@ -425,11 +461,15 @@ class Settings:
         variable, then to the defaults — so the plain parsers of ``ingestload run`` and ``verify``
         honour the same variables as Locust's (repeatable options: only from the command line);
         ``environ`` also supplies ``INGESTLOAD_KAFKA_PROP_*`` properties (default: ``os.environ``).
+        An option of the web UI's form (:attr:`Option.web_ui`) left empty there arrives as ``''``
+        and counts as not given, like an empty environment variable.
         """
         environ = os.environ if environ is None else environ
         raw: dict[str, Any] = {}
         for opt in OPTIONS:
             value = getattr(options, opt.dest, None)
+            if opt.web_ui and isinstance(value, str) and not value.strip():
+                value = None
             if opt.multiple:
                 # The environment's items first (one per line), then the command line's: later wins.
                 value = [*_env_items(environ.get(opt.env)), *_as_list(value)]
@@ -543,6 +583,22 @@ class Settings:
             ),
             **_fanout_settings(raw),
         )
+
+    def for_run(self, run_id: str) -> Settings:
+        """These settings for one test run: ``{run_id}`` in ``--verdict-file`` and ``--ledger-file``
+        replaced, so that every test of a web UI session writes its own files.
+
+        Example::
+
+            >>> settings = Settings(verdict_file="reports/{run_id}/verdict.json")
+            >>> settings.for_run("5f3a9c0b12d4e6f7").verdict_file
+            'reports/5f3a9c0b12d4e6f7/verdict.json'
+        """
+        verdict, ledger = (
+            None if path is None else path.replace("{run_id}", run_id)
+            for path in (self.verdict_file, self.ledger_file)
+        )
+        return replace(self, verdict_file=verdict, ledger_file=ledger)
 
     def topics(self, catalogue: Catalogue, paths: Iterable[str] = ("kafka", "api")) -> list[str]:
         """The topics a run reads: the catalogue's topic per message type for the Kafka path, and

@@ -44,8 +44,10 @@ from ingestload.messages.catalogue import Catalogue
 from ingestload.plugin import install, state_of
 from ingestload.rate.plans import API_USER_REQUESTS_PER_S, messages_per_request
 from ingestload.settings import Settings
+from ingestload.webui import install as install_web_ui
 
 install()
+install_web_ui()  # after the plugin's listeners: the web UI reads what they set up
 
 #: Shortest sleep when nothing is due: bounds wake-ups at ~1,000/s per user.
 MIN_SLEEP = 0.001

@@ -169,6 +169,30 @@ class RateControl:
             else None
         )
 
+    def check(self, settings: RateSettings) -> None:
+        """Raise :class:`~ingestload.errors.ConfigError` for what :meth:`configure` would refuse or
+        could not honour at the next test start (a profile that does not load, a split naming a
+        path without users, a profile where no profile shape was installed at ``init`` or the other
+        way round); changes nothing. The web UI checks a swarm request's form with it.
+        """
+        shape = self.environment.shape_class
+        ours = isinstance(shape, RampingRateShape)
+        path = settings.rate_profile or (shape.profile if ours else None)
+        if settings.rate_profile and not ours:
+            raise ConfigError(
+                f"--rate-profile: {settings.rate_profile!r} can only be chosen when Locust starts "
+                "(it installs the shape that sizes the users and ends the run); this session runs "
+                "at a constant --rate"
+            )
+        if ours and path is None:
+            raise ConfigError(
+                "--rate-profile: this session was started with a rate profile; give one (another "
+                "profile is fine) or restart Locust without --rate-profile to run at a constant --rate"
+            )
+        if path is not None:
+            RateProfile.load(path)
+        self._check_split(settings.rate_split)
+
     def _check_split(self, split: Mapping[str, float] | None) -> None:
         paths = sorted(set(self.class_paths.values()))
         for path, weight in (split or {}).items():
