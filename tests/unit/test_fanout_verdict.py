@@ -230,3 +230,33 @@ def test_http_path_envelope_inside_the_value_gives_latency():
     )
     assert ledger.latency["a"] == {latency_bucket(2000): 1}
     assert ledger.no_envelope == 0
+
+
+def test_the_web_ui_shows_the_fanout_verdict_beside_the_kafka_one(kafka):
+    """The ingestload tab's fan-out section, from a real verdict document: its status, the overall
+    status and exit code, and the skipped subscriber's missed count."""
+    from ingestload.webui.sections import fanout_section
+
+    window = range(BIG, BIG + 20)
+    victim = subscriber(
+        "victim", kafka, {("a", 0): BIG}, {("a", 0): [o for i, o in enumerate(window) if i % 3 != 2]}
+    )
+    verdict = judge([victim], kafka.expected([victim]))
+    document = orjson.loads(
+        orjson.dumps(
+            {
+                "status": "PASS",
+                "fanout": verdict.to_dict(),
+                "overall": {"status": "FAIL", "exit_code": 3, "reasons": []},
+            }
+        )
+    )
+    section = fanout_section(document)
+    assert section is not None
+    assert section.title == "fan-out: FAIL"
+    rows = dict(section.rows)
+    assert rows["overall"] == "FAIL (exit code 3)"
+    assert "expected=20" in rows["deliveries"]
+    assert "missed=6" in rows["deliveries"]
+    assert "missed 6 > max 0" in rows["reason"]
+    assert fanout_section({"status": "PASS"}) is None

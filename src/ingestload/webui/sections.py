@@ -281,6 +281,40 @@ def verdict_section(verdict: Mapping[str, Any], files: Mapping[str, str]) -> Sec
     return Section("verdict", f"verdict: {verdict.get('status')}", ("",), tuple(rows))
 
 
+def fanout_section(verdict: Mapping[str, Any]) -> Section | None:
+    """The fan-out verdict of a run with live views (``"fanout"`` in the verdict): its status, the
+    overall status and exit code covering both verdicts, the deliveries, reasons and per-topic
+    counts; ``None`` without one."""
+    fanout = verdict.get("fanout")
+    if not isinstance(fanout, Mapping):
+        return None
+    overall = verdict.get("overall") or {}
+    totals = fanout.get("totals") or {}
+    latency = fanout.get("latency") or {}
+    rows: list[tuple[str, ...]] = [
+        ("status", str(fanout.get("status"))),
+        ("overall", f"{overall.get('status')} (exit code {overall.get('exit_code')})"),
+        ("subscribers", count(fanout.get("subscribers"))),
+        (
+            "deliveries",
+            " ".join(
+                f"{key}={count(totals.get(key))}"
+                for key in ("expected", "received", "missed", "dropped", "duplicated", "out_of_order")
+                if key in totals
+            ),
+        ),
+        (
+            "latency",
+            f"p50 {millis(latency.get('p50_ms'))} · p99 {millis(latency.get('p99_ms'))} · "
+            f"max {millis(latency.get('max_ms'))}",
+        ),
+    ]
+    rows += [("reason", str(reason)) for reason in fanout.get("reasons") or ()]
+    for topic, counts in sorted((fanout.get("per_topic") or {}).items()):
+        rows.append((topic, " ".join(f"{key}={count(value)}" for key, value in sorted(counts.items()))))
+    return Section("fanout", f"fan-out: {fanout.get('status')}", ("",), tuple(rows))
+
+
 def extra_sections(verdict: Mapping[str, Any]) -> list[Section]:
     """Blocks a conclusion added to its verdict (``"sections"``), shown as they are."""
     found = []

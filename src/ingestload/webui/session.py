@@ -25,6 +25,7 @@ from ingestload.webui.sections import (
     Section,
     TopicLive,
     extra_sections,
+    fanout_section,
     pacing_section,
     rate_section,
     verdict_section,
@@ -175,6 +176,9 @@ class WebSession:
         verdict = state.verdict if state.run_id == self.run_id else None
         if verdict is not None:
             found.append(verdict_section(verdict, self.files()))
+            fanout = fanout_section(verdict)
+            if fanout is not None:
+                found.append(fanout)
             found += extra_sections(verdict)
         per_path = self.live.current()
         if self.stopped_at is None:
