@@ -368,17 +368,11 @@ class VerificationRun:
         keys = sorted(k for k in self.assigned if k[0] in topics)
         if not keys:
             return True
-        for key in keys:
-            self.verifier.forget(*key)
         from confluent_kafka import OFFSET_BEGINNING
 
-        try:
-            where = {key: self.start.get(key, 0) or OFFSET_BEGINNING for key in keys}
-            where.update((key, OFFSET_BEGINNING) for key in keys if key in self.replaced)
-            for batch in read_partitions(self.config, where):
-                self.verifier.process(batch, record_latency=False)
-        except IngestloadError as e:
-            self.errors.append(f"could not read the partitions of the lost messages again to confirm: {e}")
+        where = {key: self.start.get(key, 0) or OFFSET_BEGINNING for key in keys}
+        where.update((key, OFFSET_BEGINNING) for key in keys if key in self.replaced)
+        if not self._read_again(where, "the partitions of the lost messages again to confirm"):
             return False
         seen_after = sum(len(s) for s in self.verifier.summary().seen.values())
         if seen_after != seen_before:
@@ -420,15 +414,19 @@ class VerificationRun:
             len(keys),
             "; ".join(f"{t}[{p}]: {self.replaced[(t, p)]}" for t, p in keys),
         )
-        for key in keys:
+        what = f"{len(keys)} partition(s) again after their log was replaced"
+        return self._read_again(dict.fromkeys(keys, OFFSET_BEGINNING), what)
+
+    def _read_again(self, where: Offsets, what: str) -> bool:
+        """Forget what was learnt from the partitions in ``where`` and read them again, alone, from
+        those offsets to their end. False (with the reason "could not read ``what``") when that fails."""
+        for key in where:
             self.verifier.forget(*key)
         try:
-            for batch in read_partitions(self.config, dict.fromkeys(keys, OFFSET_BEGINNING)):
+            for batch in read_partitions(self.config, where):
                 self.verifier.process(batch, record_latency=False)
         except IngestloadError as e:
-            self.errors.append(
-                f"could not read {len(keys)} partition(s) again after their log was replaced: {e}"
-            )
+            self.errors.append(f"could not read {what}: {e}")
             return False
         return True
 
