@@ -49,7 +49,7 @@ from ingestload.messages.ledger import AckLedger
 from ingestload.rate.plans import api_users_for
 from ingestload.rate.profile import RateProfile
 from ingestload.settings import OPTIONS, Option, Settings, add_plain_argument
-from ingestload.verify.run import VerificationRun
+from ingestload.verify.readback import Readback
 from ingestload.verify.verdict import Thresholds
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
@@ -384,7 +384,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"against {settings.kafka_bootstrap}…",
         flush=True,
     )
-    run = VerificationRun(
+    run = Readback(
         settings.consumer_config(),
         topics,
         run_id,

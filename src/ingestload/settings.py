@@ -441,7 +441,7 @@ class Settings:
     ws_reconnect_every: float | None = None
     """Seconds between a subscriber's clean reconnects (churn); ``None``: never."""
     ws_subscriber_profile: str | None = None
-    """Profile file whose values are subscribers (:class:`~ingestload.fanout.shape.SubscriberShape`)."""
+    """Profile file whose values are subscribers (``SubscriberShape``)."""
     max_missed: int = 0
     """Fan-out: missed deliveries tolerated."""
     max_fanout_duplicated: int = 0

@@ -14,10 +14,15 @@ from ingestload.errors import ConfigError
 from ingestload.fanout import protocol
 from ingestload.fanout.expected import Expected
 from ingestload.fanout.ledger import BROKEN, SubscriberLedger
-from ingestload.fanout.run import GAVE_UP, FanoutRun, overall_status
-from ingestload.fanout.shape import SubscriberShape, check_classes, install_subscriber_shape, subscribers_at
 from ingestload.fanout.verdict import FAIL, INCONCLUSIVE, PASS, judge
-from ingestload.fanout.wsstats import ObservedLedger, WsStats
+from ingestload.locust.fanout import GAVE_UP, FanoutRun, overall_status
+from ingestload.locust.subscriber_shape import (
+    SubscriberShape,
+    check_classes,
+    install_subscriber_shape,
+    subscribers_at,
+)
+from ingestload.locust.ws_stats import ObservedLedger, WsStats
 from ingestload.rate.profile import RateProfile
 from ingestload.settings import Settings, namespace
 from tests.unit.test_fanout_verdict import SENT_AT, envelope

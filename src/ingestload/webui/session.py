@@ -18,7 +18,7 @@ from typing import Any
 
 import gevent
 
-from ingestload.plugin import ProcessState
+from ingestload.locust.process import ProcessState
 from ingestload.rate.lateness import PaceSnapshot, sum_snapshots
 from ingestload.webui.live import LiveRates, PathSample, RateHistory
 from ingestload.webui.sections import (

@@ -15,7 +15,7 @@ worker     at ``test_start`` (options now as the master sent them) build the pro
 =========  ===========================================================================
 
 Rates (target curve, per-path pacers, plans sent to workers, the profile shape, the rate
-guard) live in :class:`~ingestload.rate.control.RateControl`, one per process.
+guard) live in :class:`~ingestload.locust.rate.RateControl`, one per process.
 
 Drain protocol. Locust's master gives workers about half a second after ``quit``, which
 is not enough to receive the last acknowledgements. So on ``test_stopping`` the master
@@ -39,18 +39,19 @@ import gevent
 
 from ingestload import gctune
 from ingestload.errors import ConfigError, IngestloadError
-from ingestload.fanout.run import FanoutRun, is_subscriber_class
 from ingestload.http.client import IngestApiClient
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.locust.fanout import FanoutRun, is_subscriber_class
+from ingestload.locust.kafka_stats import AckStats
+from ingestload.locust.rate import RateControl
+from ingestload.locust.verification import LocustVerification
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
-from ingestload.rate.control import RateControl
 from ingestload.rate.pacer import Pacer
 from ingestload.settings import Settings, add_arguments
 from ingestload.status import StatusLine, WorkerRates, add_counters, format_summary
-from ingestload.verify.conclusion import RunVerification
 
 log = logging.getLogger("ingestload")
 
@@ -128,7 +129,7 @@ class ProcessState:
         self.drained: set[str] = set()
         self.missing_workers: set[str] = set()
         self._worker_lag = 0.0
-        self.verification: RunVerification | None = None
+        self.verification: LocustVerification | None = None
         self.verdict: dict[str, Any] | None = None
         self._concluded: str | None = None
         self._drained_sent: str | None = None
@@ -191,7 +192,12 @@ class ProcessState:
             factory = MessageFactory(
                 self.catalogue, seed=s.seed * 1_000_003 + index, topic_prefix=s.topic_prefix
             )
-            self.client = KafkaProducerClient(self.environment, s.producer_config(), factory)
+            self.client = KafkaProducerClient(
+                self.environment,
+                s.producer_config(),
+                factory,
+                ack_sink=lambda kind: AckStats(self.environment, kind),
+            )
             if self.producer_wrapper is not None:
                 self.client.producer = self.producer_wrapper(self.client)
             self._client_key = key
@@ -280,7 +286,7 @@ class ProcessState:
             self.verification = None
             if self.settings.verify and self.paths:
                 topics = self.settings.topics(self.catalogue, self.paths)
-                self.verification = RunVerification(
+                self.verification = LocustVerification(
                     self.environment, self.settings.for_run(self.run_id), topics, self.run_id
                 )
                 self.verification.start()  # before any user sends: it must hold the start offsets first

@@ -1,6 +1,6 @@
 """The fan-out side of one Locust process: subscriber windows, their drain at stop, the fan-out verdict.
 
-:class:`~ingestload.plugin.ProcessState` owns one :class:`FanoutRun` when the locustfile has a
+:class:`~ingestload.locust.process.ProcessState` owns one :class:`FanoutRun` when the locustfile has a
 :class:`~ingestload.users.WebSocketSubscriberUser` class, and calls it at ``init``, at
 ``test_start`` and when the run concludes. Every subscriber user files each window (one
 subscription, from its confirmation to its end) in this process's :attr:`FanoutRun.ledgers`.
@@ -60,9 +60,9 @@ from ingestload.fanout.verdict import (
     FanoutVerdict,
     judge,
 )
-from ingestload.fanout.wsstats import WS, ObservedLedger, WsStats
 from ingestload.kafka.admin import topic_end_offsets
 from ingestload.kafka.config import scrub
+from ingestload.locust.ws_stats import WS, ObservedLedger, WsStats
 
 log = logging.getLogger("ingestload")
 
@@ -139,7 +139,7 @@ class FanoutRun:
             runner.register_message(MSG_LEDGERS, self._on_ledgers_message)
             events.worker_report.add_listener(self._on_worker_report)
         if self.settings.ws_subscriber_profile:
-            from ingestload.fanout.shape import install_subscriber_shape
+            from ingestload.locust.subscriber_shape import install_subscriber_shape
 
             install_subscriber_shape(self.environment, self.runner, self.settings.ws_subscriber_profile)
 
@@ -289,7 +289,7 @@ class FanoutRun:
 
     def _add_failures(self, verdict: FanoutVerdict) -> None:
         """Missed, duplicated, out of order and unexpected as failures of the ``WS`` rows."""
-        from ingestload.verify.conclusion import add_anomaly_errors
+        from ingestload.locust.verification import add_anomaly_errors
 
         runner = self.environment.runner
         if runner is None:

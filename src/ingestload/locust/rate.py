@@ -1,6 +1,6 @@
 """The rate machinery of one Locust process: pacers, plans, shape, guard and pacing reports.
 
-:class:`~ingestload.plugin.ProcessState` owns one :class:`RateControl` and calls it at
+:class:`~ingestload.locust.process.ProcessState` owns one :class:`RateControl` and calls it at
 ``init`` (:meth:`RateControl.setup`), ``test_start``, at drain and ``test_stop``. What it
 does in each kind of process:
 
@@ -45,6 +45,7 @@ from typing import Any, Protocol
 import gevent
 
 from ingestload.errors import ConfigError
+from ingestload.locust.rate_shape import RampingRateShape, user_capacity
 from ingestload.rate.guard import EXIT_CODE, RateGuard, Shortfall
 from ingestload.rate.lateness import PaceSnapshot, format_pacing, sum_snapshots
 from ingestload.rate.pacer import Pacer
@@ -58,7 +59,6 @@ from ingestload.rate.plans import (
     pool_size,
 )
 from ingestload.rate.profile import ConstantRate, RateCurve, RateProfile
-from ingestload.rate.shape import RampingRateShape, user_capacity
 
 log = logging.getLogger("ingestload")
 
