@@ -52,10 +52,6 @@ from ingestload.fanout.filters import FieldFilter
 from ingestload.fanout.ledger import SubscriberLedger, SubscriberLedgers
 from ingestload.fanout.protocol import Positions, positions_from_json, positions_json
 from ingestload.fanout.verdict import (
-    EXIT_CODES,
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
     FanoutThresholds,
     FanoutVerdict,
     judge,
@@ -63,6 +59,7 @@ from ingestload.fanout.verdict import (
 from ingestload.kafka.admin import topic_end_offsets
 from ingestload.kafka.config import scrub
 from ingestload.locust.ws_stats import WS, ObservedLedger, WsStats
+from ingestload.verdicts import EXIT_CODES, PASS, combine
 
 log = logging.getLogger("ingestload")
 
@@ -85,19 +82,6 @@ def in_thread(fn: Callable[..., _T], *args: Any) -> _T:
     """Run a blocking Kafka call in gevent's thread pool: the process's greenlets (subscribers
     reading their sockets) keep running meanwhile."""
     return gevent.get_hub().threadpool.apply(fn, args)  # type: ignore[no-any-return]
-
-
-def overall_status(*statuses: str | None) -> str:
-    """The status of a run judged by several verdicts: FAIL when any failed (a definite anomaly wins
-    over missing information, as within each verdict), else INCONCLUSIVE when any was, else PASS.
-
-    Example::
-
-        >>> overall_status("PASS", "INCONCLUSIVE"), overall_status("INCONCLUSIVE", "FAIL")
-        ('INCONCLUSIVE', 'FAIL')
-    """
-    present = [s for s in statuses if s is not None]
-    return FAIL if FAIL in present else INCONCLUSIVE if INCONCLUSIVE in present else PASS
 
 
 class FanoutRun:
@@ -310,7 +294,7 @@ class FanoutRun:
         for line in report.splitlines():
             (log.info if verdict.status == PASS else log.error)("%s", line)
         kafka_status = None if kafka is None else str(kafka["status"])
-        status = overall_status(kafka_status, verdict.status)
+        status = combine(kafka_status, verdict.status)
         reasons = [] if kafka is None else [f"kafka: {r}" for r in kafka.get("reasons") or []]
         reasons += [f"fan-out: {r}" for r in verdict.reasons]
         overall = {"status": status, "exit_code": EXIT_CODES[status], "reasons": reasons}

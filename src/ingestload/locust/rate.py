@@ -46,7 +46,7 @@ import gevent
 
 from ingestload.errors import ConfigError
 from ingestload.locust.rate_shape import RampingRateShape, user_capacity
-from ingestload.rate.guard import EXIT_CODE, RateGuard, Shortfall
+from ingestload.rate.guard import RateGuard, Shortfall
 from ingestload.rate.lateness import PaceSnapshot, format_pacing, sum_snapshots
 from ingestload.rate.pacer import Pacer
 from ingestload.rate.plans import (
@@ -59,6 +59,7 @@ from ingestload.rate.plans import (
     pool_size,
 )
 from ingestload.rate.profile import ConstantRate, RateCurve, RateProfile
+from ingestload.verdicts import ExitCode
 
 log = logging.getLogger("ingestload")
 
@@ -393,10 +394,10 @@ class RateControl:
                 shortfall.describe(),
                 self.guard.min_ratio * 100,
                 self.guard.window,
-                EXIT_CODE,
+                ExitCode.RATE_SHORTFALL,
             )
             if getattr(self.environment, "process_exit_code", None) is None:
-                self.environment.process_exit_code = EXIT_CODE
+                self.environment.process_exit_code = ExitCode.RATE_SHORTFALL
         return shortfall
 
     def _spawn(self, fn: Any) -> None:

@@ -26,8 +26,9 @@ import gevent
 import orjson
 
 from ingestload.messages.ledger import AckLedger
+from ingestload.verdicts import EXIT_CODES, INCONCLUSIVE
 from ingestload.verify.process import VerifierProcess
-from ingestload.verify.verdict import EXIT_CODES, INCONCLUSIVE, Thresholds
+from ingestload.verify.verdict import Thresholds
 
 log = logging.getLogger("ingestload")
 
