@@ -40,7 +40,7 @@ from ingestload.http.client import (
     outcome_of,
 )
 from ingestload.locust.fanout import GAVE_UP, FanoutRun
-from ingestload.locust.process import install, state_of
+from ingestload.locust.process import install, sending_state_of, state_of
 from ingestload.messages.catalogue import Catalogue
 from ingestload.rate.plans import API_USER_REQUESTS_PER_S, messages_per_request
 from ingestload.settings import Settings
@@ -79,7 +79,7 @@ class KafkaProducerUser(User):
 
     def __init__(self, environment: object) -> None:
         super().__init__(environment)
-        state = state_of(environment)
+        state = sending_state_of(environment)
         if state.client is None:
             raise RuntimeError(
                 "the Kafka producer was not created; see the ingestload error logged at test start"
@@ -134,7 +134,7 @@ class IngestApiUser(FastHttpUser):
         return API_USER_REQUESTS_PER_S * messages_per_request(settings.api_batch_size, shares)
 
     def __init__(self, environment: Any) -> None:
-        state = state_of(environment)
+        state = sending_state_of(environment)
         # FastHttpUser builds its HTTP client from this in __init__.
         self.network_timeout = state.settings.api_timeout
         self.connection_timeout = state.settings.api_timeout

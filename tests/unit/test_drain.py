@@ -2,7 +2,7 @@
 
 import gevent
 
-from ingestload.locust.process import drain_all
+from ingestload.locust.drain import drain_all
 
 
 class SlowSender:

@@ -61,14 +61,14 @@ def check_web_port(host: str | None, port: int) -> None:
 
 
 def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
-    from ingestload.locust.process import fail, state_of
+    from ingestload.locust.process import JudgingProcess, fail, state_of
     from ingestload.webui.session import WebSession, add_worker_report
 
     if runner is None:
         return
     state = state_of(environment)
     events = environment.events
-    if state.role == "worker":
+    if not isinstance(state, JudgingProcess):  # a worker: its counters go into its reports
         events.report_to_master.add_listener(lambda client_id, data: add_worker_report(state, data))
         return
     if web_ui is not None:
