@@ -103,10 +103,12 @@ bench-fanout: install
 	$(BIN)/python bench/ws_client.py
 	$(BIN)/python bench/fanout.py
 
+## ruff, mypy (strict on src/), and the layer contract of pyproject.toml (import-linter).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
