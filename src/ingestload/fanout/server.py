@@ -9,7 +9,7 @@ so a gateway that falls behind reads Kafka slower instead of buffering without b
 loop the hub queues each record for the matching subscribers, and every subscriber whose
 socket buffer is below ``--write-buffer`` gets its queue as one frame, written without a task
 per connection (``websockets.broadcast`` to that one connection). Why this stack: see
-``bench/ws_stacks.py`` and the README.
+``bench/ws_stacks.py`` and docs/benchmarks.md.
 
 The protocol (v1, full text in :mod:`ingestload.fanout.protocol`): a subscriber opens
 ``ws://HOST:PORT/v1/stream`` and sends ``{"type": "subscribe", "topics": […], "filter":
