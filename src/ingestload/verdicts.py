@@ -12,7 +12,10 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -74,3 +77,34 @@ def combine(*statuses: str | None) -> Status:
         if status in present:
             return status
     return Status.PASS
+
+
+@dataclass(frozen=True)
+class HopVerdict:
+    """One hop's verdict as a run publishes it beside the Kafka verdict (fan-out, load, storage)."""
+
+    section: str
+    """Its section of the verdict file, e.g. ``fanout``."""
+    label: str
+    """How reasons name it in the run's overall reasons, e.g. ``fan-out``."""
+    status: Status
+    """Its status."""
+    reasons: tuple[str, ...] = ()
+    """Why (empty for a PASS)."""
+    report: str = ""
+    """Its block of console lines."""
+    document: Mapping[str, Any] = field(default_factory=dict)
+    """Its section's content (``status``, ``report`` and ``reasons`` are added)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.document, "status": self.status, "reasons": list(self.reasons), "report": self.report}
+
+
+def overall(kafka: Mapping[str, Any] | None, hops: Sequence[HopVerdict]) -> dict[str, Any]:
+    """The run's status over the Kafka verdict (a verdict document, or ``None``) and every other hop's:
+    ``{"status", "exit_code", "reasons"}``, each reason prefixed with its hop."""
+    status = combine(None if kafka is None else str(kafka["status"]), *(h.status for h in hops))
+    reasons = [] if kafka is None else [f"kafka: {r}" for r in kafka.get("reasons") or []]
+    for hop in hops:
+        reasons += [f"{hop.label}: {r}" for r in hop.reasons]
+    return {"status": status, "exit_code": exit_code(status), "reasons": reasons}

@@ -127,7 +127,9 @@ def test_answering_before_delivery_then_crashing_loses_exactly_what_was_acknowle
 
 
 def test_api_killed_mid_run_every_acknowledged_message_is_accounted_for(kafka, prefix, root, tmp_path):
-    """The reference API crashes mid-run: what it acknowledged is in Kafka; the rest failed or is unknown."""
+    """The reference API crashes mid-run: what it acknowledged is in Kafka (the Kafka verdict passes,
+    nothing invented lost); the rest failed or is unknown, and the load verdict fails the run for the
+    sends the dead API refused (connection refused)."""
     verdict_file = tmp_path / "v.json"
     with run_api(kafka, "--topic-prefix", prefix) as api:
         crash = crash_after(api, accepted=2000)
@@ -135,9 +137,12 @@ def test_api_killed_mid_run_every_acknowledged_message_is_accounted_for(kafka, p
             done = api_run(root, api, kafka, prefix, verdict_file, "-u 5 -r 5 -t 6s --rate 1000")
         finally:
             crash.join()
-    assert done.returncode == 0, describe_output(done)
+    assert done.returncode == 3, describe_output(done)
     v = json.loads(verdict_file.read_text())
     assert v["status"] == "PASS"
+    assert v["load"]["status"] == "FAIL"
+    assert v["load"]["paths"]["api"]["failed"] == v["failed"] > 0
+    assert v["overall"]["reasons"][0].startswith("load: api:")
     assert v["lost"] == 0
     assert v["acked"] >= 2000, describe_output(done)
     assert v["failed"] + v["unknown"] > 0

@@ -16,6 +16,7 @@ from ingestload.fanout.expected import Expected
 from ingestload.fanout.ledger import BROKEN, SubscriberLedger
 from ingestload.fanout.verdict import judge
 from ingestload.locust.fanout import GAVE_UP, FanoutRun
+from ingestload.locust.publish import publish_run
 from ingestload.locust.subscriber_shape import (
     SubscriberShape,
     check_classes,
@@ -234,14 +235,12 @@ def _bitmap(offsets):
 
 
 def published(tmp_path, kafka, fanout_status, exit_code_before=None):
-    """Publish a fan-out verdict of ``fanout_status`` after a Kafka verdict (or none); returns
+    """Publish a fan-out verdict of ``fanout_status`` beside a Kafka verdict (or none); returns
     (exit code, the verdict document, the verdict file)."""
     environment = local_environment()
     environment.parsed_options = argparse.Namespace(csv_prefix=None)
     environment.process_exit_code = exit_code_before
     verdict_file = tmp_path / "verdict.json"
-    if kafka is not None:
-        verdict_file.write_text(json.dumps({**kafka, "report": "VERDICT: …"}))
     settings = Settings.from_options(namespace(verdict_file=str(verdict_file)), environ={})
     run = FanoutRun(environment, environment.runner, "local", settings)
     run.run_id = "00000000000000aa"
@@ -253,7 +252,8 @@ def published(tmp_path, kafka, fanout_status, exit_code_before=None):
     incomplete = ["a partition"] if fanout_status == INCONCLUSIVE else []
     verdict = judge([ledger], Expected({ledger.key: offsets}, {(TOPIC, 0): 0}, {(TOPIC, 0): 5}, incomplete))
     assert verdict.status == fanout_status
-    document = run.publish(verdict, kafka)
+    kafka_document = None if kafka is None else {**kafka, "report": "VERDICT: …"}
+    document = publish_run(environment, run.run_id, str(verdict_file), kafka_document, [run.hop(verdict)])
     return environment.process_exit_code, document, json.loads(verdict_file.read_text())
 
 

@@ -40,11 +40,9 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import gevent
-import orjson
 
 from ingestload.errors import IngestloadError
 from ingestload.fanout.expected import Expected, read_expected
@@ -59,7 +57,7 @@ from ingestload.fanout.verdict import (
 from ingestload.kafka.admin import topic_end_offsets
 from ingestload.kafka.config import scrub
 from ingestload.locust.ws_stats import WS, ObservedLedger, WsStats
-from ingestload.verdicts import EXIT_CODES, PASS, combine
+from ingestload.verdicts import HopVerdict, Status
 
 log = logging.getLogger("ingestload")
 
@@ -287,42 +285,14 @@ class FanoutRun:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def publish(self, verdict: FanoutVerdict, kafka: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Log the fan-out block, set the exit code for both verdicts, add the ``fanout`` and
-        ``overall`` sections to the verdict file; returns the run's verdict document."""
-        report = verdict.report()
-        for line in report.splitlines():
-            (log.info if verdict.status == PASS else log.error)("%s", line)
-        kafka_status = None if kafka is None else str(kafka["status"])
-        status = combine(kafka_status, verdict.status)
-        reasons = [] if kafka is None else [f"kafka: {r}" for r in kafka.get("reasons") or []]
-        reasons += [f"fan-out: {r}" for r in verdict.reasons]
-        overall = {"status": status, "exit_code": EXIT_CODES[status], "reasons": reasons}
-        environment = self.environment
-        if status != PASS or not environment.process_exit_code:
-            # FAIL and INCONCLUSIVE of either verdict win; a PASS keeps a code set during the run
-            # (the rate guard's 5).
-            environment.process_exit_code = EXIT_CODES[status]
-        if kafka is None:
-            document: dict[str, Any] = {"run_id": self.run_id, **overall}
-            if getattr(environment.parsed_options, "csv_prefix", None):
-                from locust.stats import CSV_STATS_INTERVAL_SEC
-
-                gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)  # one more CSV turn for the WS failures
-        else:
-            document = dict(kafka)
-        document["fanout"] = {**verdict.to_dict(), "report": report}
-        document["overall"] = overall
-        path = self.settings.verdict_file
-        if path:
-            target = Path(path)
-            on_disk = orjson.loads(target.read_bytes()) if kafka is not None and target.exists() else {}
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(
-                orjson.dumps(
-                    {**document, **on_disk, "fanout": document["fanout"], "overall": overall},
-                    option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS,
-                )
-            )
-            log.info("wrote %s (fan-out verdict)", target)
-        return document
+    def hop(self, verdict: FanoutVerdict) -> HopVerdict:
+        """The fan-out verdict as the run publishes it beside the Kafka verdict (the ``fanout``
+        section of the verdict file, and its block of lines)."""
+        return HopVerdict(
+            "fanout",
+            "fan-out",
+            Status(verdict.status),
+            tuple(verdict.reasons),
+            verdict.report(),
+            verdict.to_dict(),
+        )

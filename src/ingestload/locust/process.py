@@ -40,15 +40,17 @@ from ingestload.kafka.producer import KafkaProducerClient
 from ingestload.locust.drain import MSG_DRAIN, MSG_DRAINED, WorkerAccounts, drain_all, drained_message
 from ingestload.locust.fanout import FanoutRun, is_subscriber_class
 from ingestload.locust.kafka_stats import AckStats
+from ingestload.locust.publish import publish_run
 from ingestload.locust.rate import RateControl
 from ingestload.locust.verification import LocustVerification
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
+from ingestload.rate.delivered import LoadThresholds, judge_load, path_loads
 from ingestload.rate.pacer import Pacer
 from ingestload.settings import Settings, add_arguments
 from ingestload.status import StatusLine, add_counters, format_summary
-from ingestload.verdicts import PASS
+from ingestload.verdicts import PASS, HopVerdict
 
 log = logging.getLogger("ingestload")
 
@@ -326,6 +328,9 @@ class JudgingProcess(ProcessState):
         super().__init__(environment, runner, settings)
         self.verification: LocustVerification | None = None
         self.verdict: dict[str, Any] | None = None
+        self._started_at = time.monotonic()
+        self._stopped_by: str | None = None
+        self._stop_view: tuple[float, float | None, dict[str, float | None]] = (0.0, None, {})
         self._written_run_id: str | None = None
         """The run id we wrote into the options (for workers); seen there again, it was not typed."""
 
@@ -370,6 +375,8 @@ class JudgingProcess(ProcessState):
 
     def start_verification(self, run_id: str) -> None:
         """Start the verifier before any user sends: it must hold the start offsets first."""
+        self._started_at = time.monotonic()
+        self._stopped_by = None
         self.verdict = None
         self.verification = None
         if self.settings.verify and self.paths:
@@ -387,15 +394,48 @@ class JudgingProcess(ProcessState):
         if self.settings.status_interval > 0 and getattr(self.environment.parsed_options, "headless", False):
             self._spawn(self._status_loop)
 
+    def take_stop_view(self) -> None:
+        """At the stop, before the drain: how long the run ran and what each path was asked for."""
+        asked = self.rates.asked_duration()
+        if asked is None:
+            run_time = getattr(self.environment.parsed_options, "run_time", None)
+            asked = float(run_time) if run_time else None
+        self._stop_view = (time.monotonic() - self._started_at, asked, self.rates.planned_targets())
+
     def judge(self, ledger: AckLedger, missing: set[str]) -> None:
-        """Every hop's verdict on the run, once every sender drained."""
+        """Every hop's verdict on the run, once every sender drained, published as one."""
         self._concluded = self.run_id
         # The subscribers drain to Kafka's end now that every producer has drained.
         fanout = self.fanout.conclude() if self.fanout is not None else None
-        if self.verification is not None:
-            self.verdict = self.verification.conclude(ledger, missing)
+        kafka = self.verification.conclude(ledger, missing) if self.verification is not None else None
+        hops = []
+        if self.paths:
+            hops.append(self.judge_load(ledger, missing))
         if self.fanout is not None and fanout is not None:
-            self.verdict = self.fanout.publish(fanout, self.verdict)
+            hops.append(self.fanout.hop(fanout))
+        self.verdict = publish_run(
+            self.environment, self.run_id, self.settings.for_run(str(self.run_id)).verdict_file, kafka, hops
+        )
+
+    def judge_load(self, ledger: AckLedger, missing: set[str]) -> HopVerdict:
+        """The load verdict: each path's target against what it sent (:mod:`~ingestload.rate.delivered`)."""
+        elapsed, asked, targets = self._stop_view
+        verdict = judge_load(
+            path_loads({p: targets.get(p) for p in sorted(self.paths)}, ledger),
+            LoadThresholds(),
+            elapsed=elapsed,
+            asked=asked,
+            stopped_by=self._stopped_by,
+            missing_workers=missing,
+        )
+        return HopVerdict(
+            "load", "load", verdict.status, verdict.reasons, verdict.report(), verdict.to_dict()
+        )
+
+    def on_quitting(self) -> None:
+        if self.run_id is not None and self._concluded != self.run_id:
+            self._stopped_by = "a signal (Ctrl-C or SIGTERM)"
+        super().on_quitting()
 
     def on_test_stop(self) -> None:
         super().on_test_stop()
@@ -451,6 +491,7 @@ class LocalProcess(SendingProcess, JudgingProcess):
     def conclude_run(self) -> None:
         if self.run_id is None or self._concluded == self.run_id:
             return
+        self.take_stop_view()
         self.drain_local()
         self.judge(AckLedger(sender.ledger() for sender in self.senders), set())
 
@@ -479,6 +520,7 @@ class MasterProcess(JudgingProcess):
     def conclude_run(self) -> None:
         if self.run_id is None or self._concluded == self.run_id:
             return
+        self.take_stop_view()
         self.workers.drain(self.runner, self.run_id, self.settings.drain_timeout)
         self.judge(self.workers.ledger(), self.workers.unanswered())
 

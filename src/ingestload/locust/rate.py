@@ -292,6 +292,20 @@ class RateControl:
         else:
             self.distribute()
 
+    def planned_targets(self) -> dict[str, float | None]:
+        """Master/local: messages the schedule has asked of each path since the run's clock started
+        (the curve's integral × the path's share; ``None`` for as fast as possible)."""
+        curve, split = self.coordinator.curve, self.coordinator.split
+        if curve is None:
+            return dict.fromkeys(split)
+        due = curve.count_between(0.0, min(self.coordinator.curve_time(), curve.duration))
+        return {path: due * share for path, share in split.items()}
+
+    def asked_duration(self) -> float | None:
+        """Seconds a profile asks the run to last (``None`` without a profile)."""
+        curve = self.coordinator.curve
+        return curve.duration if self.profile is not None and curve is not None else None
+
     def stop(self) -> None:
         """Drain: pacers hand out nothing more."""
         self.pacers.stop()

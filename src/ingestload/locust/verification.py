@@ -19,14 +19,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import gevent
-import orjson
 
+from ingestload.locust.publish import write_json
 from ingestload.messages.ledger import AckLedger
-from ingestload.verdicts import EXIT_CODES, INCONCLUSIVE
+from ingestload.verdicts import EXIT_CODES, INCONCLUSIVE, PASS
 from ingestload.verify.process import VerifierProcess
 from ingestload.verify.verdict import Thresholds
 
@@ -228,8 +227,9 @@ class LocustVerification:
         if self.verdict is None:
             self.verdict, report = self._inconclusive(ledger, missing)
         # When the final ledger was complete (wall clock): records stamped later came after the drain.
-        self.verdict = {**self.verdict, "ledger_final_at": final_at}
-        self._publish(self.verdict, report or "", ledger, missing)
+        self.verdict = self._publish(
+            {**self.verdict, "ledger_final_at": final_at}, report or "", ledger, missing
+        )
         return self.verdict
 
     def _inconclusive(self, ledger: AckLedger, missing: list[str]) -> tuple[dict[str, Any], str]:
@@ -248,10 +248,12 @@ class LocustVerification:
 
     def _publish(
         self, verdict: Mapping[str, Any], report: str, ledger: AckLedger, missing: list[str]
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Log the Kafka verdict, add its anomalies to Locust's errors, write the ledger file; returns
+        the verdict document (published with the other hops': :mod:`~ingestload.locust.publish`)."""
         status = verdict["status"]
         for line in report.splitlines():
-            (log.info if status == "PASS" else log.error)("%s", line)
+            (log.info if status == PASS else log.error)("%s", line)
         runner = self.environment.runner
         if runner is not None:
             counts: dict[tuple[str, str], int] = {}
@@ -261,21 +263,9 @@ class LocustVerification:
                 for kind, n in anomalies.items():
                     counts[(topic, kind)] = n
             add_anomaly_errors(runner.stats, counts, time.time())
-        code = int(verdict["exit_code"])
-        # FAIL and INCONCLUSIVE decide the exit code; a PASS keeps a failure already set during
-        # the run, such as the rate guard's 5.
-        if code != 0 or not self.environment.process_exit_code:
-            self.environment.process_exit_code = code
-        if getattr(self.environment.parsed_options, "csv_prefix", None):
-            # Locust's CSV writer rewrites its files once a second and does not write again on
-            # close: give it one more turn so the verdict's rows reach the CSV files.
-            from locust.stats import CSV_STATS_INTERVAL_SEC
-
-            gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
-        if self.settings.verdict_file:
-            self._write(self.settings.verdict_file, {**verdict, "report": report})
         if self.settings.ledger_file:
-            self._write(self.settings.ledger_file, self.ledger_document(ledger, missing))
+            write_json(self.settings.ledger_file, self.ledger_document(ledger, missing))
+        return {**verdict, "report": report}
 
     def ledger_document(self, ledger: AckLedger, missing_workers: Iterable[str] = ()) -> dict[str, Any]:
         """What ``ingestload verify --ledger`` needs to judge the run again later."""
@@ -289,11 +279,3 @@ class LocustVerification:
             "missing_workers": sorted(missing_workers),
             "producers": ledger.to_json(),
         }
-
-    @staticmethod
-    def _write(path: str, document: Mapping[str, Any]) -> None:
-        target = Path(path)
-        if target.parent != Path():
-            target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-        log.info("wrote %s", target)
