@@ -3,7 +3,7 @@
 import pytest
 
 from ingestload.errors import ConfigError
-from ingestload.rate.durations import format_duration, parse_duration
+from ingestload.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -522,7 +522,7 @@ def serve(settings: FanoutSettings) -> int:
     from ingestload.messages.catalogue import Catalogue
 
     topics = list(
-        settings.topics or Catalogue.load(settings.kafka.catalogue).topics(settings.kafka.topic_prefix)
+        settings.topics or Catalogue.load(settings.messages.catalogue).topics(settings.messages.topic_prefix)
     )
     port = listen_port(settings.host, settings.port)
     with (
