@@ -1,7 +1,7 @@
 """Verifier throughput and memory, side by side in one run on the same data:
 
   (a) a bare confluent-kafka consume loop that only counts messages (same fetch settings);
-  (b) ingestload's VerificationRun — what the live verifier process runs — reading the same
+  (b) ingestload's Readback — what the live verifier process runs — reading the same
       topics: envelope, seen sets, duplicates, CRC-32 of every value, ordering, latency.
 
 Then the memory of a 10-million-message run: the verifier's state and the ack ledger,
@@ -33,7 +33,7 @@ from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, check
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
-from ingestload.verify.run import VerificationRun
+from ingestload.verify.readback import Readback
 
 RUN = "b30cb30cb30cb30c"
 
@@ -137,7 +137,7 @@ class VerifyBench:
         return count, elapsed
 
     def verify(self, bootstrap: str, topics: list[str], n: int) -> tuple[int, float, str]:
-        run = VerificationRun(
+        run = Readback(
             {"bootstrap.servers": bootstrap}, topics, RUN, start={(t, p): 0 for t in topics for p in range(3)}
         )
         ledger = AckLedger([ProducerLedger(1, sent=n, acked_count=n)])
@@ -209,7 +209,7 @@ class VerifyBench:
                 rows.append(("bare consume loop (count only)", count, elapsed, ""))
                 print(f"  bare: {count / elapsed:,.0f} msg/s", flush=True)
                 seen, elapsed, status = self.verify(bootstrap, topics, n)
-                rows.append(("ingestload VerificationRun (full checks)", seen, elapsed, status))
+                rows.append(("ingestload Readback (full checks)", seen, elapsed, status))
                 print(f"  verify: {seen / elapsed:,.0f} msg/s ({status})", flush=True)
         print()
         print(f"{'side':<42} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs bare':>8}")

@@ -165,7 +165,7 @@ def run_client(kind: str, url: str) -> tuple[int, float]:
         from locust.env import Environment
 
         from ingestload.fanout.client import ConnectionClosedError, Subscriber
-        from ingestload.fanout.wsstats import ObservedLedger, WsStats
+        from ingestload.locust.ws_stats import ObservedLedger, WsStats
 
         environment = Environment()
         environment.create_local_runner()  # Locust's stats listener on the request event

@@ -22,7 +22,7 @@ import gevent
 from locust import LoadTestShape, User, constant_throughput, task
 from locust_plugins.wait_time import constant_total_ips
 
-from ingestload.plugin import state_of
+from ingestload.locust.process import state_of
 from ingestload.rate.profile import RateProfile
 
 PROFILE = RateProfile.load(os.environ["BENCH_PROFILE"])

@@ -53,7 +53,7 @@ from ingestload.rate.plans import api_users_for
 from ingestload.rate.profile import RateProfile
 from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, Settings
 from ingestload.verify import settings as verify
-from ingestload.verify.run import VerificationRun
+from ingestload.verify.readback import Readback
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
 FANOUT_LOCUSTFILE = "locustfiles/fanout.py"
@@ -389,7 +389,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"against {settings.kafka.address}…",
         flush=True,
     )
-    run = VerificationRun(
+    run = Readback(
         settings.kafka.consumer_config(),
         topics,
         run_id,

@@ -1,5 +1,5 @@
 """The public names of the load shapes, for locustfiles: the rate profile's (see
-:mod:`ingestload.rate.shape`) and the subscribers' (see :mod:`ingestload.fanout.shape`).
+:mod:`ingestload.locust.rate_shape`) and the subscribers' (see :mod:`ingestload.locust.subscriber_shape`).
 
 Example::
 
@@ -9,7 +9,7 @@ Example::
         profile = "mocks/profiles/knee.yaml"
 """
 
-from ingestload.fanout.shape import SubscriberShape
-from ingestload.rate.shape import RampingRateShape, user_capacity
+from ingestload.locust.rate_shape import RampingRateShape, user_capacity
+from ingestload.locust.subscriber_shape import SubscriberShape
 
 __all__ = ["RampingRateShape", "SubscriberShape", "user_capacity"]

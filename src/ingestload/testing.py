@@ -462,7 +462,7 @@ def inject_faults(
         class Devices(KafkaProducerUser):
             pass
     """
-    from ingestload.plugin import state_of
+    from ingestload.locust.process import state_of
 
     if events is None:
         from locust import events as default_events
@@ -516,7 +516,7 @@ def inject_faults(
 def start_seqs_at(first_seq: int, events: Any = None) -> None:
     """In a locustfile: every sender of this process starts each run at ``first_seq`` instead of 0
     (e.g. just below 2**32, to cross it without sending four billion messages first)."""
-    from ingestload.plugin import state_of
+    from ingestload.locust.process import state_of
 
     if events is None:
         from locust import events as default_events

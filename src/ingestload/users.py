@@ -32,7 +32,6 @@ import gevent
 from ingestload.errors import IngestloadError
 from ingestload.fanout.client import ConnectionClosedError, NoConfirmationError, Subscriber
 from ingestload.fanout.filters import FieldFilter
-from ingestload.fanout.run import GAVE_UP, FanoutRun
 from ingestload.http.client import (
     OUTCOME_ACKED,
     OUTCOME_FAILED,
@@ -40,8 +39,9 @@ from ingestload.http.client import (
     batch_outcomes,
     outcome_of,
 )
+from ingestload.locust.fanout import GAVE_UP, FanoutRun
+from ingestload.locust.process import install, sending_state_of, state_of
 from ingestload.messages.catalogue import Catalogue
-from ingestload.plugin import install, state_of
 from ingestload.rate.plans import API_USER_REQUESTS_PER_S, messages_per_request
 from ingestload.settings import Settings
 from ingestload.webui import install as install_web_ui
@@ -79,7 +79,7 @@ class KafkaProducerUser(User):
 
     def __init__(self, environment: object) -> None:
         super().__init__(environment)
-        state = state_of(environment)
+        state = sending_state_of(environment)
         if state.client is None:
             raise RuntimeError(
                 "the Kafka producer was not created; see the ingestload error logged at test start"
@@ -134,7 +134,7 @@ class IngestApiUser(FastHttpUser):
         return API_USER_REQUESTS_PER_S * messages_per_request(settings.api_batch_size, shares)
 
     def __init__(self, environment: Any) -> None:
-        state = state_of(environment)
+        state = sending_state_of(environment)
         # FastHttpUser builds its HTTP client from this in __init__.
         self.network_timeout = state.settings.api_timeout
         self.connection_timeout = state.settings.api_timeout
@@ -247,7 +247,7 @@ class WebSocketSubscriberUser(User):
     received); connecting counts as a ``WS subscribe`` request, a lost connection as a
     ``WS connection`` failure (the user reconnects after ``reconnect_backoff`` seconds, in a new
     window). At the stop every subscriber drains to Kafka's end offsets and ends its subscription
-    cleanly; the fan-out verdict judges every window (see :mod:`ingestload.fanout.run`). The user
+    cleanly; the fan-out verdict judges every window (see :mod:`ingestload.locust.fanout`). The user
     count is the number of subscribers (``--ws-subscriber-profile`` ramps it).
 
     Class attributes (each defaults to its option):

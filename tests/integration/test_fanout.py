@@ -18,9 +18,10 @@ from ingestload.fanout.client import ConnectionClosedError, Subscriber, WebSocke
 from ingestload.fanout.expected import read_expected
 from ingestload.fanout.filters import FieldFilter
 from ingestload.fanout.testing import run_gateway, stats, ws_url
-from ingestload.fanout.verdict import FAIL, INCONCLUSIVE, PASS, judge
+from ingestload.fanout.verdict import judge
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.broker import free_port
+from ingestload.verdicts import FAIL, INCONCLUSIVE, PASS
 
 pytestmark = pytest.mark.integration
 

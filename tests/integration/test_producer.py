@@ -9,6 +9,7 @@ from locust.env import Environment
 
 from ingestload.kafka.admin import ensure_topics, high_watermarks
 from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.locust.kafka_stats import AckStats
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.settings import Settings, namespace
@@ -48,7 +49,10 @@ def make_client(kafka: str, prefix: str, **config: str) -> tuple[KafkaProducerCl
     events: list[dict] = []
     environment.events.request.add_listener(lambda **kw: events.append(kw))
     client = KafkaProducerClient(
-        environment, settings.producer_config(), MessageFactory(catalogue, topic_prefix=prefix)
+        environment,
+        settings.producer_config(),
+        MessageFactory(catalogue, topic_prefix=prefix),
+        ack_sink=lambda kind: AckStats(environment, kind),
     )
     return client, events
 
@@ -108,7 +112,10 @@ def test_acks_reach_locust_stats_per_message_when_only_locust_listens(kafka, pre
     environment = Environment()
     environment.create_local_runner()
     client = KafkaProducerClient(
-        environment, settings.producer_config(), MessageFactory(catalogue, topic_prefix=prefix)
+        environment,
+        settings.producer_config(),
+        MessageFactory(catalogue, topic_prefix=prefix),
+        ack_sink=lambda kind: AckStats(environment, kind),
     )
     client.warm_up()
     client.begin_run(RUN, producer_id=43)
@@ -148,7 +155,10 @@ def test_undeliverable_messages_fail_with_a_kafka_error(prefix):
     events: list[dict] = []
     environment.events.request.add_listener(lambda **kw: events.append(kw))
     client = KafkaProducerClient(
-        environment, settings.producer_config(), MessageFactory(Catalogue.load(), topic_prefix=prefix)
+        environment,
+        settings.producer_config(),
+        MessageFactory(Catalogue.load(), topic_prefix=prefix),
+        ack_sink=lambda kind: AckStats(environment, kind),
     )
     client.begin_run(RUN)
     assert client.send(10) == 10

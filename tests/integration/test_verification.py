@@ -1,4 +1,4 @@
-"""VerificationRun against a real broker: exact counts under injected faults, a broker that loses its data."""
+"""Readback against a real broker: exact counts under injected faults, a broker that loses its data."""
 
 import time
 
@@ -10,12 +10,13 @@ from locust.env import Environment
 from ingestload.kafka.admin import ensure_topics, high_watermarks
 from ingestload.kafka.broker import EmbeddedBroker, free_port
 from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.locust.kafka_stats import AckStats
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.settings import Settings, namespace
 from ingestload.testing import FaultyProducer
-from ingestload.verify.run import VerificationRun
+from ingestload.verify.readback import Readback
 from tests.bouncer import bouncer
 from tests.oracle import read_copies
 from tests.replay import replay_later
@@ -45,7 +46,13 @@ class Producing:
         present = [t for t in self.topics if t not in absent]  # the others appear with their first message
         ensure_topics(self.settings.admin_config(), present, partitions=3)
         factory = MessageFactory(Catalogue.load(), topic_prefix=prefix)
-        self.client = KafkaProducerClient(Environment(), self.settings.producer_config(), factory)
+        environment = Environment()
+        self.client = KafkaProducerClient(
+            environment,
+            self.settings.producer_config(),
+            factory,
+            ack_sink=lambda kind: AckStats(environment, kind),
+        )
         if faults or misroute_to:
             self.client.producer = FaultyProducer(
                 self.client.producer, topics=self.topics, misroute_to=misroute_to, **faults
@@ -69,15 +76,15 @@ class Producing:
         self.client.drain(30)
         return AckLedger([self.client.ledger()])
 
-    def read_all(self, run: VerificationRun, expected: int) -> None:
+    def read_all(self, run: Readback, expected: int) -> None:
         """Let the live verifier read ``expected`` records of the run (it goes on reading after)."""
         deadline = time.monotonic() + 30
         while run.verifier.seen_records < expected and time.monotonic() < deadline:
             run.poll_once(0.1)
         assert run.verifier.seen_records == expected
 
-    def verification(self, start=None) -> VerificationRun:
-        return VerificationRun(self.settings.consumer_config(), self.topics, RUN, start=start)
+    def verification(self, start=None) -> Readback:
+        return Readback(self.settings.consumer_config(), self.topics, RUN, start=start)
 
     def close(self) -> None:
         self.client.close()
@@ -142,7 +149,7 @@ def test_verifier_that_cannot_reach_the_end_is_inconclusive(prefix):
         settings = Settings.from_options(namespace(kafka_bootstrap=broker.bootstrap), environ={})
         topics = Catalogue.load().topics(prefix)
         ensure_topics(settings.admin_config(), topics, partitions=3)
-        run = VerificationRun(settings.consumer_config(), topics, RUN)
+        run = Readback(settings.consumer_config(), topics, RUN)
         broker.kill()
         ledger = AckLedger([ProducerLedger(1, sent=1000, acked_count=1000)])
         verdict = run.finish(ledger, drain_timeout=3)
@@ -240,7 +247,7 @@ def test_a_reread_that_fails_is_inconclusive_never_lost(prefix, monkeypatch):
             broker.restart()  # the log is gone: the partitions are replaced under the verifier
             ensure_topics(p.settings.admin_config(), p.topics, partitions=3)
             ledger = p.ledger()
-            monkeypatch.setattr("ingestload.verify.run.read_partitions", failing)
+            monkeypatch.setattr("ingestload.verify.readback.read_partitions", failing)
             verdict = run.finish(ledger, drain_timeout=20, late_grace=1.0)
         finally:
             p.close()
@@ -307,7 +314,7 @@ def test_a_second_read_that_fails_is_inconclusive_never_lost(producing, monkeypa
     run = p.verification()
     p.send(1000)
     ledger = p.ledger()
-    monkeypatch.setattr("ingestload.verify.run.read_partitions", failing)
+    monkeypatch.setattr("ingestload.verify.readback.read_partitions", failing)
     verdict = run.finish(ledger, drain_timeout=20, late_grace=1.0)
     assert (verdict.status, verdict.lost) == ("INCONCLUSIVE", 0)
     assert verdict.unseen >= 1

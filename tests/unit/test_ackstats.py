@@ -5,7 +5,7 @@ import pytest
 from confluent_kafka import Message
 from locust.env import Environment
 
-from ingestload.kafka.ackstats import PUBLISH_INTERVAL, AckStats, bucket_counts, split_listeners
+from ingestload.locust.kafka_stats import PUBLISH_INTERVAL, AckStats, bucket_counts, split_listeners
 
 NOW = 1_700_000_000.25
 # Below 100 ms, ties and the 100 / 1,000 / 10,000 ms bucket edges, and no latency at all.

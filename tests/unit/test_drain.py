@@ -2,7 +2,7 @@
 
 import gevent
 
-from ingestload.plugin import drain_all
+from ingestload.locust.drain import drain_all
 
 
 class SlowSender:

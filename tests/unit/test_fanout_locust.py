@@ -14,12 +14,18 @@ from ingestload.errors import ConfigError
 from ingestload.fanout import protocol
 from ingestload.fanout.expected import Expected
 from ingestload.fanout.ledger import BROKEN, SubscriberLedger
-from ingestload.fanout.run import GAVE_UP, FanoutRun, overall_status
-from ingestload.fanout.shape import SubscriberShape, check_classes, install_subscriber_shape, subscribers_at
-from ingestload.fanout.verdict import FAIL, INCONCLUSIVE, PASS, judge
-from ingestload.fanout.wsstats import ObservedLedger, WsStats
+from ingestload.fanout.verdict import judge
+from ingestload.locust.fanout import GAVE_UP, FanoutRun
+from ingestload.locust.subscriber_shape import (
+    SubscriberShape,
+    check_classes,
+    install_subscriber_shape,
+    subscribers_at,
+)
+from ingestload.locust.ws_stats import ObservedLedger, WsStats
 from ingestload.rate.profile import RateProfile
 from ingestload.settings import Settings, namespace
+from ingestload.verdicts import FAIL, INCONCLUSIVE, PASS, combine
 from tests.unit.test_fanout_verdict import SENT_AT, envelope
 
 TOPIC = "gov-alarm"
@@ -104,7 +110,7 @@ def test_flush_publishes_only_when_due():
 )
 def test_the_run_status_is_the_worse_of_both_verdicts(kafka, fanout, overall):
     """FAIL of either wins, then INCONCLUSIVE of either; PASS only when both passed (or only one ran)."""
-    assert overall_status(kafka, fanout) == overall
+    assert combine(kafka, fanout) == overall
 
 
 def test_subscriber_options_parse_and_bad_ones_name_the_flag():
@@ -277,7 +283,7 @@ def test_publishing_sets_one_exit_code_for_both_verdicts_and_extends_the_verdict
     assert on_disk["fanout"]["status"] == fanout_status
     assert on_disk["fanout"]["report"].startswith(f"FANOUT VERDICT: {fanout_status}")
     assert on_disk["overall"] == document["overall"]
-    assert on_disk["overall"]["status"] == overall_status(kafka_status, fanout_status)
+    assert on_disk["overall"]["status"] == combine(kafka_status, fanout_status)
 
 
 def test_publishing_without_a_kafka_verdict_writes_the_fanout_one_alone(tmp_path):

@@ -15,7 +15,8 @@ from ingestload.fanout.ledger import (
     latency_bucket,
     sent_at_of,
 )
-from ingestload.fanout.verdict import FAIL, INCONCLUSIVE, PASS, FanoutThresholds, Latency, judge
+from ingestload.fanout.verdict import FanoutThresholds, Latency, judge
+from ingestload.verdicts import FAIL, INCONCLUSIVE, PASS
 
 BIG = 2**40  # offsets past 2^32
 LCE = FieldFilter(("Header", "ControllerType"), ("LCE",))

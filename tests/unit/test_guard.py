@@ -1,6 +1,7 @@
 """The rate guard: when a shortfall lasts longer than the window, and when it does not."""
 
-from ingestload.rate.guard import EXIT_CODE, RateGuard
+from ingestload.rate.guard import RateGuard
+from ingestload.verdicts import ExitCode
 
 
 def feed(guard: RateGuard, points):
@@ -18,7 +19,7 @@ def test_a_sustained_shortfall_trips_once_after_the_window():
     assert s.offered / s.target == 0.5
     assert guard.tripped == s
     assert "for 11s" in s.describe()
-    assert EXIT_CODE == 5
+    assert ExitCode.RATE_SHORTFALL == 5
 
 
 def test_a_short_stall_that_is_caught_up_does_not_trip():

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ingestload.rate.control import RateControl
+from ingestload.locust.rate import RateControl
 from ingestload.settings import OPTIONS, Settings, namespace
 from ingestload.webui.form import FORM_OPTIONS, check_swarm_form, form_options
 

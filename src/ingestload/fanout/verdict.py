@@ -41,10 +41,8 @@ from pyroaring import BitMap64
 
 from ingestload.fanout.expected import Expected
 from ingestload.fanout.ledger import BROKEN, CLOSED, OPEN, PENDING, SubscriberLedger
+from ingestload.verdicts import EXIT_CODES, FAIL, INCONCLUSIVE, PASS
 
-PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
-#: As the Kafka verdict's (ingestload.verify.verdict.EXIT_CODES).
-EXIT_CODES = {PASS: 0, FAIL: 3, INCONCLUSIVE: 4}
 _TOP = 2**64 - 1
 COUNTS = ("expected", "received", "missed", "dropped", "duplicated", "out_of_order", "unexpected")
 
@@ -376,10 +374,6 @@ def summary_counts(verdict: FanoutVerdict) -> dict[str, Any]:
 
 
 __all__ = [
-    "EXIT_CODES",
-    "FAIL",
-    "INCONCLUSIVE",
-    "PASS",
     "FanoutThresholds",
     "FanoutVerdict",
     "Latency",

@@ -11,14 +11,17 @@ Rules it keeps (see docs/architecture.md, "gevent rules"):
   response_time = produce-to-ack in ms, length = value bytes, exception =
   :class:`~ingestload.errors.KafkaDeliveryError` for a failed delivery; acknowledgements
   reach Locust's own stats listener in bulk and every other listener one call each
-  (:mod:`ingestload.kafka.ackstats`), a failure fires a real event;
+  (an :class:`AckSink`: the Locust side's :mod:`ingestload.locust.kafka_stats`), a failure fires
+  a real event;
 * every report is filed in the run's ledger: each message carries its seq in its
   delivery callback (``partial(report, seq)``), because librdkafka does not return
   headers with a failed report — the one case where the seq matters.
 
 Example::
 
-    client = KafkaProducerClient(environment, settings.producer_config(), factory)
+    client = KafkaProducerClient(
+        environment, settings.producer_config(), factory, ack_sink=lambda kind: AckStats(environment, kind)
+    )
     client.begin_run(run_id="00112233445566ff")
     sent = client.send(500)          # ≤ 500: fewer when the local queue is full
     client.drain(timeout=30)         # at stop: wait (cooperatively) for the last acks
@@ -28,14 +31,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 
 from ingestload.errors import ConfigError, KafkaDeliveryError
-from ingestload.kafka.ackstats import AckStats
 from ingestload.kafka.config import scrub
 from ingestload.messages.envelope import HEADER, checksum
 from ingestload.messages.factory import MessageFactory
@@ -76,16 +79,31 @@ PURGE_SETTLE_TIMEOUT = 5.0
 IDLE_POLL_INTERVAL = 0.002
 
 
+class AckSink(Protocol):
+    """Where a run's acknowledgements go, per topic, until they are put into statistics (the Locust
+    side's :class:`~ingestload.locust.kafka_stats.AckStats` is one)."""
+
+    pending: defaultdict[str, list[Any]]
+    """Acknowledged messages per topic, not yet in the statistics."""
+
+    def flush(self) -> None:
+        """Put what is pending into the statistics when it is time to (cheap to call often)."""
+
+    def publish(self) -> None:
+        """Put everything pending into the statistics now."""
+
+
 class _Deliveries(Outcomes):
     """The delivery reports of one run (a new object per run, see :class:`Outcomes`).
 
-    Acknowledged messages go to Locust's stats through :class:`~ingestload.kafka.ackstats.AckStats`
-    (in bulk when only Locust listens); a failed delivery fires its request event at once.
+    Acknowledged messages go to an :class:`AckSink` (Locust's stats, in bulk when only Locust
+    listens: :class:`~ingestload.locust.kafka_stats.AckStats`); a failed delivery fires its request
+    event at once.
     """
 
     __slots__ = ("fire", "landed", "request_type", "stats")
 
-    def __init__(self, fire: Callable[..., None], request_type: str, stats: AckStats) -> None:
+    def __init__(self, fire: Callable[..., None], request_type: str, stats: AckSink) -> None:
         super().__init__()
         self.fire = fire
         self.request_type = request_type
@@ -121,10 +139,13 @@ class KafkaProducerClient(EnvelopeSender):
         environment: Any,
         config: Mapping[str, str],
         factory: MessageFactory,
+        *,
+        ack_sink: Callable[[str], AckSink],
     ) -> None:
         from confluent_kafka import KafkaException, Producer
 
         self.environment = environment
+        self._ack_sink = ack_sink
         self._fire = environment.events.request.fire
         try:
             # librdkafka's own log lines go through Python logging (served by poll), not raw stderr.
@@ -140,7 +161,7 @@ class KafkaProducerClient(EnvelopeSender):
             previous.stats.publish()  # what the last run acknowledged belongs to its stats
         super().new_run()
         self.outcomes: _Deliveries = _Deliveries(
-            self._fire, self.request_type, AckStats(self.environment, self.request_type)
+            self._fire, self.request_type, self._ack_sink(self.request_type)
         )
 
     @property

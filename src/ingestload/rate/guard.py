@@ -2,7 +2,8 @@
 
 ``--min-rate-ratio 0.95 --min-rate-window 10s`` means: if, for longer than 10 seconds in
 a row, we sent less than 95% of what the target asked for, the system under test (or the
-load generator) could not keep up and the run fails with exit code :data:`EXIT_CODE` —
+load generator) could not keep up and the run fails with exit code 5
+(:attr:`~ingestload.verdicts.ExitCode.RATE_SHORTFALL`) —
 like a k6 threshold. The run goes on to its end (so the rest of the report, including
 loss verification, still comes out); only the exit code changes.
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 #: Process exit code of a run failed by the rate guard.
-EXIT_CODE = 5
 
 
 class Shortfall(NamedTuple):

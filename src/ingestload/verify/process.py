@@ -1,7 +1,7 @@
 """The live verifier in a process of its own, and the handle the Locust master holds on it.
 
 Consuming hundreds of thousands of messages per second must not steal the Locust master's
-event loop, so during a run :class:`~ingestload.verify.run.VerificationRun` runs in its own
+event loop, so during a run :class:`~ingestload.verify.readback.Readback` runs in its own
 process (``python -m ingestload.verify.process``). It speaks JSON lines: the first stdin line
 configures it (secrets travel there, never in argv), then ``{"cmd": "finish", …}``; on stdout it
 answers ``ready``, periodic ``progress`` and a final ``verdict``. :class:`VerifierProcess` is the
@@ -35,7 +35,7 @@ import orjson
 from ingestload.kafka.admin import Offsets
 from ingestload.kafka.config import scrub
 from ingestload.messages.ledger import AckLedger
-from ingestload.verify.run import LATE_GRACE, VerificationRun
+from ingestload.verify.readback import LATE_GRACE, Readback
 from ingestload.verify.verdict import Thresholds
 
 
@@ -53,7 +53,7 @@ def main() -> int:
         return 2
     setup = orjson.loads(first)
     try:
-        run = VerificationRun(
+        run = Readback(
             setup["config"],
             setup["topics"],
             setup["run_id"],

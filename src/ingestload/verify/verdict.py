@@ -36,11 +36,8 @@ from typing import Any
 from pyroaring import BitMap64
 
 from ingestload.messages.ledger import AckLedger
+from ingestload.verdicts import EXIT_CODES, FAIL, INCONCLUSIVE, PASS
 from ingestload.verify.verifier import MessageId, SeenSummary
-
-PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
-#: Process exit codes. 1 is Locust's own "requests failed" code and 2 a usage error.
-EXIT_CODES = {PASS: 0, FAIL: 3, INCONCLUSIVE: 4}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ Everything is kept per partition so that a partition whose log was reset or recr
 broker that lost data, an offset reset after an error) can be forgotten and read again: the
 verdict must describe what is in Kafka at the end, not what streamed past earlier. Each
 partition also keeps the first and the last record read, so that the log can be checked later to
-still hold them (see :mod:`ingestload.verify.run`).
+still hold them (see :mod:`ingestload.verify.readback`).
 
 The hot loop is written for throughput (hundreds of thousands of messages per second in one
 process): the envelope header is taken from the first header when it is ours (as our senders
@@ -120,7 +120,7 @@ class PartitionState:
     """The first record read here (the one before the run's start, where there is one)."""
     last_message: Any = None
     """The last record read here (any record). If the log no longer holds these two at their
-    offsets, it was replaced under the reader (see :mod:`ingestload.verify.run`)."""
+    offsets, it was replaced under the reader (see :mod:`ingestload.verify.readback`)."""
     duplicate_samples: list[MessageId] = field(default_factory=list)
     corrupted_samples: list[MessageId] = field(default_factory=list)
     misrouted_samples: list[MessageId] = field(default_factory=list)

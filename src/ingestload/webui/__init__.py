@@ -1,4 +1,4 @@
-"""ingestload in Locust's web UI and HTML report (on top of :mod:`ingestload.plugin`).
+"""ingestload in Locust's web UI and HTML report (on top of :mod:`ingestload.locust.process`).
 
 Importing :mod:`ingestload.users` installs these listeners after the plugin's, so each runs once
 ingestload's own has: at ``init`` a :class:`~ingestload.webui.session.WebSession` on the master
@@ -61,14 +61,14 @@ def check_web_port(host: str | None, port: int) -> None:
 
 
 def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) -> None:
-    from ingestload.plugin import fail, state_of
+    from ingestload.locust.process import JudgingProcess, fail, state_of
     from ingestload.webui.session import WebSession, add_worker_report
 
     if runner is None:
         return
     state = state_of(environment)
     events = environment.events
-    if state.role == "worker":
+    if not isinstance(state, JudgingProcess):  # a worker: its counters go into its reports
         events.report_to_master.add_listener(lambda client_id, data: add_worker_report(state, data))
         return
     if web_ui is not None:
@@ -129,7 +129,7 @@ def _on_quitting(environment: Any, session: Any, started: float) -> None:
 
 def install(events: Any = None) -> None:
     """Register the web UI listeners on a Locust ``Events`` (default: ``locust.events``) after
-    :func:`ingestload.plugin.install`'s; idempotent."""
+    :func:`ingestload.locust.process.install`'s; idempotent."""
     if events is None:
         from locust import events as default_events
 

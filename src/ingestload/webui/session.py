@@ -18,7 +18,7 @@ from typing import Any
 
 import gevent
 
-from ingestload.plugin import ProcessState
+from ingestload.locust.process import JudgingProcess, ProcessState
 from ingestload.rate.lateness import PaceSnapshot, sum_snapshots
 from ingestload.webui.live import LiveRates, PathSample, RateHistory
 from ingestload.webui.sections import (
@@ -72,7 +72,7 @@ def add_worker_report(state: ProcessState, data: dict[str, Any]) -> None:
 class WebSession:
     """The live view of the tests of one master or local process (see module doc)."""
 
-    def __init__(self, state: ProcessState) -> None:
+    def __init__(self, state: JudgingProcess) -> None:
         self.state = state
         self.live = LiveRates()
         self.history = RateHistory()

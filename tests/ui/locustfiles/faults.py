@@ -6,7 +6,7 @@ from typing import Any
 
 from locust import events
 
-from ingestload.plugin import state_of
+from ingestload.locust.process import state_of
 from ingestload.testing import FaultyProducer
 
 made: list[FaultyProducer] = []

@@ -1,6 +1,6 @@
 """The rate machinery of one Locust process: pacers, plans, shape, guard and pacing reports.
 
-:class:`~ingestload.plugin.ProcessState` owns one :class:`RateControl` and calls it at
+:class:`~ingestload.locust.process.ProcessState` owns one :class:`RateControl` and calls it at
 ``init`` (:meth:`RateControl.setup`), ``test_start``, at drain and ``test_stop``. What it
 does in each kind of process:
 
@@ -45,7 +45,8 @@ from typing import Any, Protocol
 import gevent
 
 from ingestload.errors import ConfigError
-from ingestload.rate.guard import EXIT_CODE, RateGuard, Shortfall
+from ingestload.locust.rate_shape import RampingRateShape, user_capacity
+from ingestload.rate.guard import RateGuard, Shortfall
 from ingestload.rate.lateness import PaceSnapshot, format_pacing, sum_snapshots
 from ingestload.rate.pacer import Pacer
 from ingestload.rate.plans import (
@@ -58,7 +59,7 @@ from ingestload.rate.plans import (
     pool_size,
 )
 from ingestload.rate.profile import ConstantRate, RateCurve, RateProfile
-from ingestload.rate.shape import RampingRateShape, user_capacity
+from ingestload.verdicts import ExitCode
 
 log = logging.getLogger("ingestload")
 
@@ -393,10 +394,10 @@ class RateControl:
                 shortfall.describe(),
                 self.guard.min_ratio * 100,
                 self.guard.window,
-                EXIT_CODE,
+                ExitCode.RATE_SHORTFALL,
             )
             if getattr(self.environment, "process_exit_code", None) is None:
-                self.environment.process_exit_code = EXIT_CODE
+                self.environment.process_exit_code = ExitCode.RATE_SHORTFALL
         return shortfall
 
     def _spawn(self, fn: Any) -> None:

@@ -1,6 +1,6 @@
 """Verifying a run: consume its topics, then judge them against the ledger.
 
-:class:`VerificationRun` assigns every partition of the run's topics from the offsets taken
+:class:`Readback` assigns every partition of the run's topics from the offsets taken
 at run start (no consumer-group join, no commits) — and, as they appear, partitions and topics
 that did not exist then, from their beginning — feeds batches to a
 :class:`~ingestload.verify.verifier.Verifier`, keeps end-to-end latency histograms, and at the end
@@ -28,7 +28,7 @@ Live, it runs in a process of its own (:mod:`ingestload.verify.process`); after 
 
 Example (post-hoc, in-process)::
 
-    run = VerificationRun(config, topics, run_id, start=offsets)
+    run = Readback(config, topics, run_id, start=offsets)
     verdict = run.finish(ledger, drain_timeout=30)
 """
 
@@ -108,7 +108,7 @@ class TopicNamer:
         return factory.topic_at(seq) if factory is not None else None
 
 
-class VerificationRun:
+class Readback:
     """Consumes a run's topics and judges them against the ledger."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """The fan-out side of one Locust process: subscriber windows, their drain at stop, the fan-out verdict.
 
-:class:`~ingestload.plugin.ProcessState` owns one :class:`FanoutRun` when the locustfile has a
+:class:`~ingestload.locust.process.ProcessState` owns one :class:`FanoutRun` when the locustfile has a
 :class:`~ingestload.users.WebSocketSubscriberUser` class, and calls it at ``init``, at
 ``test_start`` and when the run concludes. Every subscriber user files each window (one
 subscription, from its confirmation to its end) in this process's :attr:`FanoutRun.ledgers`.
@@ -52,17 +52,14 @@ from ingestload.fanout.filters import FieldFilter
 from ingestload.fanout.ledger import SubscriberLedger, SubscriberLedgers
 from ingestload.fanout.protocol import Positions, positions_from_json, positions_json
 from ingestload.fanout.verdict import (
-    EXIT_CODES,
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
     FanoutThresholds,
     FanoutVerdict,
     judge,
 )
-from ingestload.fanout.wsstats import WS, ObservedLedger, WsStats
 from ingestload.kafka.admin import topic_end_offsets
 from ingestload.kafka.config import scrub
+from ingestload.locust.ws_stats import WS, ObservedLedger, WsStats
+from ingestload.verdicts import EXIT_CODES, PASS, combine
 
 log = logging.getLogger("ingestload")
 
@@ -85,19 +82,6 @@ def in_thread(fn: Callable[..., _T], *args: Any) -> _T:
     """Run a blocking Kafka call in gevent's thread pool: the process's greenlets (subscribers
     reading their sockets) keep running meanwhile."""
     return gevent.get_hub().threadpool.apply(fn, args)  # type: ignore[no-any-return]
-
-
-def overall_status(*statuses: str | None) -> str:
-    """The status of a run judged by several verdicts: FAIL when any failed (a definite anomaly wins
-    over missing information, as within each verdict), else INCONCLUSIVE when any was, else PASS.
-
-    Example::
-
-        >>> overall_status("PASS", "INCONCLUSIVE"), overall_status("INCONCLUSIVE", "FAIL")
-        ('INCONCLUSIVE', 'FAIL')
-    """
-    present = [s for s in statuses if s is not None]
-    return FAIL if FAIL in present else INCONCLUSIVE if INCONCLUSIVE in present else PASS
 
 
 class FanoutRun:
@@ -139,7 +123,7 @@ class FanoutRun:
             runner.register_message(MSG_LEDGERS, self._on_ledgers_message)
             events.worker_report.add_listener(self._on_worker_report)
         if self.settings.ws_subscriber_profile:
-            from ingestload.fanout.shape import install_subscriber_shape
+            from ingestload.locust.subscriber_shape import install_subscriber_shape
 
             install_subscriber_shape(self.environment, self.runner, self.settings.ws_subscriber_profile)
 
@@ -289,7 +273,7 @@ class FanoutRun:
 
     def _add_failures(self, verdict: FanoutVerdict) -> None:
         """Missed, duplicated, out of order and unexpected as failures of the ``WS`` rows."""
-        from ingestload.verify.conclusion import add_anomaly_errors
+        from ingestload.locust.verification import add_anomaly_errors
 
         runner = self.environment.runner
         if runner is None:
@@ -310,7 +294,7 @@ class FanoutRun:
         for line in report.splitlines():
             (log.info if verdict.status == PASS else log.error)("%s", line)
         kafka_status = None if kafka is None else str(kafka["status"])
-        status = overall_status(kafka_status, verdict.status)
+        status = combine(kafka_status, verdict.status)
         reasons = [] if kafka is None else [f"kafka: {r}" for r in kafka.get("reasons") or []]
         reasons += [f"fan-out: {r}" for r in verdict.reasons]
         overall = {"status": status, "exit_code": EXIT_CODES[status], "reasons": reasons}

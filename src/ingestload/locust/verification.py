@@ -1,6 +1,6 @@
 """Run verification as seen from the Locust master (or a local runner).
 
-:class:`RunVerification` starts the verifier process when a test starts, turns its progress
+:class:`LocustVerification` starts the verifier process when a test starts, turns its progress
 into Locust statistics rows (request type ``E2E``, one per topic, with the end-to-end latency
 as response time), and when the test stops takes the merged ledger, waits for the verdict,
 prints it, records anomalies as Locust errors, writes the verdict and ledger files and sets
@@ -8,7 +8,7 @@ the process exit code.
 
 Example (inside ingestload's plugin)::
 
-    verification = RunVerification(environment, settings, topics, run_id)
+    verification = LocustVerification(environment, settings, topics, run_id)
     verification.start()            # at test_start, before any user runs
     …
     verdict = verification.conclude(ledger, missing_workers=set())   # at test_stopping
@@ -26,8 +26,9 @@ import gevent
 import orjson
 
 from ingestload.messages.ledger import AckLedger
+from ingestload.verdicts import EXIT_CODES, INCONCLUSIVE
 from ingestload.verify.process import VerifierProcess
-from ingestload.verify.verdict import EXIT_CODES, INCONCLUSIVE, Thresholds
+from ingestload.verify.verdict import Thresholds
 
 log = logging.getLogger("ingestload")
 
@@ -139,7 +140,7 @@ def add_anomaly_errors(
         error.occurrences += count
 
 
-class RunVerification:
+class LocustVerification:
     """The verifier of one test run, from start to verdict."""
 
     def __init__(

@@ -3,12 +3,13 @@
 Each message a subscriber receives counts in Locust's stats as one ``request`` event would:
 request type ``WS``, name = topic, response time = the envelope's send time → received (the
 fan-out end-to-end latency, ms); a message without an envelope counts as a request without a
-response time. As for Kafka acknowledgements (:mod:`ingestload.kafka.ackstats`, whose helpers
+response time. As for Kafka acknowledgements (:mod:`ingestload.locust.kafka_stats`, whose helpers
 this reuses), firing a real event per message would cost Locust's stats listener more than the
 whole subscriber costs per message (``bench/ws_client.py``), so Locust's own listener is served
-in bulk (``StatsEntry.extend`` per topic, at most every :data:`~ingestload.kafka.ackstats.PUBLISH_INTERVAL`
+in bulk (``StatsEntry.extend`` per topic, at most every
+:data:`~ingestload.locust.kafka_stats.PUBLISH_INTERVAL`
 and whenever the second changes), and every *other* listener of ``request`` is called once per
-message, as ``EventHook.fire`` would call it — :class:`~ingestload.kafka.ackstats.AckStats`' own
+message, as ``EventHook.fire`` would call it — :class:`~ingestload.locust.kafka_stats.AckStats`' own
 publishing, fed latencies instead of Kafka messages.
 
 :class:`ObservedLedger` is the hook: a :class:`~ingestload.fanout.ledger.SubscriberLedger` whose
@@ -34,7 +35,7 @@ from locust.stats import StatsEntry
 
 from ingestload.fanout.filters import FieldFilter
 from ingestload.fanout.ledger import ENVELOPE_FIELD, SubscriberLedger
-from ingestload.kafka.ackstats import AckStats, call_listeners, stats_entry
+from ingestload.locust.kafka_stats import AckStats, call_listeners, stats_entry
 
 WS = "WS"
 _NO_CONTEXT: dict[str, Any] = {}
