@@ -2,8 +2,8 @@
 
 import pytest
 
-from ingestload.errors import ConfigError
 from ingestload.durations import format_duration, parse_duration
+from ingestload.errors import ConfigError
 
 
 @pytest.mark.parametrize(

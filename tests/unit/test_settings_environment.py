@@ -12,8 +12,8 @@ def test_an_option_left_unset_takes_its_environment_variable() -> None:
         argparse.Namespace(kafka_bootstrap="kafka:9092", run_id=None),
         environ={"INGESTLOAD_RUN_ID": "0123456789abcdef", "INGESTLOAD_RATE": "3000"},
     )
-    assert settings.run_id == "0123456789abcdef"
-    assert settings.rate == 3000
+    assert settings.run.run_id == "0123456789abcdef"
+    assert settings.rate.target == 3000
 
 
 def test_a_value_given_on_the_command_line_wins_over_the_environment() -> None:
@@ -22,5 +22,5 @@ def test_a_value_given_on_the_command_line_wins_over_the_environment() -> None:
         argparse.Namespace(kafka_bootstrap="kafka:9092", rate="500"),
         environ={"INGESTLOAD_RATE": "3000", "INGESTLOAD_RUN_ID": ""},
     )
-    assert settings.rate == 500
-    assert settings.run_id is None
+    assert settings.rate.target == 500
+    assert settings.run.run_id is None

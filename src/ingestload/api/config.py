@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ingestload import options as opts
@@ -29,7 +30,6 @@ from ingestload.errors import ConfigError
 from ingestload.kafka import settings as kafka
 from ingestload.kafka.settings import KafkaSettings
 from ingestload.messages import settings as messages
-from ingestload.messages.settings import MessageSettings
 from ingestload.options import Option, boolean, number
 
 API_ENV_PREFIX = "INGESTLOAD_API_"
@@ -189,8 +189,10 @@ class ApiSettings:
     kafka: KafkaSettings
     """Kafka connection and partitions (shared with the other commands); when no Kafka was named,
     :data:`~ingestload.kafka.settings.EMBEDDED` until the embedded broker is started."""
-    messages: MessageSettings
-    """Catalogue and topic prefix (shared with the other commands)."""
+    catalogue: Path | None
+    """Catalogue file (shared with the other commands); ``None``: the built-in one."""
+    topic_prefix: str | None
+    """Overrides the catalogue's topic prefix when set (shared with the other commands)."""
     host: str
     """Listen address."""
     port: int
@@ -222,8 +224,8 @@ class ApiSettings:
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ApiSettings:
         environ = os.environ if environ is None else environ
-        # The shared features whole: what is not on this command line comes from the environment.
-        values = opts.read((*kafka.OPTIONS, *messages.OPTIONS, *API_OPTIONS), ns, environ)
+        # Kafka's options whole (those not on this command line from the environment or defaults).
+        values = opts.read((*kafka.OPTIONS, *messages.SERVER_OPTIONS, *API_OPTIONS), ns, environ)
         kafka_settings = KafkaSettings.from_values(values, environ, embedded=True)
         request_timeout = values[REQUEST_TIMEOUT]
         message_timeout = kafka_settings.config.get("message.timeout.ms")
@@ -248,7 +250,8 @@ class ApiSettings:
             )
         return cls(
             kafka=kafka_settings,
-            messages=MessageSettings.from_values(values),
+            catalogue=values[messages.CATALOGUE],
+            topic_prefix=values[messages.TOPIC_PREFIX],
             host=values[HOST],
             port=values[PORT],
             workers=values[WORKERS],

@@ -115,11 +115,11 @@ def serve(settings: ApiSettings) -> int:
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
 
-    catalogue = Catalogue.load(settings.messages.catalogue)
+    catalogue = Catalogue.load(settings.catalogue)
     port = listen_port(settings.host, settings.port)
     with kafka_for(settings) as settings:
         check_producer_config(settings)
-        topics = catalogue.topics(settings.messages.topic_prefix)
+        topics = catalogue.topics(settings.topic_prefix)
         if settings.create_topics:
             try:
                 ensure_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions, timeout=5)

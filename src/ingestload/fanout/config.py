@@ -21,6 +21,7 @@ import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ingestload import options as opts
@@ -30,7 +31,6 @@ from ingestload.kafka import settings as kafka
 from ingestload.kafka.config import CONSUMER_DEFAULTS
 from ingestload.kafka.settings import KafkaSettings
 from ingestload.messages import settings as messages
-from ingestload.messages.settings import MessageSettings
 from ingestload.options import Option, boolean, number, optional_text, topic_list
 
 FANOUT_ENV_PREFIX = "INGESTLOAD_FANOUT_"
@@ -177,8 +177,10 @@ class FanoutSettings:
     kafka: KafkaSettings
     """Kafka connection and partitions (shared with the other commands); when no Kafka was named,
     :data:`~ingestload.kafka.settings.EMBEDDED` until the embedded broker is started."""
-    messages: MessageSettings
-    """Catalogue and topic prefix (shared with the other commands)."""
+    catalogue: Path | None
+    """Catalogue file (shared with the other commands); ``None``: the built-in one."""
+    topic_prefix: str | None
+    """Overrides the catalogue's topic prefix when set (shared with the other commands)."""
     host: str
     """Listen address."""
     port: int
@@ -214,11 +216,12 @@ class FanoutSettings:
         cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None
     ) -> FanoutSettings:
         environ = os.environ if environ is None else environ
-        # The shared features whole: what is not on this command line comes from the environment.
-        values = opts.read((*kafka.OPTIONS, *messages.OPTIONS, *FANOUT_OPTIONS), ns, environ)
+        # Kafka's options whole (those not on this command line from the environment or defaults).
+        values = opts.read((*kafka.OPTIONS, *messages.SERVER_OPTIONS, *FANOUT_OPTIONS), ns, environ)
         return cls(
             kafka=KafkaSettings.from_values(values, environ, embedded=True),
-            messages=MessageSettings.from_values(values),
+            catalogue=values[messages.CATALOGUE],
+            topic_prefix=values[messages.TOPIC_PREFIX],
             host=values[HOST],
             port=values[PORT],
             workers=values[WORKERS],

@@ -521,9 +521,7 @@ def serve(settings: FanoutSettings) -> int:
     from ingestload.kafka.admin import ensure_topics
     from ingestload.messages.catalogue import Catalogue
 
-    topics = list(
-        settings.topics or Catalogue.load(settings.messages.catalogue).topics(settings.messages.topic_prefix)
-    )
+    topics = list(settings.topics or Catalogue.load(settings.catalogue).topics(settings.topic_prefix))
     port = listen_port(settings.host, settings.port)
     with (
         kafka_for(settings) as settings,

@@ -59,37 +59,19 @@ from ingestload.rate.plans import (
     pool_size,
 )
 from ingestload.rate.profile import ConstantRate, RateCurve, RateProfile
+from ingestload.rate.settings import RateSettings
 from ingestload.verdicts import ExitCode
 
 log = logging.getLogger("ingestload")
 
 
-class RateSettings(Protocol):
-    """What the rate machinery reads from the settings (:class:`ingestload.settings.Settings` has it)."""
+class PacedSettings(Protocol):
+    """What the rate machinery reads from the settings: the rate feature's own
+    (:class:`ingestload.settings.Settings` has it; user classes sizing a profile's pool may read more)."""
 
     @property
-    def rate(self) -> float:
-        """Target msg/s of the whole run; 0 = as fast as possible."""
-
-    @property
-    def rate_profile(self) -> str | None:
-        """A profile file that drives the rate instead."""
-
-    @property
-    def rate_split(self) -> Mapping[str, float] | None:
-        """Weight per path; ``None``: by user class weights."""
-
-    @property
-    def max_lateness(self) -> float | None:
-        """Seconds behind schedule after which messages are dropped."""
-
-    @property
-    def min_rate_ratio(self) -> float | None:
-        """The rate guard's ratio (``None``: off)."""
-
-    @property
-    def min_rate_window(self) -> float:
-        """The rate guard's window in seconds."""
+    def rate(self) -> RateSettings:
+        """Target or profile, split, lateness, the rate guard."""
 
 
 #: Seconds between plans sent to workers (and rate guard checks).
@@ -105,7 +87,7 @@ def class_paths(user_classes: Any) -> dict[str, str]:
 class RateControl:
     """Pacers, plans, the profile shape, the rate guard and pacing reports of one process."""
 
-    def __init__(self, environment: Any, runner: Any, role: str, settings: RateSettings) -> None:
+    def __init__(self, environment: Any, runner: Any, role: str, settings: PacedSettings) -> None:
         self.environment = environment
         self.runner = runner
         self.role = role
@@ -115,7 +97,7 @@ class RateControl:
         self.pacers = PacerSet(
             sorted(set(self.class_paths.values())),
             rate=0 if role == "worker" else None,
-            max_lateness=settings.max_lateness,
+            max_lateness=settings.rate.max_lateness,
         )
         self.follower = RateFollower()
         self.coordinator = RateCoordinator(None, {})
@@ -144,12 +126,12 @@ class RateControl:
         if self.role == "master":
             events.worker_report.add_listener(self._on_worker_report)
 
-    def configure(self, settings: RateSettings) -> None:
+    def configure(self, settings: PacedSettings) -> None:
         """Master/local: the run's curve and split from ``settings`` (again at each test start)."""
         self.settings = settings
-        self.pacers.set_max_lateness(settings.max_lateness)
+        self.pacers.set_max_lateness(settings.rate.max_lateness)
         shape = self.environment.shape_class
-        path = settings.rate_profile or (shape.profile if isinstance(shape, RampingRateShape) else None)
+        path = settings.rate.profile or (shape.profile if isinstance(shape, RampingRateShape) else None)
         if path is not None and (self.profile is None or path != self._profile_path):
             self.profile = RateProfile.load(path)
             self._profile_path = path
@@ -159,18 +141,18 @@ class RateControl:
         if self.profile is not None:
             curve = self.profile
         else:
-            curve = ConstantRate(settings.rate) if settings.rate > 0 else None
+            curve = ConstantRate(settings.rate.target) if settings.rate.target > 0 else None
         weights = {c.__name__: float(getattr(c, "weight", 1)) for c in self.environment.user_classes}
-        self._check_split(settings.rate_split)
-        self.coordinator = RateCoordinator(curve, path_split(settings.rate_split, self.class_paths, weights))
+        self._check_split(settings.rate.split)
+        self.coordinator = RateCoordinator(curve, path_split(settings.rate.split, self.class_paths, weights))
         self._division = {}
         self.guard = (
-            RateGuard(settings.min_rate_ratio, settings.min_rate_window)
-            if settings.min_rate_ratio is not None
+            RateGuard(settings.rate.min_ratio, settings.rate.min_window)
+            if settings.rate.min_ratio is not None
             else None
         )
 
-    def check(self, settings: RateSettings) -> None:
+    def check(self, settings: PacedSettings) -> None:
         """Raise :class:`~ingestload.errors.ConfigError` for what :meth:`configure` would refuse or
         could not honour at the next test start (a profile that does not load, a split naming a
         path without users, a profile where no profile shape was installed at ``init`` or the other
@@ -178,10 +160,10 @@ class RateControl:
         """
         shape = self.environment.shape_class
         ours = isinstance(shape, RampingRateShape)
-        path = settings.rate_profile or (shape.profile if ours else None)
-        if settings.rate_profile and not ours:
+        path = settings.rate.profile or (shape.profile if ours else None)
+        if settings.rate.profile and not ours:
             raise ConfigError(
-                f"--rate-profile: {settings.rate_profile!r} can only be chosen when Locust starts "
+                f"--rate-profile: {settings.rate.profile!r} can only be chosen when Locust starts "
                 "(it installs the shape that sizes the users and ends the run); this session runs "
                 "at a constant --rate"
             )
@@ -192,7 +174,7 @@ class RateControl:
             )
         if path is not None:
             RateProfile.load(path)
-        self._check_split(settings.rate_split)
+        self._check_split(settings.rate.split)
 
     def _check_split(self, split: Mapping[str, float] | None) -> None:
         paths = sorted(set(self.class_paths.values()))
@@ -260,10 +242,10 @@ class RateControl:
             text += " split " + ", ".join(f"{path} {share:.0%}" for path, share in split.items())
         return text
 
-    def on_test_start(self, run_id: str | None, settings: RateSettings) -> None:
+    def on_test_start(self, run_id: str | None, settings: PacedSettings) -> None:
         self.settings = settings
         if self.role == "worker":
-            self.pacers.set_max_lateness(settings.max_lateness)
+            self.pacers.set_max_lateness(settings.rate.max_lateness)
             if self.follower.run_id != run_id:
                 self.pacers.reset()  # this run's plan has not arrived yet: paused until it does
             return
