@@ -308,11 +308,12 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 """A Kafka topic name."""
 
 
-def topic_list(example: str) -> Callable[[str, Any], tuple[str, ...] | None]:
-    """Comma-separated topic names, sorted and without repeats; none is ``None``."""
+def topic_list(example: str, *, blank: bool = True) -> Callable[[str, Any], tuple[str, ...] | None]:
+    """Comma-separated topic names, sorted and without repeats; none is ``None`` (blank text too,
+    unless ``blank`` is false: then only ``''``)."""
 
     def parse(flag: str, value: Any) -> tuple[str, ...] | None:
-        if value is None or not str(value).strip():
+        if not value or (blank and not str(value).strip()):
             return None
         topics = tuple(sorted({t.strip() for t in str(value).split(",") if t.strip()}))
         if not topics or not all(TOPIC_NAME.fullmatch(t) for t in topics):

@@ -63,10 +63,19 @@ def _policy(flag: str, value: Any) -> str:
 _EVERY = number(int, minimum=0, what="an integer ≥ 0 (0 = off)")
 
 HOST = FanoutOption("--host", "127.0.0.1", _host, "Address to listen on.", "ADDRESS")
+
+
+def _port(flag: str, value: Any) -> int:
+    port = number(int, minimum=0, what="a port number 0–65535 (0 = any free port)")(flag, value)
+    if port > 65535:
+        raise ConfigError(f"{flag}: {value!r} is not allowed; expected a port number 0–65535")
+    return port
+
+
 PORT = FanoutOption(
     "--port",
     "8765",
-    number(int, minimum=0, maximum=65535, what="a port number 0–65535 (0 = any free port)"),
+    _port,
     "Port for WebSockets (/v1/stream) and HTTP (/readyz, /stats).",
     "PORT",
 )
@@ -80,7 +89,7 @@ WORKERS = FanoutOption(
 TOPICS = FanoutOption(
     "--topics",
     None,
-    topic_list("Kafka topic names (letters, digits, '.', '_', '-')"),
+    topic_list("Kafka topic names (letters, digits, '.', '_', '-')", blank=False),
     "Topics subscribers may choose from, comma-separated; default: the catalogue's (prefix + type).",
     "T1,T2",
 )

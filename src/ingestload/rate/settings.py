@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingestload.errors import ConfigError
-from ingestload.options import Option, Values, number, optional, pairs, positive_duration
+from ingestload.options import Option, Values, number, pairs, positive_duration
 
 #: Target msg/s when neither ``--rate`` nor ``--rate-profile`` is given.
 DEFAULT_RATE = 1000.0
@@ -52,6 +52,12 @@ def parse_rate_split(flag: str, value: Any) -> dict[str, float] | None:
     return split
 
 
+def _rate(flag: str, value: Any) -> float | None:
+    if value is None:  # not given: DEFAULT_RATE, unless a profile drives the rate
+        return None
+    return number(float, minimum=0, what="messages per second ≥ 0 (0 = unlimited)")(flag, value)
+
+
 def _ratio(flag: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -76,7 +82,7 @@ def _profile(flag: str, value: Any) -> str | None:
 RATE = Option(
     "--rate",
     None,
-    optional(number(float, minimum=0, what="messages per second ≥ 0 (0 = unlimited)")),
+    _rate,
     "Target messages per second for the whole run (all workers); 0 = as fast as possible. "
     "Default 1000; not together with --rate-profile.",
     "MSGS_PER_S",
