@@ -62,7 +62,7 @@ DEFAULT_SUBSCRIBERS = 10
 #: Fewest ingest API users ``ingestload run`` starts (its HTTP concurrency, as ``ab -c``).
 MIN_API_USERS = 10
 #: The options of ``ingestload verify`` (the others do not apply to a finished run).
-_VERIFY_OPTIONS = {
+VERIFY_OPTIONS = {
     kafka.BOOTSTRAP,
     kafka.CONFIG,
     kafka.CONFIG_FILE,
@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--ledger", required=True, help="the ledger file a run wrote (--ledger-file)")
     for opt in OPTIONS:
-        if opt in _VERIFY_OPTIONS:
+        if opt in VERIFY_OPTIONS:
             ledger_default = " Default: the one in the ledger file." if opt is kafka.BOOTSTRAP else ""
             add_plain_argument(verify, opt, opt.help + ledger_default)
 

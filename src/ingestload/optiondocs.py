@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from ingestload.api import config as api
-from ingestload.cli import _VERIFY_OPTIONS
+from ingestload.cli import VERIFY_OPTIONS
 from ingestload.fanout import config as fanout
 from ingestload.kafka import settings as kafka
 from ingestload.options import markdown
@@ -47,7 +47,7 @@ def render() -> str:
     )
     for title, section in SECTIONS:
         parts.append(markdown(title, "", section, level=3))
-    verify = [opt for opt in OPTIONS if opt in _VERIFY_OPTIONS]
+    verify = [opt for opt in OPTIONS if opt in VERIFY_OPTIONS]
     parts.append(
         markdown(
             "`ingestload verify`",

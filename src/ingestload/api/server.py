@@ -32,7 +32,7 @@ from typing import Any, Protocol, Self, TypeVar
 from ingestload.api.config import ApiSettings
 from ingestload.errors import ConfigError, IngestloadError
 from ingestload.kafka.admin import ensure_topics
-from ingestload.kafka.broker import EmbeddedBroker, _check_port_free, free_port
+from ingestload.kafka.broker import EmbeddedBroker, check_port_free, free_port
 from ingestload.messages.catalogue import Catalogue
 
 log = logging.getLogger("ingestload.api")
@@ -105,7 +105,7 @@ def listen_port(host: str, port: int) -> int:
     :class:`~ingestload.errors.PortInUseError` saying how to choose another."""
     if port == 0:
         return free_port(host)
-    _check_port_free(host, port)
+    check_port_free(host, port)
     return port
 
 

@@ -58,7 +58,8 @@ def free_port(host: str = HOST) -> int:
         return int(s.getsockname()[1])
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUseError` (saying how to choose another) when ``host:port`` is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As the broker binds (Rust's listener sets SO_REUSEADDR): connections of the previous
         # broker that linger in TIME_WAIT after a restart must not count as "in use".
@@ -142,7 +143,7 @@ class EmbeddedBroker:
             return self
         binary = self.binary or broker_binary()
         port = self.requested_port or free_port(self.host)
-        _check_port_free(self.host, port)
+        check_port_free(self.host, port)
         self.port = port
         url = f"tcp://{self.host}:{port}"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
