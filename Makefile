@@ -107,10 +107,12 @@ bench-fanout: install
 docs: install
 	$(BIN)/python -m ingestload.optiondocs > docs/options.md
 
+## ruff, mypy (strict on src/), and the layer contract of pyproject.toml (import-linter).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -45,11 +45,12 @@ from typing import Any
 
 import orjson
 
-from ingestload.api.testing import ApiProcess, run_api
+from ingestload.api.testing import run_api
 from ingestload.kafka.admin import ensure_topics, read_to_end
 from ingestload.kafka.broker import EmbeddedBroker, free_port
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
+from ingestload.serving.testing import ServerProcess
 from ingestload.testing import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,7 +240,7 @@ def restart_run(
     port: int,
     duration: float,
     threads: int,
-    api: ApiProcess | None,
+    api: ServerProcess | None,
 ) -> dict[str, float]:
     """Post for ``duration`` s with a broker freeze + kill + restart a third of the way in."""
     topics = Catalogue.load().topics(prefix)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-# The envelope, as documented in the README: version 2, run id, producer id, seq, sent-at (µs),
+# The envelope, as documented in docs/paths.md: version 2, run id, producer id, seq, sent-at (µs),
 # CRC-32 of the value, CRC-32 of the name of the topic the message was meant for.
 _ENVELOPE = struct.Struct(">B8sQQqII")
 
@@ -139,7 +139,7 @@ def group(copies: list[Copy]) -> dict[tuple[int, int], list[Copy]]:
 
 
 def tally(copies: list[Copy]) -> dict[str, int]:
-    """The anomalies as the README defines them, counted from the records themselves: every copy on a
+    """The anomalies as docs/verdict.md defines them, counted from the records themselves: every copy on a
     topic other than the one it was meant for is misrouted; every copy on its own topic beyond the first
     is duplicated; every copy whose value fails its checksum is corrupted."""
     misrouted = sum(1 for c in copies if c.misrouted)

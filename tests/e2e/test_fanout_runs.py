@@ -50,7 +50,7 @@ def run_views(root, kafka, prefix, tmp_path, mode, url, users, extra="", views_e
                 capture_output=True, text=True, timeout=timeout, cwd=root, env=env,
             )  # fmt: skip
     verdict = json.loads(verdict_file.read_text()) if verdict_file.exists() else {}
-    if "fanout" in verdict:  # for the record (pytest -s): the fault matrix in the README comes from here
+    if "fanout" in verdict:  # for the record (pytest -s): the fault matrix in docs/fanout.md comes from here
         print(f"\n{mode}: {verdict['fanout']['report'].splitlines()[0]}")
     rows = json.loads(Path(f"{stats_file}.json").read_text()) if Path(f"{stats_file}.json").exists() else []
     ws_rows = {e["name"]: e for e in rows if e["method"] == "WS"}

@@ -10,8 +10,9 @@ import sys
 import orjson
 import pytest
 
-from ingestload.api.testing import ApiProcess, run_api
+from ingestload.api.testing import run_api
 from ingestload.kafka.broker import free_port
+from ingestload.serving.testing import ServerProcess
 from ingestload.testing import unique_prefix
 
 from .api_helpers import batch, bodies, ids, landed
@@ -251,7 +252,7 @@ def test_without_kafka_bootstrap_an_embedded_broker_is_started(tmp_path):
             env=env,
             start_new_session=True,
         )
-    api = ApiProcess(process, "127.0.0.1", port, log)
+    api = ServerProcess(process, "127.0.0.1", port, log)
     try:
         api.wait_until("/readyz", lambda r: r.status == 200, timeout=60)
         reply = api.post("/v1/messages/alarm", bodies("alarm", 1, "embedded")[0])

@@ -13,7 +13,6 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from ingestload.api.testing import ApiProcess
 from ingestload.fanout.client import ConnectionClosedError, Subscriber, WebSocketConnection
 from ingestload.fanout.expected import read_expected
 from ingestload.fanout.filters import FieldFilter
@@ -21,6 +20,7 @@ from ingestload.fanout.testing import run_gateway, stats, ws_url
 from ingestload.fanout.verdict import judge
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.broker import free_port
+from ingestload.serving.testing import ServerProcess
 from ingestload.verdicts import FAIL, INCONCLUSIVE, PASS
 
 pytestmark = pytest.mark.integration
@@ -315,7 +315,7 @@ def test_without_kafka_bootstrap_it_brings_its_own_broker(tmp_path):
         text = log.read_text()
         assert "embedded Kafka broker" in text
         port = int(text.split("listening on ws://127.0.0.1:", 1)[1].split("/", 1)[0])
-        server = ApiProcess(process, "127.0.0.1", port, log, "ingestload fanout")
+        server = ServerProcess(process, "127.0.0.1", port, log, "ingestload fanout")
         ready = server.wait_until("/readyz", lambda r: r.status == 200).json()
         assert ready["partitions"] == 4 * 3  # the catalogue's four topics, 3 partitions each
         process.send_signal(signal.SIGTERM)

@@ -22,18 +22,16 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, Self, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from ingestload.api.config import ApiSettings
-from ingestload.errors import ConfigError, IngestloadError
-from ingestload.kafka.admin import ensure_topics
-from ingestload.kafka.broker import EmbeddedBroker, check_port_free, free_port
+from ingestload.errors import ConfigError
 from ingestload.messages.catalogue import Catalogue
+from ingestload.serving.main import kafka_for, listen_port, prepare_topics, server_main
 
 log = logging.getLogger("ingestload.api")
 
@@ -64,28 +62,6 @@ def load_app(settings: ApiSettings) -> Any:
     return create_app(settings)
 
 
-class _ServerSettings(Protocol):
-    @property
-    def embedded_broker(self) -> bool: ...
-
-    def with_bootstrap(self, bootstrap: str) -> Self: ...
-
-
-S = TypeVar("S", bound=_ServerSettings)
-
-
-@contextlib.contextmanager
-def kafka_for(settings: S) -> Iterator[S]:
-    """``settings`` as given, or pointed at an embedded broker that lives as long as the block
-    (``ApiSettings`` or ``FanoutSettings``)."""
-    if not settings.embedded_broker:
-        yield settings
-        return
-    with EmbeddedBroker() as broker:
-        log.info("embedded Kafka broker (Tansu, memory storage) at %s", broker.bootstrap)
-        yield settings.with_bootstrap(broker.bootstrap)
-
-
 def check_producer_config(settings: ApiSettings) -> None:
     """Let librdkafka validate the producer config now, in the main process (before any fork)."""
     from confluent_kafka import KafkaException, Producer
@@ -100,15 +76,6 @@ def check_producer_config(settings: ApiSettings) -> None:
     del producer
 
 
-def listen_port(host: str, port: int) -> int:
-    """``port`` if it is free on ``host`` (a free one for 0); a taken port raises
-    :class:`~ingestload.errors.PortInUseError` saying how to choose another."""
-    if port == 0:
-        return free_port(host)
-    check_port_free(host, port)
-    return port
-
-
 def serve(settings: ApiSettings) -> int:
     """Run the API until SIGINT/SIGTERM; returns the exit code."""
     from granian import Granian
@@ -120,15 +87,8 @@ def serve(settings: ApiSettings) -> int:
     with kafka_for(settings) as settings:
         check_producer_config(settings)
         topics = catalogue.topics(settings.topic_prefix)
-        if settings.create_topics:
-            try:
-                ensure_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions, timeout=5)
-            except ConfigError:
-                raise
-            except IngestloadError as e:
-                # Serve anyway (an orchestrator restarts pods whose dependency is late): /readyz
-                # answers 503 until Kafka answers, and the workers create the topics then.
-                log.warning("%s; serving anyway, not ready until Kafka answers", e)
+        if settings.create_topics:  # if Kafka is late, the workers create the topics when it comes
+            prepare_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions)
         server = Granian(
             "ingestload.api.app:create_app",  # for Granian's process titles; load_app builds the app
             address=settings.host,
@@ -156,13 +116,7 @@ def serve(settings: ApiSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ingestload api``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s/%(name)s: %(message)s")
-    try:
-        settings = ApiSettings.from_args(list(sys.argv[1:] if argv is None else argv))
-        return serve(settings)
-    except IngestloadError as e:
-        sys.stderr.write(f"ingestload api: error: {e}\n")
-        return 2
+    return server_main("ingestload api", ApiSettings.from_args, serve, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ plain :mod:`socket`. Nothing else does I/O, and there are no threads, so under g
 monkey patching every blocking read yields to the other greenlets — one Locust process can
 hold hundreds of subscribers. Why this client: ``bench/ws_client.py`` measures the CPU per
 received message against a bare socket reader and the other gevent-usable clients
-(websocket-client, wsproto, websockets' threading client); see the README.
+(websocket-client, wsproto, websockets' threading client); see docs/benchmarks.md.
 
 :class:`Subscriber` speaks the fan-out protocol (:mod:`ingestload.fanout.protocol`) and files
 everything it receives in a :class:`~ingestload.fanout.ledger.SubscriberLedger`.

@@ -9,7 +9,7 @@ so a gateway that falls behind reads Kafka slower instead of buffering without b
 loop the hub queues each record for the matching subscribers, and every subscriber whose
 socket buffer is below ``--write-buffer`` gets its queue as one frame, written without a task
 per connection (``websockets.broadcast`` to that one connection). Why this stack: see
-``bench/ws_stacks.py`` and the README.
+``bench/ws_stacks.py`` and docs/benchmarks.md.
 
 The protocol (v1, full text in :mod:`ingestload.fanout.protocol`): a subscriber opens
 ``ws://HOST:PORT/v1/stream`` and sends ``{"type": "subscribe", "topics": […], "filter":
@@ -61,6 +61,7 @@ from ingestload.fanout.config import FanoutSettings
 from ingestload.fanout.errors import ProtocolError
 from ingestload.fanout.hub import SHUTTING_DOWN, SLOW_SUBSCRIBER, Hub, Record
 from ingestload.fanout.protocol import Positions
+from ingestload.serving.main import kafka_for, listen_port, prepare_topics, server_main
 
 log = logging.getLogger("ingestload.fanout")
 
@@ -517,8 +518,6 @@ def check_consumer_config(settings: FanoutSettings) -> None:
 
 def serve(settings: FanoutSettings) -> int:
     """Run the gateway until SIGINT/SIGTERM; returns the exit code."""
-    from ingestload.api.server import kafka_for, listen_port
-    from ingestload.kafka.admin import ensure_topics
     from ingestload.messages.catalogue import Catalogue
 
     topics = list(settings.topics or Catalogue.load(settings.catalogue).topics(settings.topic_prefix))
@@ -529,12 +528,7 @@ def serve(settings: FanoutSettings) -> int:
     ):
         check_consumer_config(settings)
         if settings.create_topics:
-            try:
-                ensure_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions, timeout=5)
-            except ConfigError:
-                raise
-            except IngestloadError as e:
-                log.warning("%s; serving anyway, not ready until Kafka answers", e)
+            prepare_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions)
         sys.stderr.write(
             f"ingestload fanout: listening on ws://{settings.host}:{port}{protocol.PATH} "
             f"(HTTP /readyz /stats) — {settings.describe()}; topics {', '.join(topics)}; "
@@ -575,13 +569,7 @@ def _worker_main(settings: FanoutSettings, topics: list[str], worker: int, port:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ingestload fanout``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s/%(name)s: %(message)s")
-    try:
-        settings = FanoutSettings.from_args(list(sys.argv[1:] if argv is None else argv))
-        return serve(settings)
-    except IngestloadError as e:
-        sys.stderr.write(f"ingestload fanout: error: {e}\n")
-        return 2
+    return server_main("ingestload fanout", FanoutSettings.from_args, serve, argv)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,16 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ingestload.api.testing import ApiProcess, run_server
 from ingestload.fanout.protocol import PATH
+from ingestload.serving.testing import ServerProcess, run_server
 
 
-def ws_url(server: ApiProcess) -> str:
+def ws_url(server: ServerProcess) -> str:
     """The gateway's WebSocket URL."""
     return f"ws://{server.host}:{server.port}{PATH}"
 
 
-def stats(server: ApiProcess) -> dict[str, Any]:
+def stats(server: ServerProcess) -> dict[str, Any]:
     """``GET /stats`` as a dict."""
     reply = server.get("/stats")
     assert reply.status == 200, reply
@@ -41,7 +41,7 @@ def run_gateway(
     ready: bool = True,
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
-) -> Iterator[ApiProcess]:
+) -> Iterator[ServerProcess]:
     """Start ``ingestload fanout --kafka-bootstrap BOOTSTRAP ARGS…`` on a free port; stop it after
     (SIGTERM, graceful). The block starts once ``/readyz`` answers 200 (``ready=True``)."""
     with run_server("fanout", bootstrap, *args, ready=ready, timeout=timeout, env=env) as server:
