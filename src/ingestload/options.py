@@ -4,10 +4,10 @@ An :class:`Option` is everything about one option: its flag, its default (as tex
 any user value), the function that turns text into the typed value (raising a one-line
 :class:`~ingestload.errors.ConfigError` that names the flag, the value and what is allowed),
 its environment variable (the command's prefix + the flag, ``--rate`` ↔ ``INGESTLOAD_RATE``),
-its help, and whether it is secret, repeatable or shown in Locust's web UI. A feature
-declares its options next to the settings object it builds from them
-(``ingestload.kafka.settings``, ``ingestload.rate.settings``…); this module knows none of
-them, and nothing of Locust.
+its help, and whether it is secret, repeatable or shown in Locust's web UI. A feature declares
+its options on the fields of its settings object (:func:`settings_class`, :func:`option`): the
+field, its option and its doc are one place, and the parsers, the reader, ``docs/options.md``
+and the web UI form all follow from it. This module knows no feature, and nothing of Locust.
 
 :func:`read` is the one reader. For each option, in this order: the namespace's attribute
 (Locust's ``parsed_options``, a plain argparse namespace of ``ingestload run/verify/api/fanout``,
@@ -17,23 +17,30 @@ repeatable option takes the environment's items first (one per line), then the c
 
 Example::
 
-    RATE = Option("--rate", "1000", number(float, minimum=0, what="msg/s ≥ 0"), "Target msg/s.")
-    values = read([RATE], parser.parse_args(), os.environ)
-    values[RATE]                                   # 1000.0, typed float
+    @settings_class
+    class PoolSettings:
+        size: int = option("--pool-size", "4", number(int, minimum=1, what="an integer ≥ 1"),
+                           "Connections in the pool.", "N")
+        \"\"\"Connections in the pool.\"\"\"
+
+    values = read(declared(PoolSettings).values(), parser.parse_args(), os.environ)
+    build(PoolSettings, values).size               # 4, or --pool-size, or INGESTLOAD_POOL_SIZE
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, dataclass_transform
 
 from ingestload.durations import parse_duration
 from ingestload.errors import ConfigError
 
 T = TypeVar("T")
+S = TypeVar("S")
 T_co = TypeVar("T_co", covariant=True)
 N = TypeVar("N", int, float)
 
@@ -80,6 +87,63 @@ class Option(Generic[T_co]):
     def env(self) -> str:
         """Environment variable: ``INGESTLOAD_RATE_SPLIT``."""
         return self.env_prefix + self.dest.upper()
+
+
+_SPEC = "ingestload.option"
+_DECLARED = "__ingestload_options__"
+
+
+def option(
+    flag: str,
+    default: str | None,
+    parse: Parse[Any],
+    help: str,
+    metavar: str | None = None,
+    *,
+    secret: bool = False,
+    repeatable: bool = False,
+    web_ui: bool = False,
+) -> Any:
+    """A field of a :func:`settings_class` declared by its option (the arguments of :class:`Option`):
+    the field's value is what :func:`read` makes of the option. A secret field is left out of repr.
+
+    Example::
+
+        @settings_class
+        class RateSettings:
+            batch_max: int = option("--batch-max", "1000", number(int, minimum=1, what="an integer ≥ 1"),
+                                    "Most messages a user sends per wake-up before yielding.", "N")
+            \"\"\"Most messages one user sends per wake-up.\"\"\"
+    """
+    spec = Option(flag, default, parse, help, metavar, secret=secret, repeatable=repeatable, web_ui=web_ui)
+    return dataclasses.field(repr=not secret, metadata={_SPEC: spec})
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, option))
+def settings_class(cls: type[S]) -> type[S]:
+    """A frozen dataclass whose :func:`option` fields are its declarations (:func:`declared`);
+    a class attribute ``env_prefix`` (a ``ClassVar``) gives their variables a command's prefix."""
+    made = dataclasses.dataclass(frozen=True)(cls)
+    prefix = getattr(made, "env_prefix", ENV_PREFIX)
+    specs = {
+        f.name: dataclasses.replace(f.metadata[_SPEC], env_prefix=prefix)
+        for f in dataclasses.fields(cast(Any, made))
+        if _SPEC in f.metadata
+    }
+    setattr(made, _DECLARED, specs)
+    return made
+
+
+def declared(cls: type[Any]) -> dict[str, Option[Any]]:
+    """The options a :func:`settings_class` declares, by field name, in field order."""
+    return dict(getattr(cls, _DECLARED))
+
+
+def build(cls: type[S], values: Values, **computed: Any) -> S:
+    """An instance of a :func:`settings_class`: each option field from ``values``, the other
+    fields (and any option field whose value needs more than its option) from ``computed``."""
+    fields = {name: values[opt] for name, opt in declared(cls).items() if name not in computed}
+    return cls(**fields, **computed)
 
 
 class Values:

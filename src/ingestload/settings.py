@@ -21,7 +21,7 @@ import argparse
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ingestload import options as opts
@@ -35,7 +35,7 @@ from ingestload.kafka.settings import KafkaSettings
 from ingestload.messages import settings as messages
 from ingestload.messages.catalogue import Catalogue, routed_topic
 from ingestload.messages.settings import MessageSettings
-from ingestload.options import Option, Values, boolean, number
+from ingestload.options import Option, Values, boolean, number, option, settings_class
 from ingestload.rate import settings as rate
 from ingestload.rate.settings import RateSettings
 from ingestload.verify import settings as verify
@@ -51,41 +51,58 @@ def _run_id(flag: str, value: Any) -> str | None:
     return run_id
 
 
-GC_THRESHOLD = Option(
-    "--gc-threshold",
-    "50000",
-    number(int, minimum=0, what="an integer ≥ 0 (0 = Python's)"),
-    "Python's generation-0 GC threshold in processes that send (Python's default: 700); "
-    "at 100k+ msg/s collections cost a sixth of the throughput. 0 = leave Python's GC alone.",
-    "N",
-)
-CREATE_TOPICS = Option(
-    "--create-topics", "true", boolean, "Create missing topics before the run (true/false).", "BOOL"
-)
-STATUS_INTERVAL = Option(
-    "--status-interval",
-    "5",
-    number(float, minimum=0, what="seconds ≥ 0"),
-    "Seconds between status lines in headless mode; 0 = off.",
-    "SECONDS",
-)
-DRAIN_TIMEOUT = Option(
-    "--drain-timeout",
-    "45",
-    number(float, minimum=0, what="seconds ≥ 0"),
-    "Seconds to wait at stop for in-flight messages to be acknowledged.",
-    "SECONDS",
-)
-RUN_ID = Option(
-    "--run-id",
-    None,
-    _run_id,
-    "Run id stamped on every message (16 hex digits); default: random per test.",
-    "HEX",
-    web_ui=True,
-)
+@settings_class
+class RunSettings:
+    """What belongs to the run as a whole: its id, status lines, the drain, GC, topic creation."""
+
+    gc_threshold: int = option(
+        "--gc-threshold",
+        "50000",
+        number(int, minimum=0, what="an integer ≥ 0 (0 = Python's)"),
+        "Python's generation-0 GC threshold in processes that send (Python's default: 700); "
+        "at 100k+ msg/s collections cost a sixth of the throughput. 0 = leave Python's GC alone.",
+        "N",
+    )
+    """Python's generation-0 GC threshold in sending processes (0 = Python's own)."""
+    create_topics: bool = option(
+        "--create-topics", "true", boolean, "Create missing topics before the run (true/false).", "BOOL"
+    )
+    """Create missing topics at start."""
+    status_interval: float = option(
+        "--status-interval",
+        "5",
+        number(float, minimum=0, what="seconds ≥ 0"),
+        "Seconds between status lines in headless mode; 0 = off.",
+        "SECONDS",
+    )
+    """Seconds between status lines (0 = off)."""
+    drain_timeout: float = option(
+        "--drain-timeout",
+        "45",
+        number(float, minimum=0, what="seconds ≥ 0"),
+        "Seconds to wait at stop for in-flight messages to be acknowledged.",
+        "SECONDS",
+    )
+    """Seconds to wait at stop for in-flight messages."""
+    run_id: str | None = option(
+        "--run-id",
+        None,
+        _run_id,
+        "Run id stamped on every message (16 hex digits); default: random per test.",
+        "HEX",
+        web_ui=True,
+    )
+    """Fixed run id (16 hex digits) or ``None`` for a random one per test."""
+
+    @classmethod
+    def from_values(cls, values: Values) -> RunSettings:
+        """The settings from :func:`~ingestload.options.read`'s values of :data:`RUN_OPTIONS`."""
+        return opts.build(cls, values)
+
+
 #: The run-level options, in the order ``--help`` shows them.
-RUN_OPTIONS: tuple[Option[Any], ...] = (GC_THRESHOLD, CREATE_TOPICS, STATUS_INTERVAL, DRAIN_TIMEOUT, RUN_ID)
+RUN_OPTIONS: tuple[Option[Any], ...] = tuple(opts.declared(RunSettings).values())
+DRAIN_TIMEOUT = opts.declared(RunSettings)["drain_timeout"]
 
 #: Every option of the Locust plugin and ``ingestload run``, by feature, in the order ``--help`` shows.
 SECTIONS: tuple[tuple[str, tuple[Option[Any], ...]], ...] = (
@@ -100,39 +117,12 @@ SECTIONS: tuple[tuple[str, tuple[Option[Any], ...]], ...] = (
 OPTIONS: tuple[Option[Any], ...] = tuple(opt for _, section in SECTIONS for opt in section)
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """What belongs to the run as a whole: its id, status lines, the drain, GC, topic creation."""
-
-    run_id: str | None
-    """Fixed run id (16 hex digits) or ``None`` for a random one per test."""
-    status_interval: float
-    """Seconds between status lines (0 = off)."""
-    drain_timeout: float
-    """Seconds to wait at stop for in-flight messages."""
-    gc_threshold: int
-    """Python's generation-0 GC threshold in sending processes (0 = Python's own)."""
-    create_topics: bool
-    """Create missing topics at start."""
-
-    @classmethod
-    def from_values(cls, values: Values) -> RunSettings:
-        """The settings from :func:`~ingestload.options.read`'s values of :data:`RUN_OPTIONS`."""
-        return cls(
-            run_id=values[RUN_ID],
-            status_interval=values[STATUS_INTERVAL],
-            drain_timeout=values[DRAIN_TIMEOUT],
-            gc_threshold=values[GC_THRESHOLD],
-            create_topics=values[CREATE_TOPICS],
-        )
-
-
 def add_arguments(parser: Any) -> None:
     """Register every ingestload option on a Locust (configargparse) parser."""
     opts.add_locust_arguments(parser, OPTIONS)
 
 
-@dataclass(frozen=True)
+@settings_class
 class Settings:
     """Validated ingestload settings for one process: one object per feature."""
 

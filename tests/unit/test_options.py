@@ -1,6 +1,8 @@
 """The one option reader: namespace, then environment variable, then default; parse helpers."""
 
 import argparse
+import dataclasses
+from typing import ClassVar
 
 import pytest
 
@@ -9,14 +11,19 @@ from ingestload.options import (
     Option,
     add_plain_argument,
     boolean,
+    build,
+    declared,
     duration,
     items,
     number,
+    option,
     optional,
+    optional_text,
     pairs,
     path_template,
     positive_duration,
     read,
+    settings_class,
 )
 
 RATE = Option("--rate", "1000", number(float, minimum=0, what="msg/s ≥ 0"), "Target.", web_ui=True)
@@ -115,3 +122,31 @@ def test_a_plain_parser_passes_on_only_what_was_typed():
         add_plain_argument(parser, opt)
     ns = parser.parse_args(["--tag", "x", "--tag", "y"])
     assert (ns.rate, ns.tag) == (None, ["x", "y"])
+
+
+@settings_class
+class Pool:
+    env_prefix: ClassVar[str] = "POOL_"
+
+    size: int = option("--pool-size", "4", number(int, minimum=1, what="an integer ≥ 1"), "Size.", "N")
+    """Connections."""
+    password: str | None = option("--pool-password", None, optional_text, "Secret.", secret=True)
+    """Never in repr."""
+    label: str
+    """Not an option: computed by the caller."""
+
+
+def test_a_settings_class_declares_its_options_on_its_fields():
+    """Each option field is a declaration (the class's prefix names its variables); build() reads
+    them and takes the other fields as given; a secret field stays out of repr."""
+    options = declared(Pool)
+    assert [(opt.flag, opt.env) for opt in options.values()] == [
+        ("--pool-size", "POOL_POOL_SIZE"),
+        ("--pool-password", "POOL_POOL_PASSWORD"),
+    ]
+    values = read(options.values(), argparse.Namespace(pool_password="hunter2"), {"POOL_POOL_SIZE": "8"})
+    pool = build(Pool, values, label="x")
+    assert (pool.size, pool.password, pool.label) == (8, "hunter2", "x")
+    assert "hunter2" not in repr(pool)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pool.size = 1

@@ -20,9 +20,9 @@ import functools
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ingestload import options as opts
 from ingestload.api.faults import FaultPlan
@@ -30,7 +30,7 @@ from ingestload.errors import ConfigError
 from ingestload.kafka import settings as kafka
 from ingestload.kafka.settings import KafkaSettings
 from ingestload.messages import settings as messages
-from ingestload.options import Option, boolean, number
+from ingestload.options import Option, boolean, number, option, settings_class
 
 API_ENV_PREFIX = "INGESTLOAD_API_"
 
@@ -72,67 +72,6 @@ def _fault_seed(flag: str, value: Any) -> int:
 port = number(int, minimum=0, maximum=65535, what="a port number 0–65535 (0 = any free port)")
 _fraction = number(float, minimum=0.0, maximum=1.0, what="a fraction between 0 and 1 (0 = off)")
 
-HOST = ApiOption("--host", "127.0.0.1", _host, "Address to listen on.", "ADDRESS")
-PORT = ApiOption("--port", "8080", port, "Port to listen on.", "PORT")
-WORKERS = ApiOption(
-    "--workers",
-    "1",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Server worker processes, each with its own Kafka producer.",
-    "N",
-)
-# message.timeout.ms defaults to 1 s less, and must stay ≥ 1 s: below 2 s the two would meet.
-REQUEST_TIMEOUT = ApiOption(
-    "--request-timeout",
-    "15",
-    number(float, minimum=2, what="seconds ≥ 2"),
-    "Seconds a request may wait for Kafka's acknowledgement; message.timeout.ms defaults to "
-    "1 s less, and must be below it.",
-    "SECONDS",
-)
-MAX_BODY_BYTES = ApiOption(
-    "--max-body-bytes",
-    "1048576",
-    number(int, minimum=2, what="bytes ≥ 2"),
-    "Largest request body accepted (413 above).",
-    "BYTES",
-)
-MAX_BATCH_ITEMS = ApiOption(
-    "--max-batch-items",
-    "1000",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Most messages in one batch request (413 above).",
-    "N",
-)
-MAX_IN_FLIGHT = ApiOption(
-    "--max-in-flight",
-    "100000",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Most messages per worker waiting for Kafka's acknowledgement; beyond it requests get 503 + Retry-After.",
-    "N",
-)
-RETRY_AFTER = ApiOption(
-    "--retry-after",
-    "1",
-    number(int, minimum=0, what="whole seconds ≥ 0"),
-    "Seconds sent in Retry-After with every 503.",
-    "SECONDS",
-)
-ENVELOPE_FIELD = ApiOption(
-    "--envelope-field",
-    "_ingestload",
-    _envelope,
-    "Top-level member allowed in every message on top of its template's fields and passed "
-    "through unchanged ('' = none).",
-    "NAME",
-)
-CREATE_TOPICS = ApiOption(
-    "--create-topics",
-    "true",
-    boolean,
-    "Create missing topics at start and whenever Kafka comes back (true/false).",
-    "BOOL",
-)
 FAULT_DROP = ApiOption(
     "--fault-drop",
     "0",
@@ -159,32 +98,19 @@ FAULT_SEED = ApiOption(
     "default: random, shown at /debug/faults.",
     "INT",
 )
-
-#: The options of ``ingestload api`` itself, in the order ``--help`` shows them.
-API_OPTIONS: tuple[Option[Any], ...] = (
-    HOST,
-    PORT,
-    WORKERS,
-    REQUEST_TIMEOUT,
-    MAX_BODY_BYTES,
-    MAX_BATCH_ITEMS,
-    MAX_IN_FLIGHT,
-    RETRY_AFTER,
-    ENVELOPE_FIELD,
-    CREATE_TOPICS,
-    FAULT_DROP,
-    FAULT_DUPLICATE,
-    FAULT_ACK_BEFORE_DELIVERY,
-    FAULT_SEED,
-)
+#: The fault switches, read into :attr:`ApiSettings.faults`.
+FAULT_OPTIONS: tuple[Option[Any], ...] = (FAULT_DROP, FAULT_DUPLICATE, FAULT_ACK_BEFORE_DELIVERY, FAULT_SEED)
 #: The Kafka and catalogue options every server shares with the other commands (their
 #: ``INGESTLOAD_…`` names unchanged).
 SHARED_OPTIONS: tuple[Option[Any], ...] = (*kafka.SERVER_OPTIONS, *messages.SERVER_OPTIONS)
 
 
-@dataclass(frozen=True)
+@settings_class
 class ApiSettings:
     """Validated settings of one ``ingestload api`` server."""
+
+    env_prefix: ClassVar[str] = API_ENV_PREFIX
+    """Its options' variables: ``--port`` ↔ ``INGESTLOAD_API_PORT``."""
 
     kafka: KafkaSettings
     """Kafka connection and partitions (shared with the other commands); when no Kafka was named,
@@ -193,28 +119,80 @@ class ApiSettings:
     """Catalogue file (shared with the other commands); ``None``: the built-in one."""
     topic_prefix: str | None
     """Overrides the catalogue's topic prefix when set (shared with the other commands)."""
-    host: str
+    host: str = option("--host", "127.0.0.1", _host, "Address to listen on.", "ADDRESS")
     """Listen address."""
-    port: int
+    port: int = option("--port", "8080", port, "Port to listen on.", "PORT")
     """Listen port."""
-    workers: int
+    workers: int = option(
+        "--workers",
+        "1",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Server worker processes, each with its own Kafka producer.",
+        "N",
+    )
     """Worker processes."""
-    request_timeout: float
+    # message.timeout.ms defaults to 1 s less, and must stay ≥ 1 s: below 2 s the two would meet.
+    request_timeout: float = option(
+        "--request-timeout",
+        "15",
+        number(float, minimum=2, what="seconds ≥ 2"),
+        "Seconds a request may wait for Kafka's acknowledgement; message.timeout.ms defaults to "
+        "1 s less, and must be below it.",
+        "SECONDS",
+    )
     """Seconds a request waits for the delivery report before the API answers 504."""
-    max_body_bytes: int
+    max_body_bytes: int = option(
+        "--max-body-bytes",
+        "1048576",
+        number(int, minimum=2, what="bytes ≥ 2"),
+        "Largest request body accepted (413 above).",
+        "BYTES",
+    )
     """Largest accepted body."""
-    max_batch_items: int
+    max_batch_items: int = option(
+        "--max-batch-items",
+        "1000",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Most messages in one batch request (413 above).",
+        "N",
+    )
     """Most items in one batch."""
-    max_in_flight: int
+    max_in_flight: int = option(
+        "--max-in-flight",
+        "100000",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Most messages per worker waiting for Kafka's acknowledgement; beyond it requests get "
+        "503 + Retry-After.",
+        "N",
+    )
     """Most unacknowledged messages per worker."""
-    retry_after: int
+    retry_after: int = option(
+        "--retry-after",
+        "1",
+        number(int, minimum=0, what="whole seconds ≥ 0"),
+        "Seconds sent in Retry-After with every 503.",
+        "SECONDS",
+    )
     """Seconds in ``Retry-After``."""
-    envelope_field: str | None
+    envelope_field: str | None = option(
+        "--envelope-field",
+        "_ingestload",
+        _envelope,
+        "Top-level member allowed in every message on top of its template's fields and passed "
+        "through unchanged ('' = none).",
+        "NAME",
+    )
     """Extra top-level member every message may carry (``None``: none)."""
-    create_topics: bool
+    create_topics: bool = option(
+        "--create-topics",
+        "true",
+        boolean,
+        "Create missing topics at start and whenever Kafka comes back (true/false).",
+        "BOOL",
+    )
     """Create missing topics at start and when Kafka comes back."""
     faults: FaultPlan
-    """Fault injection (off unless a fraction is set)."""
+    """Fault injection (off unless a fraction is set): :data:`FAULT_OPTIONS`."""
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -227,7 +205,19 @@ class ApiSettings:
         # Kafka's options whole (those not on this command line from the environment or defaults).
         values = opts.read((*kafka.OPTIONS, *messages.SERVER_OPTIONS, *API_OPTIONS), ns, environ)
         kafka_settings = KafkaSettings.from_values(values, environ, embedded=True)
-        request_timeout = values[REQUEST_TIMEOUT]
+        settings = opts.build(
+            cls,
+            values,
+            kafka=kafka_settings,
+            catalogue=values[messages.CATALOGUE],
+            topic_prefix=values[messages.TOPIC_PREFIX],
+            faults=FaultPlan(
+                drop=values[FAULT_DROP],
+                duplicate=values[FAULT_DUPLICATE],
+                ack_before_delivery=values[FAULT_ACK_BEFORE_DELIVERY],
+                seed=values[FAULT_SEED],
+            ),
+        )
         message_timeout = kafka_settings.config.get("message.timeout.ms")
         if message_timeout is not None:
             try:
@@ -236,39 +226,19 @@ class ApiSettings:
                 raise ConfigError(
                     f"--kafka-config: message.timeout.ms={message_timeout!r} is not a number of milliseconds"
                 ) from None
-            if ms >= request_timeout * 1000:
+            if ms >= settings.request_timeout * 1000:
                 raise ConfigError(
                     f"message.timeout.ms={message_timeout} must be below --request-timeout "
-                    f"({request_timeout:g} s) so that every request gets a definite answer; lower "
+                    f"({settings.request_timeout:g} s) so that every request gets a definite answer; lower "
                     "message.timeout.ms or raise --request-timeout"
                 )
-        max_in_flight, max_batch = values[MAX_IN_FLIGHT], values[MAX_BATCH_ITEMS]
-        if max_batch > max_in_flight:
+        if settings.max_batch_items > settings.max_in_flight:
             raise ConfigError(
-                f"--max-batch-items ({max_batch}) is larger than --max-in-flight ({max_in_flight}): "
-                "such a batch could never be accepted; raise --max-in-flight or lower --max-batch-items"
+                f"--max-batch-items ({settings.max_batch_items}) is larger than --max-in-flight "
+                f"({settings.max_in_flight}): such a batch could never be accepted; raise --max-in-flight "
+                "or lower --max-batch-items"
             )
-        return cls(
-            kafka=kafka_settings,
-            catalogue=values[messages.CATALOGUE],
-            topic_prefix=values[messages.TOPIC_PREFIX],
-            host=values[HOST],
-            port=values[PORT],
-            workers=values[WORKERS],
-            request_timeout=request_timeout,
-            max_body_bytes=values[MAX_BODY_BYTES],
-            max_batch_items=max_batch,
-            max_in_flight=max_in_flight,
-            retry_after=values[RETRY_AFTER],
-            envelope_field=values[ENVELOPE_FIELD],
-            create_topics=values[CREATE_TOPICS],
-            faults=FaultPlan(
-                drop=values[FAULT_DROP],
-                duplicate=values[FAULT_DUPLICATE],
-                ack_before_delivery=values[FAULT_ACK_BEFORE_DELIVERY],
-                seed=values[FAULT_SEED],
-            ),
-        )
+        return settings
 
     @property
     def embedded_broker(self) -> bool:
@@ -298,6 +268,10 @@ class ApiSettings:
             f"max_body_bytes={self.max_body_bytes} max_batch_items={self.max_batch_items} "
             f"faults={self.faults.describe()}" + (f" kafka_config=[{props}]" if props else "")
         )
+
+
+#: The options of ``ingestload api`` itself, in the order ``--help`` shows them.
+API_OPTIONS: tuple[Option[Any], ...] = (*opts.declared(ApiSettings).values(), *FAULT_OPTIONS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,9 +20,9 @@ import argparse
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ingestload import options as opts
 from ingestload.errors import ConfigError
@@ -31,7 +31,7 @@ from ingestload.kafka import settings as kafka
 from ingestload.kafka.config import CONSUMER_DEFAULTS
 from ingestload.kafka.settings import KafkaSettings
 from ingestload.messages import settings as messages
-from ingestload.options import Option, boolean, number, optional_text, topic_list
+from ingestload.options import Option, boolean, number, option, optional_text, settings_class, topic_list
 
 FANOUT_ENV_PREFIX = "INGESTLOAD_FANOUT_"
 #: Consumer settings for a live view: fetch as soon as anything is there (low latency), keep
@@ -62,8 +62,6 @@ def _policy(flag: str, value: Any) -> str:
 
 _EVERY = number(int, minimum=0, what="an integer ≥ 0 (0 = off)")
 
-HOST = FanoutOption("--host", "127.0.0.1", _host, "Address to listen on.", "ADDRESS")
-
 
 def _port(flag: str, value: Any) -> int:
     port = number(int, minimum=0, what="a port number 0–65535 (0 = any free port)")(flag, value)
@@ -72,73 +70,6 @@ def _port(flag: str, value: Any) -> int:
     return port
 
 
-PORT = FanoutOption(
-    "--port",
-    "8765",
-    _port,
-    "Port for WebSockets (/v1/stream) and HTTP (/readyz, /stats).",
-    "PORT",
-)
-WORKERS = FanoutOption(
-    "--workers",
-    "1",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Worker processes, each with its own Kafka consumer (SO_REUSEPORT).",
-    "N",
-)
-TOPICS = FanoutOption(
-    "--topics",
-    None,
-    topic_list("Kafka topic names (letters, digits, '.', '_', '-')", blank=False),
-    "Topics subscribers may choose from, comma-separated; default: the catalogue's (prefix + type).",
-    "T1,T2",
-)
-QUEUE_LIMIT = FanoutOption(
-    "--queue-limit",
-    "10000",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Most messages queued for one subscriber; beyond it --slow-policy acts.",
-    "N",
-)
-SLOW_POLICY = FanoutOption(
-    "--slow-policy",
-    "drop-oldest",
-    _policy,
-    "What a full subscriber queue does: drop-oldest (count sent to the subscriber) or disconnect.",
-    "POLICY",
-)
-WRITE_BUFFER = FanoutOption(
-    "--write-buffer",
-    "1048576",
-    number(int, minimum=1024, what="bytes ≥ 1024"),
-    "Bytes waiting in a connection's socket buffer above which nothing more is written to it "
-    "(its messages wait in its queue).",
-    "BYTES",
-)
-FRAME_MESSAGES = FanoutOption(
-    "--frame-messages",
-    "1000",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Most messages in one WebSocket frame.",
-    "N",
-)
-PROGRESS_INTERVAL = FanoutOption(
-    "--progress-interval",
-    "1",
-    number(float, minimum=0.01, what="seconds ≥ 0.01"),
-    "Seconds between progress frames to a subscriber that is caught up.",
-    "SECONDS",
-)
-MAX_SUBSCRIBERS = FanoutOption(
-    "--max-subscribers",
-    "10000",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Most WebSocket connections per worker (more are refused).",
-    "N",
-)
-CREATE_TOPICS = FanoutOption(
-    "--create-topics", "true", boolean, "Create missing topics at start (true/false).", "BOOL"
-)
 FAULT_SKIP_EVERY = FanoutOption(
     "--fault-skip-every",
     "0",
@@ -156,32 +87,19 @@ FAULT_ID = FanoutOption(
     "FAULT INJECTION: only towards subscribers whose subscribe 'id' is this (default: every one).",
     "ID",
 )
-
-#: The options of ``ingestload fanout`` itself, in the order ``--help`` shows them.
-FANOUT_OPTIONS: tuple[Option[Any], ...] = (
-    HOST,
-    PORT,
-    WORKERS,
-    TOPICS,
-    QUEUE_LIMIT,
-    SLOW_POLICY,
-    WRITE_BUFFER,
-    FRAME_MESSAGES,
-    PROGRESS_INTERVAL,
-    MAX_SUBSCRIBERS,
-    CREATE_TOPICS,
-    FAULT_SKIP_EVERY,
-    FAULT_DUPLICATE_EVERY,
-    FAULT_ID,
-)
+#: The fault switches, read into :attr:`FanoutSettings.faults`.
+FAULT_OPTIONS: tuple[Option[Any], ...] = (FAULT_SKIP_EVERY, FAULT_DUPLICATE_EVERY, FAULT_ID)
 #: The Kafka and catalogue options the gateway shares with the other commands (their
 #: ``INGESTLOAD_…`` names unchanged).
 SHARED_OPTIONS: tuple[Option[Any], ...] = (*kafka.SERVER_OPTIONS, *messages.SERVER_OPTIONS)
 
 
-@dataclass(frozen=True)
+@settings_class
 class FanoutSettings:
     """Validated settings of one ``ingestload fanout`` gateway."""
+
+    env_prefix: ClassVar[str] = FANOUT_ENV_PREFIX
+    """Its options' variables: ``--queue-limit`` ↔ ``INGESTLOAD_FANOUT_QUEUE_LIMIT``."""
 
     kafka: KafkaSettings
     """Kafka connection and partitions (shared with the other commands); when no Kafka was named,
@@ -190,30 +108,83 @@ class FanoutSettings:
     """Catalogue file (shared with the other commands); ``None``: the built-in one."""
     topic_prefix: str | None
     """Overrides the catalogue's topic prefix when set (shared with the other commands)."""
-    host: str
+    host: str = option("--host", "127.0.0.1", _host, "Address to listen on.", "ADDRESS")
     """Listen address."""
-    port: int
+    port: int = option(
+        "--port", "8765", _port, "Port for WebSockets (/v1/stream) and HTTP (/readyz, /stats).", "PORT"
+    )
     """Listen port (0: a free one)."""
-    workers: int
+    workers: int = option(
+        "--workers",
+        "1",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Worker processes, each with its own Kafka consumer (SO_REUSEPORT).",
+        "N",
+    )
     """Worker processes."""
-    topics: tuple[str, ...] | None
+    topics: tuple[str, ...] | None = option(
+        "--topics",
+        None,
+        topic_list("Kafka topic names (letters, digits, '.', '_', '-')", blank=False),
+        "Topics subscribers may choose from, comma-separated; default: the catalogue's (prefix + type).",
+        "T1,T2",
+    )
     """Topics served; ``None``: the catalogue's."""
-    queue_limit: int
+    queue_limit: int = option(
+        "--queue-limit",
+        "10000",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Most messages queued for one subscriber; beyond it --slow-policy acts.",
+        "N",
+    )
     """Most messages queued per subscriber."""
-    slow_policy: str
+    slow_policy: str = option(
+        "--slow-policy",
+        "drop-oldest",
+        _policy,
+        "What a full subscriber queue does: drop-oldest (count sent to the subscriber) or disconnect.",
+        "POLICY",
+    )
     """drop-oldest or disconnect."""
-    write_buffer: int
+    write_buffer: int = option(
+        "--write-buffer",
+        "1048576",
+        number(int, minimum=1024, what="bytes ≥ 1024"),
+        "Bytes waiting in a connection's socket buffer above which nothing more is written to it "
+        "(its messages wait in its queue).",
+        "BYTES",
+    )
     """Socket-buffer bytes above which a connection is not written to."""
-    frame_messages: int
+    frame_messages: int = option(
+        "--frame-messages",
+        "1000",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Most messages in one WebSocket frame.",
+        "N",
+    )
     """Most messages per frame."""
-    progress_interval: float
+    progress_interval: float = option(
+        "--progress-interval",
+        "1",
+        number(float, minimum=0.01, what="seconds ≥ 0.01"),
+        "Seconds between progress frames to a subscriber that is caught up.",
+        "SECONDS",
+    )
     """Seconds between progress frames."""
-    max_subscribers: int
+    max_subscribers: int = option(
+        "--max-subscribers",
+        "10000",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Most WebSocket connections per worker (more are refused).",
+        "N",
+    )
     """Most connections per worker."""
-    create_topics: bool
+    create_topics: bool = option(
+        "--create-topics", "true", boolean, "Create missing topics at start (true/false).", "BOOL"
+    )
     """Create missing topics at start."""
     faults: PushFaults
-    """Fault injection (off unless set)."""
+    """Fault injection (off unless set): :data:`FAULT_OPTIONS`."""
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str] | None = None) -> FanoutSettings:
@@ -227,21 +198,12 @@ class FanoutSettings:
         environ = os.environ if environ is None else environ
         # Kafka's options whole (those not on this command line from the environment or defaults).
         values = opts.read((*kafka.OPTIONS, *messages.SERVER_OPTIONS, *FANOUT_OPTIONS), ns, environ)
-        return cls(
+        return opts.build(
+            cls,
+            values,
             kafka=KafkaSettings.from_values(values, environ, embedded=True),
             catalogue=values[messages.CATALOGUE],
             topic_prefix=values[messages.TOPIC_PREFIX],
-            host=values[HOST],
-            port=values[PORT],
-            workers=values[WORKERS],
-            topics=values[TOPICS],
-            queue_limit=values[QUEUE_LIMIT],
-            slow_policy=values[SLOW_POLICY],
-            write_buffer=values[WRITE_BUFFER],
-            frame_messages=values[FRAME_MESSAGES],
-            progress_interval=values[PROGRESS_INTERVAL],
-            max_subscribers=values[MAX_SUBSCRIBERS],
-            create_topics=values[CREATE_TOPICS],
             faults=PushFaults(
                 skip_every=values[FAULT_SKIP_EVERY],
                 duplicate_every=values[FAULT_DUPLICATE_EVERY],
@@ -279,6 +241,10 @@ class FanoutSettings:
             f"slow_policy={self.slow_policy} write_buffer={self.write_buffer} "
             f"faults={self.faults.describe()}" + (f" kafka_config=[{props}]" if props else "")
         )
+
+
+#: The options of ``ingestload fanout`` itself, in the order ``--help`` shows them.
+FANOUT_OPTIONS: tuple[Option[Any], ...] = (*opts.declared(FanoutSettings).values(), *FAULT_OPTIONS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,14 +11,23 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from ingestload.errors import ConfigError
 from ingestload.fanout.errors import FanoutError
 from ingestload.fanout.filters import FieldFilter
 from ingestload.fanout.verdict import FanoutThresholds
-from ingestload.options import Option, Values, number, positive_duration, topic_list
+from ingestload.options import (
+    Option,
+    Values,
+    build,
+    declared,
+    number,
+    option,
+    positive_duration,
+    settings_class,
+    topic_list,
+)
 
 
 def parse_ws_filter(flag: str, value: Any) -> FieldFilter | None:
@@ -61,115 +70,105 @@ def _p99_ms(flag: str, value: Any) -> float | None:
 
 _COUNT = number(int, minimum=0, what="an integer ≥ 0")
 
-URL = Option(
-    "--ws-url",
-    "ws://127.0.0.1:8765/v1/stream",
-    _ws_url,
-    "The fan-out gateway's WebSocket URL that WebSocketSubscriberUser connects to.",
-    "URL",
-)
-TOPICS = Option(
-    "--ws-topics",
-    None,
-    topic_list("topic names, e.g. gov-alarm,gov-fault"),
-    "Topics every subscriber subscribes to, comma-separated; default: the run's topics "
-    "(the catalogue's, with --topic-prefix).",
-    "T1,T2",
-)
-FILTER = Option(
-    "--ws-filter",
-    None,
-    parse_ws_filter,
-    "Subscribers receive only messages whose field has one of these values, as FIELD=V1,V2 "
-    "(e.g. Header.ControllerType=LCE,GCE); default: every message of the topics.",
-    "FIELD=VALUES",
-)
-RECONNECT_EVERY = Option(
-    "--ws-reconnect-every",
-    None,
-    positive_duration,
-    "Connection churn: each subscriber ends its subscription cleanly and reconnects this often "
-    "(e.g. 20s); default: one connection for the whole run.",
-    "DURATION",
-)
-PROFILE = Option(
-    "--ws-subscriber-profile",
-    None,
-    _profile,
-    "A profile YAML (the rate profile's stages) whose values are subscribers: ramps the users of "
-    "the subscriber classes while the message rate follows --rate; the run ends with it.",
-    "PATH",
-)
-MAX_MISSED = Option(
-    "--max-missed", "0", _COUNT, "Fan-out deliveries missed (all subscribers) tolerated before FAIL.", "N"
-)
-MAX_DUPLICATED = Option(
-    "--max-fanout-duplicated", "0", _COUNT, "Duplicate fan-out deliveries tolerated before FAIL.", "N"
-)
-MAX_OUT_OF_ORDER = Option(
-    "--max-fanout-out-of-order", "0", _COUNT, "Fan-out deliveries out of order tolerated before FAIL.", "N"
-)
-MAX_UNEXPECTED = Option(
-    "--max-fanout-unexpected",
-    "0",
-    _COUNT,
-    "Deliveries outside a subscription (another filter value, topic or window) tolerated before FAIL.",
-    "N",
-)
-MAX_P99 = Option(
-    "--max-fanout-p99",
-    None,
-    _p99_ms,
-    "Highest acceptable fan-out latency p99 over all subscribers (e.g. 500ms); default: not judged.",
-    "DURATION",
-)
 
-#: The subscribers' options, in the order ``--help`` shows them.
-OPTIONS: tuple[Option[Any], ...] = (
-    URL,
-    TOPICS,
-    FILTER,
-    RECONNECT_EVERY,
-    PROFILE,
-    MAX_MISSED,
-    MAX_DUPLICATED,
-    MAX_OUT_OF_ORDER,
-    MAX_UNEXPECTED,
-    MAX_P99,
-)
-
-
-@dataclass(frozen=True)
+@settings_class
 class SubscriberSettings:
     """What the subscriber users connect to and subscribe to, and how the fan-out verdict judges."""
 
-    url: str
+    url: str = option(
+        "--ws-url",
+        "ws://127.0.0.1:8765/v1/stream",
+        _ws_url,
+        "The fan-out gateway's WebSocket URL that WebSocketSubscriberUser connects to.",
+        "URL",
+    )
     """The fan-out gateway subscribers connect to."""
-    topics: tuple[str, ...] | None
+    topics: tuple[str, ...] | None = option(
+        "--ws-topics",
+        None,
+        topic_list("topic names, e.g. gov-alarm,gov-fault"),
+        "Topics every subscriber subscribes to, comma-separated; default: the run's topics "
+        "(the catalogue's, with --topic-prefix).",
+        "T1,T2",
+    )
     """Topics of every subscriber; ``None``: the run's topics."""
-    filter: FieldFilter | None
+    filter: FieldFilter | None = option(
+        "--ws-filter",
+        None,
+        parse_ws_filter,
+        "Subscribers receive only messages whose field has one of these values, as FIELD=V1,V2 "
+        "(e.g. Header.ControllerType=LCE,GCE); default: every message of the topics.",
+        "FIELD=VALUES",
+    )
     """Subscribers' filter; ``None``: every message of their topics."""
-    reconnect_every: float | None
+    reconnect_every: float | None = option(
+        "--ws-reconnect-every",
+        None,
+        positive_duration,
+        "Connection churn: each subscriber ends its subscription cleanly and reconnects this often "
+        "(e.g. 20s); default: one connection for the whole run.",
+        "DURATION",
+    )
     """Seconds between a subscriber's clean reconnects (churn); ``None``: never."""
-    profile: str | None
-    """Profile file whose values are subscribers (the subscriber shape)."""
-    thresholds: FanoutThresholds
-    """Missed, duplicated, out-of-order and unexpected deliveries tolerated; the latency p99."""
+    profile: str | None = option(
+        "--ws-subscriber-profile",
+        None,
+        _profile,
+        "A profile YAML (the rate profile's stages) whose values are subscribers: ramps the users of "
+        "the subscriber classes while the message rate follows --rate; the run ends with it.",
+        "PATH",
+    )
+    """Profile file whose values are subscribers (``SubscriberShape``)."""
+    max_missed: int = option(
+        "--max-missed", "0", _COUNT, "Fan-out deliveries missed (all subscribers) tolerated before FAIL.", "N"
+    )
+    """Missed deliveries tolerated."""
+    max_duplicated: int = option(
+        "--max-fanout-duplicated", "0", _COUNT, "Duplicate fan-out deliveries tolerated before FAIL.", "N"
+    )
+    """Duplicate deliveries tolerated."""
+    max_out_of_order: int = option(
+        "--max-fanout-out-of-order",
+        "0",
+        _COUNT,
+        "Fan-out deliveries out of order tolerated before FAIL.",
+        "N",
+    )
+    """Out-of-order first arrivals tolerated."""
+    max_unexpected: int = option(
+        "--max-fanout-unexpected",
+        "0",
+        _COUNT,
+        "Deliveries outside a subscription (another filter value, topic or window) tolerated before FAIL.",
+        "N",
+    )
+    """Deliveries outside a subscription tolerated."""
+    max_p99_ms: float | None = option(
+        "--max-fanout-p99",
+        None,
+        _p99_ms,
+        "Highest acceptable fan-out latency p99 over all subscribers (e.g. 500ms); default: not judged.",
+        "DURATION",
+    )
+    """Highest acceptable latency p99 in ms; ``None``: not judged."""
 
     @classmethod
     def from_values(cls, values: Values) -> SubscriberSettings:
         """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`."""
-        return cls(
-            url=values[URL],
-            topics=values[TOPICS],
-            filter=values[FILTER],
-            reconnect_every=values[RECONNECT_EVERY],
-            profile=values[PROFILE],
-            thresholds=FanoutThresholds(
-                max_missed=values[MAX_MISSED],
-                max_duplicated=values[MAX_DUPLICATED],
-                max_out_of_order=values[MAX_OUT_OF_ORDER],
-                max_unexpected=values[MAX_UNEXPECTED],
-                max_p99_ms=values[MAX_P99],
-            ),
+        return build(cls, values)
+
+    @property
+    def thresholds(self) -> FanoutThresholds:
+        """Missed, duplicated, out-of-order and unexpected deliveries tolerated, and the latency p99,
+        as the fan-out verdict takes them."""
+        return FanoutThresholds(
+            max_missed=self.max_missed,
+            max_duplicated=self.max_duplicated,
+            max_out_of_order=self.max_out_of_order,
+            max_unexpected=self.max_unexpected,
+            max_p99_ms=self.max_p99_ms,
         )
+
+
+#: The subscribers' options, in the order ``--help`` shows them.
+OPTIONS: tuple[Option[Any], ...] = tuple(declared(SubscriberSettings).values())

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ingestload.errors import ConfigError
-from ingestload.options import Option, Values, as_list, number, optional_text, pairs, path_template
+from ingestload.options import (
+    Option,
+    Values,
+    as_list,
+    build,
+    declared,
+    number,
+    option,
+    optional_text,
+    pairs,
+    path_template,
+    settings_class,
+)
 
 
 def parse_topic_map(flag: str, value: Any) -> dict[str, str] | None:
@@ -44,102 +55,86 @@ def _headers(flag: str, value: Any) -> dict[str, str]:
     return headers
 
 
-BATCH_SIZE = Option(
-    "--api-batch-size",
-    "1",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Messages per HTTP request for the ingest API user (1 = single).",
-    "N",
-    web_ui=True,
-)
-PATH = Option(
-    "--api-path",
-    "/v1/messages/{msgType}",
-    path_template,
-    "Path template for one message ({msgType} is filled).",
-    "PATH",
-)
-BATCH_PATH = Option(
-    "--api-batch-path",
-    "/v1/messages/{msgType}:batch",
-    path_template,
-    "Path template for a batch (a JSON array): with {msgType}, one request per message type "
-    "in a take; without, one request with every type (for APIs that route each message).",
-    "PATH",
-)
-TOPIC_MAP = Option(
-    "--api-topic-map",
-    None,
-    parse_topic_map,
-    "Where the ingest API writes each message type, as TYPE=TOPIC[,TYPE=TOPIC…] with * for every "
-    "other type (e.g. *=ingest-all); default: the catalogue's topic per type. A message found "
-    "elsewhere is misrouted.",
-    "MAP",
-)
-HEADER = Option(
-    "--api-header",
-    None,
-    _headers,
-    "An extra HTTP header 'Name: value' (repeatable); values are never shown.",
-    "HEADER",
-    secret=True,
-    repeatable=True,
-)
-TOKEN = Option(
-    "--api-token",
-    None,
-    optional_text,
-    "Bearer token for the ingest API (sent as Authorization); better from INGESTLOAD_API_TOKEN.",
-    "TOKEN",
-    secret=True,
-)
-TIMEOUT = Option(
-    "--api-timeout",
-    "30",
-    number(float, minimum=0.001, what="seconds > 0"),
-    "Seconds before an ingest API request counts as timed out (outcome unknown); keep it above "
-    "the API's own request timeout (the reference API's: 15 s).",
-    "S",
-)
-
-#: The HTTP client's options, in the order ``--help`` shows them.
-OPTIONS: tuple[Option[Any], ...] = (BATCH_SIZE, PATH, BATCH_PATH, TOPIC_MAP, HEADER, TOKEN, TIMEOUT)
-
-
-@dataclass(frozen=True)
+@settings_class
 class HttpSettings:
     """How the ingest API user talks to the API."""
 
-    batch_size: int
+    batch_size: int = option(
+        "--api-batch-size",
+        "1",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Messages per HTTP request for the ingest API user (1 = single).",
+        "N",
+        web_ui=True,
+    )
     """Messages per HTTP request (1 = the single-message endpoint)."""
-    path: str
+    path: str = option(
+        "--api-path",
+        "/v1/messages/{msgType}",
+        path_template,
+        "Path template for one message ({msgType} is filled).",
+        "PATH",
+    )
     """Path template for one message."""
-    batch_path: str
+    batch_path: str = option(
+        "--api-batch-path",
+        "/v1/messages/{msgType}:batch",
+        path_template,
+        "Path template for a batch (a JSON array): with {msgType}, one request per message type "
+        "in a take; without, one request with every type (for APIs that route each message).",
+        "PATH",
+    )
     """Path template for a batch."""
-    topic_map: Mapping[str, str] | None
+    topic_map: Mapping[str, str] | None = option(
+        "--api-topic-map",
+        None,
+        parse_topic_map,
+        "Where the ingest API writes each message type, as TYPE=TOPIC[,TYPE=TOPIC…] with * for every "
+        "other type (e.g. *=ingest-all); default: the catalogue's topic per type. A message found "
+        "elsewhere is misrouted.",
+        "MAP",
+    )
     """Message type (or ``*``) → the topic the ingest API writes it to; ``None``: the catalogue's."""
-    headers: Mapping[str, str] = field(repr=False)
+    headers: Mapping[str, str] = option(
+        "--api-header",
+        None,
+        _headers,
+        "An extra HTTP header 'Name: value' (repeatable); values are never shown.",
+        "HEADER",
+        secret=True,
+        repeatable=True,
+    )
     """Extra HTTP headers (values never printed)."""
-    token: str | None = field(repr=False)
+    token: str | None = option(
+        "--api-token",
+        None,
+        optional_text,
+        "Bearer token for the ingest API (sent as Authorization); better from INGESTLOAD_API_TOKEN.",
+        "TOKEN",
+        secret=True,
+    )
     """Bearer token (never printed)."""
-    timeout: float
+    timeout: float = option(
+        "--api-timeout",
+        "30",
+        number(float, minimum=0.001, what="seconds > 0"),
+        "Seconds before an ingest API request counts as timed out (outcome unknown); keep it above "
+        "the API's own request timeout (the reference API's: 15 s).",
+        "S",
+    )
     """Seconds before a request's outcome is unknown."""
 
     @classmethod
     def from_values(cls, values: Values) -> HttpSettings:
         """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`."""
-        return cls(
-            batch_size=values[BATCH_SIZE],
-            path=values[PATH],
-            batch_path=values[BATCH_PATH],
-            topic_map=values[TOPIC_MAP],
-            headers=values[HEADER],
-            token=values[TOKEN],
-            timeout=values[TIMEOUT],
-        )
+        return build(cls, values)
 
     @property
     def batch_per_type(self) -> bool:
         """Whether a take of due messages is posted as one batch per message type (the batch path
         has ``{msgType}``) rather than one batch holding every type."""
         return "{msgType}" in self.batch_path
+
+
+#: The HTTP client's options, in the order ``--help`` shows them.
+OPTIONS: tuple[Option[Any], ...] = tuple(declared(HttpSettings).values())

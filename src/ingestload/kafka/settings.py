@@ -21,7 +21,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from ingestload.errors import ConfigError
@@ -32,7 +32,18 @@ from ingestload.kafka.config import (
     parse_properties,
     redact_config,
 )
-from ingestload.options import Option, Values, as_list, items, number, optional_text
+from ingestload.options import (
+    Option,
+    Values,
+    as_list,
+    build,
+    declared,
+    items,
+    number,
+    option,
+    optional_text,
+    settings_class,
+)
 
 
 class Broker(enum.Enum):
@@ -58,29 +69,14 @@ def _properties(flag: str, value: Any) -> dict[str, str]:
     return parse_properties(as_list(value), flag)
 
 
-BOOTSTRAP = Option(
-    "--kafka-bootstrap",
-    "127.0.0.1:9092",
-    _bootstrap,
-    "Kafka bootstrap servers, HOST:PORT[,HOST:PORT…].",
-    "SERVERS",
-)
+#: Where librdkafka properties come from (file, then ``INGESTLOAD_KAFKA_PROP_*``, then these items),
+#: merged into :attr:`KafkaSettings.config`.
 CONFIG = Option(
     "--kafka-config",
     None,
     items,
     "A librdkafka property as KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL. "
     "Also INGESTLOAD_KAFKA_PROP_<KEY> env vars (dots as underscores). Secrets are redacted.",
-    "KEY=VALUE",
-    secret=True,
-    repeatable=True,
-)
-VERIFIER_CONFIG = Option(
-    "--verifier-config",
-    None,
-    _properties,
-    "A librdkafka property for the verifier's consumer only, as KEY=VALUE (repeatable), "
-    "e.g. fetch.wait.max.ms=500; wins over --kafka-config.",
     "KEY=VALUE",
     secret=True,
     repeatable=True,
@@ -92,31 +88,41 @@ CONFIG_FILE = Option(
     "A librdkafka properties file (KEY=VALUE lines, # comments); --kafka-config wins on conflicts.",
     "PATH",
 )
-PARTITIONS = Option(
-    "--partitions",
-    "3",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Partitions for topics that ingestload creates.",
-    "N",
-)
-
-#: The Kafka options of every command, in the order ``--help`` shows them.
-OPTIONS: tuple[Option[Any], ...] = (BOOTSTRAP, CONFIG, VERIFIER_CONFIG, CONFIG_FILE, PARTITIONS)
-#: What the servers (``ingestload api``, ``ingestload fanout``) show on their command line.
-SERVER_OPTIONS: tuple[Option[Any], ...] = (BOOTSTRAP, CONFIG, CONFIG_FILE, PARTITIONS)
 
 
-@dataclass(frozen=True)
+@settings_class
 class KafkaSettings:
     """Where Kafka is and how to talk to it."""
 
-    bootstrap: str | Broker
+    bootstrap: str | Broker = option(
+        "--kafka-bootstrap",
+        "127.0.0.1:9092",
+        _bootstrap,
+        "Kafka bootstrap servers, HOST:PORT[,HOST:PORT…].",
+        "SERVERS",
+    )
     """Bootstrap servers, or :data:`EMBEDDED` until the embedded broker's address is known."""
     config: Mapping[str, str] = field(repr=False)
-    """User librdkafka properties (file, env, then ``--kafka-config``), secrets included (not in repr)."""
-    verifier_config: Mapping[str, str] = field(repr=False)
+    """User librdkafka properties (:data:`CONFIG_FILE`, env, then :data:`CONFIG`), secrets included
+    (not in repr)."""
+    verifier_config: Mapping[str, str] = option(
+        "--verifier-config",
+        None,
+        _properties,
+        "A librdkafka property for the verifier's consumer only, as KEY=VALUE (repeatable), "
+        "e.g. fetch.wait.max.ms=500; wins over --kafka-config.",
+        "KEY=VALUE",
+        secret=True,
+        repeatable=True,
+    )
     """``--verifier-config`` properties: the verifier's consumer only."""
-    partitions: int
+    partitions: int = option(
+        "--partitions",
+        "3",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Partitions for topics that ingestload creates.",
+        "N",
+    )
     """Partitions of topics created by ingestload."""
 
     @classmethod
@@ -126,12 +132,10 @@ class KafkaSettings:
         """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`;
         ``environ`` supplies ``INGESTLOAD_KAFKA_PROP_*``. With ``embedded``, no bootstrap given
         means :data:`EMBEDDED` rather than the default address."""
-        return cls(
-            bootstrap=EMBEDDED if embedded and not values.given(BOOTSTRAP) else values[BOOTSTRAP],
-            config=kafka_properties(values[CONFIG_FILE], values[CONFIG], environ),
-            verifier_config=values[VERIFIER_CONFIG],
-            partitions=values[PARTITIONS],
-        )
+        config = kafka_properties(values[CONFIG_FILE], values[CONFIG], environ)
+        if embedded and not values.given(BOOTSTRAP):
+            return build(cls, values, config=config, bootstrap=EMBEDDED)
+        return build(cls, values, config=config)
 
     @property
     def embedded(self) -> bool:
@@ -183,3 +187,16 @@ class KafkaSettings:
     def shown_properties(self) -> str:
         """The user's properties as ``key=value, …`` with secrets as ``***``, for log lines."""
         return ", ".join(f"{k}={v}" for k, v in sorted(redact_config(self.config).items()))
+
+
+BOOTSTRAP = declared(KafkaSettings)["bootstrap"]
+VERIFIER_CONFIG = declared(KafkaSettings)["verifier_config"]
+#: The Kafka options of every command, in the order ``--help`` shows them.
+OPTIONS: tuple[Option[Any], ...] = (*declared(KafkaSettings).values(), CONFIG, CONFIG_FILE)
+#: What the servers (``ingestload api``, ``ingestload fanout``) show on their command line.
+SERVER_OPTIONS: tuple[Option[Any], ...] = (
+    BOOTSTRAP,
+    CONFIG,
+    CONFIG_FILE,
+    declared(KafkaSettings)["partitions"],
+)

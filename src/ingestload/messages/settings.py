@@ -9,12 +9,11 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ingestload.errors import ConfigError
-from ingestload.options import Option, Values, number
+from ingestload.options import Option, Values, build, declared, number, option, settings_class
 
 
 def _catalogue(flag: str, value: Any) -> Path | None:
@@ -39,55 +38,51 @@ def _envelope_field(flag: str, value: Any) -> str:
     return name
 
 
-CATALOGUE = Option(
-    "--catalogue",
-    None,
-    _catalogue,
-    "Message catalogue YAML (controllers, mix, templates); default: the built-in one.",
-    "PATH",
-)
-TOPIC_PREFIX = Option(
-    "--topic-prefix",
-    None,
-    _topic_prefix,
-    "Topic name prefix (topic = prefix + message type); default: the catalogue's.",
-    "PREFIX",
-)
-SEED = Option(
-    "--seed",
-    "0",
-    number(int, minimum=0, what="an integer ≥ 0"),
-    "Seed for the message factory; the same seed gives the same messages.",
-    "INT",
-)
-ENVELOPE_FIELD = Option(
-    "--envelope-field",
-    "_ingestload",
-    _envelope_field,
-    "JSON member that carries the envelope on the HTTP path.",
-    "NAME",
-)
-
-#: The message options, in the order ``--help`` shows them.
-OPTIONS: tuple[Option[Any], ...] = (CATALOGUE, TOPIC_PREFIX, SEED, ENVELOPE_FIELD)
-#: What the servers (``ingestload api``, ``ingestload fanout``) show on their command line.
-SERVER_OPTIONS: tuple[Option[Any], ...] = (CATALOGUE, TOPIC_PREFIX)
-
-
-@dataclass(frozen=True)
+@settings_class
 class MessageSettings:
     """What the message factory makes and where it goes."""
 
-    catalogue: Path | None
+    catalogue: Path | None = option(
+        "--catalogue",
+        None,
+        _catalogue,
+        "Message catalogue YAML (controllers, mix, templates); default: the built-in one.",
+        "PATH",
+    )
     """Catalogue file; ``None`` selects the built-in catalogue."""
-    topic_prefix: str | None
+    topic_prefix: str | None = option(
+        "--topic-prefix",
+        None,
+        _topic_prefix,
+        "Topic name prefix (topic = prefix + message type); default: the catalogue's.",
+        "PREFIX",
+    )
     """Overrides the catalogue's topic prefix when set."""
-    seed: int
+    seed: int = option(
+        "--seed",
+        "0",
+        number(int, minimum=0, what="an integer ≥ 0"),
+        "Seed for the message factory; the same seed gives the same messages.",
+        "INT",
+    )
     """Message factory seed."""
-    envelope_field: str
+    envelope_field: str = option(
+        "--envelope-field",
+        "_ingestload",
+        _envelope_field,
+        "JSON member that carries the envelope on the HTTP path.",
+        "NAME",
+    )
     """JSON member carrying the envelope on the HTTP path."""
 
     @classmethod
     def from_values(cls, values: Values) -> MessageSettings:
         """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`."""
-        return cls(values[CATALOGUE], values[TOPIC_PREFIX], values[SEED], values[ENVELOPE_FIELD])
+        return build(cls, values)
+
+
+#: The message options, in the order ``--help`` shows them.
+OPTIONS: tuple[Option[Any], ...] = tuple(declared(MessageSettings).values())
+CATALOGUE, TOPIC_PREFIX = declared(MessageSettings)["catalogue"], declared(MessageSettings)["topic_prefix"]
+#: What the servers (``ingestload api``, ``ingestload fanout``) show on their command line.
+SERVER_OPTIONS: tuple[Option[Any], ...] = (CATALOGUE, TOPIC_PREFIX)

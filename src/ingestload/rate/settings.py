@@ -11,11 +11,20 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ingestload.errors import ConfigError
-from ingestload.options import Option, Values, number, pairs, positive_duration
+from ingestload.options import (
+    Option,
+    Values,
+    build,
+    declared,
+    number,
+    option,
+    pairs,
+    positive_duration,
+    settings_class,
+)
 
 #: Target msg/s when neither ``--rate`` nor ``--rate-profile`` is given.
 DEFAULT_RATE = 1000.0
@@ -79,110 +88,90 @@ def _profile(flag: str, value: Any) -> str | None:
     return str(value).strip() if value else None
 
 
-RATE = Option(
-    "--rate",
-    None,
-    _rate,
-    "Target messages per second for the whole run (all workers); 0 = as fast as possible. "
-    "Default 1000; not together with --rate-profile.",
-    "MSGS_PER_S",
-    web_ui=True,
-)
-PROFILE = Option(
-    "--rate-profile",
-    None,
-    _profile,
-    "A rate profile YAML (stages: ramp, hold, step, spike; see mocks/profiles/) that drives the "
-    "target rate instead of --rate; the run ends when the profile ends.",
-    "PATH",
-    web_ui=True,
-)
-SPLIT = Option(
-    "--rate-split",
-    None,
-    parse_rate_split,
-    "How the target divides between paths, as weights, e.g. kafka=0.7,api=0.3; "
-    "default: by the weights of the user classes of each path.",
-    "PATH=W,…",
-    web_ui=True,
-)
-MAX_LATENESS = Option(
-    "--max-lateness",
-    None,
-    positive_duration,
-    "Drop (never send, count as dropped) messages further behind their intended time than this, "
-    "e.g. 2s; default: send them late (catch up).",
-    "DURATION",
-    web_ui=True,
-)
-MIN_RATIO = Option(
-    "--min-rate-ratio",
-    None,
-    _ratio,
-    "Fail the run (exit code 5) when the offered rate stays below this share of the target "
-    "(e.g. 0.95) for longer than --min-rate-window; default: off.",
-    "RATIO",
-    web_ui=True,
-)
-MIN_WINDOW = Option(
-    "--min-rate-window",
-    "10s",
-    _window,
-    "How long the offered rate may stay below --min-rate-ratio.",
-    "DURATION",
-    web_ui=True,
-)
-BATCH_MAX = Option(
-    "--batch-max",
-    "1000",
-    number(int, minimum=1, what="an integer ≥ 1"),
-    "Most messages a user sends per wake-up before yielding.",
-    "N",
-)
-
-#: The rate options, in the order ``--help`` shows them.
-OPTIONS: tuple[Option[Any], ...] = (RATE, PROFILE, SPLIT, MAX_LATENESS, MIN_RATIO, MIN_WINDOW, BATCH_MAX)
-
-
-@dataclass(frozen=True)
+@settings_class
 class RateSettings:
     """What the rate machinery reads: the target (or a profile), its split, lateness, the guard."""
 
-    target: float
+    target: float = option(
+        "--rate",
+        None,
+        _rate,
+        "Target messages per second for the whole run (all workers); 0 = as fast as possible. "
+        "Default 1000; not together with --rate-profile.",
+        "MSGS_PER_S",
+        web_ui=True,
+    )
     """Target messages per second for the whole run; 0 means as fast as possible."""
-    profile: str | None
+    profile: str | None = option(
+        "--rate-profile",
+        None,
+        _profile,
+        "A rate profile YAML (stages: ramp, hold, step, spike; see mocks/profiles/) that drives the "
+        "target rate instead of --rate; the run ends when the profile ends.",
+        "PATH",
+        web_ui=True,
+    )
     """Rate profile file that drives the run instead of :attr:`target` (loaded where it is used:
     on the master or the local process, never on workers, which receive its stages)."""
-    split: Mapping[str, float] | None
+    split: Mapping[str, float] | None = option(
+        "--rate-split",
+        None,
+        parse_rate_split,
+        "How the target divides between paths, as weights, e.g. kafka=0.7,api=0.3; "
+        "default: by the weights of the user classes of each path.",
+        "PATH=W,…",
+        web_ui=True,
+    )
     """Weight per path (``kafka``, ``api``) of the target; ``None``: by user class weights."""
-    max_lateness: float | None
+    max_lateness: float | None = option(
+        "--max-lateness",
+        None,
+        positive_duration,
+        "Drop (never send, count as dropped) messages further behind their intended time than this, "
+        "e.g. 2s; default: send them late (catch up).",
+        "DURATION",
+        web_ui=True,
+    )
     """Seconds behind schedule after which messages are dropped; ``None``: catch up."""
-    min_ratio: float | None
+    min_ratio: float | None = option(
+        "--min-rate-ratio",
+        None,
+        _ratio,
+        "Fail the run (exit code 5) when the offered rate stays below this share of the target "
+        "(e.g. 0.95) for longer than --min-rate-window; default: off.",
+        "RATIO",
+        web_ui=True,
+    )
     """Rate guard: lowest acceptable offered ÷ target; ``None`` turns the guard off."""
-    min_window: float
+    min_window: float = option(
+        "--min-rate-window",
+        "10s",
+        _window,
+        "How long the offered rate may stay below --min-rate-ratio.",
+        "DURATION",
+        web_ui=True,
+    )
     """Rate guard: seconds the offered rate may stay below the ratio before the run fails."""
-    batch_max: int
+    batch_max: int = option(
+        "--batch-max",
+        "1000",
+        number(int, minimum=1, what="an integer ≥ 1"),
+        "Most messages a user sends per wake-up before yielding.",
+        "N",
+    )
     """Most messages one user sends per wake-up."""
 
     @classmethod
     def from_values(cls, values: Values) -> RateSettings:
         """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`;
         ``--rate`` and ``--rate-profile`` together are refused."""
-        target, profile = values[RATE], values[PROFILE]
-        if profile is not None and target is not None:
+        rate, profile = declared(cls)["target"], declared(cls)["profile"]
+        if values[profile] is not None and values[rate] is not None:
             raise ConfigError(
-                f"--rate {values.text(RATE)} and --rate-profile {profile}: give only one of them "
+                f"--rate {values.text(rate)} and --rate-profile {values[profile]}: give only one of them "
                 "(the profile sets the rate over time)"
             )
-        return cls(
-            target=DEFAULT_RATE if target is None else target,
-            profile=profile,
-            split=values[SPLIT],
-            max_lateness=values[MAX_LATENESS],
-            min_ratio=values[MIN_RATIO],
-            min_window=values[MIN_WINDOW],
-            batch_max=values[BATCH_MAX],
-        )
+        return build(cls, values, target=DEFAULT_RATE if values[rate] is None else values[rate])
 
     @property
     def unlimited(self) -> bool:
@@ -197,3 +186,8 @@ class RateSettings:
         if self.split:
             shown += " split " + ",".join(f"{k}={v:g}" for k, v in self.split.items())
         return shown
+
+
+#: The rate options, in the order ``--help`` shows them.
+OPTIONS: tuple[Option[Any], ...] = tuple(declared(RateSettings).values())
+RATE, PROFILE = declared(RateSettings)["target"], declared(RateSettings)["profile"]

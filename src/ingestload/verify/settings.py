@@ -8,113 +8,106 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from ingestload.options import Option, Values, boolean, duration, number, optional_text
+from ingestload.options import (
+    Option,
+    Values,
+    boolean,
+    build,
+    declared,
+    duration,
+    number,
+    option,
+    optional_text,
+    settings_class,
+)
 from ingestload.verify.verdict import Thresholds
 
 _COUNT = number(int, minimum=0, what="an integer ≥ 0")
 
-ENABLED = Option(
-    "--verify",
-    "true",
-    boolean,
-    "Verify every acknowledged message end to end; end with a verdict (true/false).",
-    "BOOL",
-    web_ui=True,
-)
-MAX_LOST = Option(
-    "--max-lost", "0", _COUNT, "Lost messages tolerated before the verdict is FAIL.", "N", web_ui=True
-)
-MAX_DUPLICATED = Option(
-    "--max-duplicated",
-    "0",
-    _COUNT,
-    "Duplicate copies tolerated before the verdict is FAIL.",
-    "N",
-    web_ui=True,
-)
-MAX_CORRUPTED = Option(
-    "--max-corrupted",
-    "0",
-    _COUNT,
-    "Corrupted messages tolerated before the verdict is FAIL.",
-    "N",
-    web_ui=True,
-)
-MAX_MISROUTED = Option(
-    "--max-misrouted",
-    "0",
-    _COUNT,
-    "Copies on a topic other than their own tolerated before the verdict is FAIL.",
-    "N",
-    web_ui=True,
-)
-LATE_GRACE = Option(
-    "--late-grace",
-    "5s",
-    duration,
-    "How long the verifier keeps reading after the drain before it takes the topics' end offsets, "
-    "so that late copies (a pipeline's retries, delayed duplicates) count in the verdict.",
-    "DURATION",
-)
-VERDICT_FILE = Option(
-    "--verdict-file",
-    None,
-    optional_text,
-    "Write the verdict as JSON to this file ({run_id} in it: the test's run id).",
-    "PATH",
-)
-LEDGER_FILE = Option(
-    "--ledger-file",
-    None,
-    optional_text,
-    "Write the run's ack ledger as JSON (for `ingestload verify --ledger`; {run_id} in it: "
-    "the test's run id).",
-    "PATH",
-)
 
-#: The verification's options, in the order ``--help`` shows them.
-OPTIONS: tuple[Option[Any], ...] = (
-    ENABLED,
-    MAX_LOST,
-    MAX_DUPLICATED,
-    MAX_CORRUPTED,
-    MAX_MISROUTED,
-    LATE_GRACE,
-    VERDICT_FILE,
-    LEDGER_FILE,
-)
-
-
-@dataclass(frozen=True)
+@settings_class
 class VerifySettings:
     """Whether and how a run is judged, and where its verdict and ledger go."""
 
-    enabled: bool
+    enabled: bool = option(
+        "--verify",
+        "true",
+        boolean,
+        "Verify every acknowledged message end to end; end with a verdict (true/false).",
+        "BOOL",
+        web_ui=True,
+    )
     """Run the verifier and end with a verdict."""
-    thresholds: Thresholds
-    """Lost, duplicated, corrupted and misrouted messages tolerated."""
-    late_grace: float
+    max_lost: int = option(
+        "--max-lost", "0", _COUNT, "Lost messages tolerated before the verdict is FAIL.", "N", web_ui=True
+    )
+    """Lost messages tolerated."""
+    max_duplicated: int = option(
+        "--max-duplicated",
+        "0",
+        _COUNT,
+        "Duplicate copies tolerated before the verdict is FAIL.",
+        "N",
+        web_ui=True,
+    )
+    """Duplicate copies tolerated."""
+    max_corrupted: int = option(
+        "--max-corrupted",
+        "0",
+        _COUNT,
+        "Corrupted messages tolerated before the verdict is FAIL.",
+        "N",
+        web_ui=True,
+    )
+    """Corrupted messages tolerated."""
+    max_misrouted: int = option(
+        "--max-misrouted",
+        "0",
+        _COUNT,
+        "Copies on a topic other than their own tolerated before the verdict is FAIL.",
+        "N",
+        web_ui=True,
+    )
+    """Copies on a wrong topic tolerated."""
+    late_grace: float = option(
+        "--late-grace",
+        "5s",
+        duration,
+        "How long the verifier keeps reading after the drain before it takes the topics' end offsets, "
+        "so that late copies (a pipeline's retries, delayed duplicates) count in the verdict.",
+        "DURATION",
+    )
     """Seconds the verifier reads on after the drain before it takes the end offsets."""
-    verdict_file: str | None
+    verdict_file: str | None = option(
+        "--verdict-file",
+        None,
+        optional_text,
+        "Write the verdict as JSON to this file ({run_id} in it: the test's run id).",
+        "PATH",
+    )
     """Where to write the verdict JSON (may hold ``{run_id}``)."""
-    ledger_file: str | None
+    ledger_file: str | None = option(
+        "--ledger-file",
+        None,
+        optional_text,
+        "Write the run's ack ledger as JSON (for `ingestload verify --ledger`; {run_id} in it: "
+        "the test's run id).",
+        "PATH",
+    )
     """Where to write the ledger JSON (may hold ``{run_id}``)."""
 
     @classmethod
     def from_values(cls, values: Values) -> VerifySettings:
         """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`."""
-        return cls(
-            enabled=values[ENABLED],
-            thresholds=Thresholds(
-                values[MAX_LOST], values[MAX_DUPLICATED], values[MAX_CORRUPTED], values[MAX_MISROUTED]
-            ),
-            late_grace=values[LATE_GRACE],
-            verdict_file=values[VERDICT_FILE],
-            ledger_file=values[LEDGER_FILE],
-        )
+        return build(cls, values)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """Lost, duplicated, corrupted and misrouted messages tolerated, as the verdict takes them."""
+        return Thresholds(self.max_lost, self.max_duplicated, self.max_corrupted, self.max_misrouted)
 
     def for_run(self, run_id: str) -> VerifySettings:
         """These settings for one test run: ``{run_id}`` in the verdict and ledger files replaced,
@@ -130,3 +123,12 @@ class VerifySettings:
             for path in (self.verdict_file, self.ledger_file)
         )
         return replace(self, verdict_file=verdict, ledger_file=ledger)
+
+
+#: The verification's options, in the order ``--help`` shows them.
+OPTIONS: tuple[Option[Any], ...] = tuple(declared(VerifySettings).values())
+_BY_NAME = declared(VerifySettings)
+MAX_LOST, MAX_DUPLICATED, MAX_CORRUPTED, MAX_MISROUTED = (
+    _BY_NAME[name] for name in ("max_lost", "max_duplicated", "max_corrupted", "max_misrouted")
+)
+VERDICT_FILE = _BY_NAME["verdict_file"]
