@@ -24,3 +24,24 @@ def test_a_value_given_on_the_command_line_wins_over_the_environment() -> None:
     )
     assert settings.rate.target == 500
     assert settings.run.run_id is None
+
+
+def test_no_kafka_named_is_the_embedded_broker_not_an_address():
+    """``ingestload run`` without --kafka-bootstrap (or its variable) gets EMBEDDED, an explicit
+    value with no address until the broker runs; a named Kafka is used as given."""
+    import pytest
+
+    from ingestload.errors import ConfigError
+    from ingestload.kafka.settings import EMBEDDED
+
+    kafka = Settings.from_options(argparse.Namespace(), environ={}, embedded=True).kafka
+    assert kafka.bootstrap is EMBEDDED
+    assert kafka.embedded
+    with pytest.raises(ConfigError, match="embedded broker"):
+        kafka.producer_config()
+    assert kafka.with_bootstrap("127.0.0.1:41000").admin_config()["bootstrap.servers"] == "127.0.0.1:41000"
+    named = Settings.from_options(
+        argparse.Namespace(), environ={"INGESTLOAD_KAFKA_BOOTSTRAP": "kafka:9092"}, embedded=True
+    ).kafka
+    assert (named.embedded, named.address) == (False, "kafka:9092")
+    assert Settings.from_options(argparse.Namespace(), environ={}).kafka.bootstrap == "127.0.0.1:9092"
