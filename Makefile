@@ -8,7 +8,7 @@ VENDOR := src/ingestload/webui/static/vendor
 UPLOT  := $(VENDOR)/uPlot.iife.min.js
 
 .PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout fanout-run \
-	lint clean kube-render kube-validate kube-image test-kube
+	docs lint clean kube-render kube-validate kube-image test-kube
 
 install: $(STAMP) $(UPLOT)
 
@@ -102,6 +102,10 @@ bench-fanout: install
 	$(BIN)/python bench/ws_stacks.py
 	$(BIN)/python bench/ws_client.py
 	$(BIN)/python bench/fanout.py
+
+## docs/options.md from the options' declarations (a unit test fails when it is stale).
+docs: install
+	$(BIN)/python -m ingestload.optiondocs > docs/options.md
 
 ## ruff, mypy (strict on src/), and the layer contract of pyproject.toml (import-linter).
 lint: install

@@ -37,20 +37,23 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from ingestload.errors import IngestloadError
+from ingestload.kafka import settings as kafka
 from ingestload.kafka.admin import count_run, ensure_topics, high_watermarks
 from ingestload.kafka.broker import EMBEDDED_VERIFIER_CONFIG, EmbeddedBroker
 from ingestload.kafka.config import is_secret_key
 from ingestload.messages.catalogue import Catalogue, data_path
 from ingestload.messages.ledger import AckLedger
+from ingestload.options import Option, add_plain_argument
 from ingestload.rate.plans import api_users_for
 from ingestload.rate.profile import RateProfile
-from ingestload.settings import OPTIONS, Option, Settings, add_plain_argument
+from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, Settings
+from ingestload.verify import settings as verify
 from ingestload.verify.readback import Readback
-from ingestload.verify.verdict import Thresholds
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
 FANOUT_LOCUSTFILE = "locustfiles/fanout.py"
@@ -58,17 +61,18 @@ FANOUT_LOCUSTFILE = "locustfiles/fanout.py"
 DEFAULT_SUBSCRIBERS = 10
 #: Fewest ingest API users ``ingestload run`` starts (its HTTP concurrency, as ``ab -c``).
 MIN_API_USERS = 10
-_VERIFY_OPTIONS = {
-    "kafka_bootstrap",
-    "kafka_config",
-    "kafka_config_file",
-    "verifier_config",
-    "max_lost",
-    "max_duplicated",
-    "max_corrupted",
-    "max_misrouted",
-    "drain_timeout",
-    "verdict_file",
+#: The options of ``ingestload verify`` (the others do not apply to a finished run).
+VERIFY_OPTIONS = {
+    kafka.BOOTSTRAP,
+    kafka.CONFIG,
+    kafka.CONFIG_FILE,
+    kafka.VERIFIER_CONFIG,
+    verify.MAX_LOST,
+    verify.MAX_DUPLICATED,
+    verify.MAX_CORRUPTED,
+    verify.MAX_MISROUTED,
+    DRAIN_TIMEOUT,
+    verify.VERDICT_FILE,
 }
 
 
@@ -147,8 +151,7 @@ def _server_args(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
             extra += [flag, str(value)]
     env = {}
     if args.kafka_config:  # the same cluster, with the same security settings — not in argv
-        kafka_config = next(opt for opt in OPTIONS if opt.dest == "kafka_config")
-        env[kafka_config.env] = _env_value(kafka_config, args.kafka_config)
+        env[kafka.CONFIG.env] = _env_value(kafka.CONFIG, args.kafka_config)
     return extra, env
 
 
@@ -178,9 +181,9 @@ def _locustfile(path: str | None, default: str = DEFAULT_LOCUSTFILE) -> Path:
     return local if local.is_file() else data_path(default)
 
 
-def _env_value(opt: Option, items: Sequence[str]) -> str:
+def _env_value(opt: Option[Any], items: Sequence[str]) -> str:
     """``opt``'s environment variable for a child: what ours held, then ``items`` (later wins, one
-    per line, as :class:`~ingestload.settings.Settings` reads it)."""
+    per line, as :func:`~ingestload.options.read` reads it)."""
     return "\n".join([*os.environ.get(opt.env, "").splitlines(), *items]).strip()
 
 
@@ -191,12 +194,12 @@ def _option_args(args: argparse.Namespace, bootstrap: str) -> tuple[list[str], d
     argv = ["--kafka-bootstrap", bootstrap]
     env: dict[str, str] = {}
     for opt in OPTIONS:
-        if opt.dest == "kafka_bootstrap":
+        if opt is kafka.BOOTSTRAP:
             continue
         value = getattr(args, opt.dest)
         if value is None:
             continue
-        items = [str(item) for item in (value if opt.multiple else [value])]
+        items = [str(item) for item in (value if opt.repeatable else [value])]
         if opt.secret:
             env[opt.env] = _env_value(opt, items)
             continue
@@ -206,14 +209,12 @@ def _option_args(args: argparse.Namespace, bootstrap: str) -> tuple[list[str], d
 
 
 def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
-    bootstrap_given = args.kafka_bootstrap or os.environ.get("INGESTLOAD_KAFKA_BOOTSTRAP")
-    # Validate everything before anything starts.
-    settings = Settings.from_options(
-        argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap_given or "127.0.0.1:1"})
-    )
-    catalogue = Catalogue.load(settings.catalogue)
-    if settings.rate_profile:
-        RateProfile.load(settings.rate_profile)  # its mistakes, before anything starts
+    # Validate everything before anything starts; no Kafka named: the embedded broker.
+    settings = Settings.from_options(args, embedded=True)
+    bootstrap_given = None if settings.kafka.embedded else settings.kafka.address
+    catalogue = Catalogue.load(settings.messages.catalogue)
+    if settings.rate.profile:
+        RateProfile.load(settings.rate.profile)  # its mistakes, before anything starts
     locustfile = _locustfile(args.locustfile, FANOUT_LOCUSTFILE if args.fanout else DEFAULT_LOCUSTFILE)
     topics = settings.topics(catalogue)
     if args.fanout and not args.api_url:
@@ -234,16 +235,16 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         bootstrap = stack.enter_context(_kafka_for(bootstrap_given))
         api_url = stack.enter_context(_api_for(args, bootstrap))
         settings = Settings.from_options(argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap}))
-        config = settings.admin_config()
-        if settings.create_topics:
-            ensure_topics(config, topics, settings.partitions)
+        config = settings.kafka.admin_config()
+        if settings.run.create_topics:
+            ensure_topics(config, topics, settings.kafka.partitions)
         stack.enter_context(_gateway_for(args, bootstrap))
         start = high_watermarks(config, topics)
         # From the web UI every test is a run of its own, with its own id and files.
-        run_id = settings.run_id or ("{run_id}" if args.ui else secrets.token_hex(8))
+        run_id = settings.run.run_id or ("{run_id}" if args.ui else secrets.token_hex(8))
         args.run_id = None if args.ui else run_id
         reports = Path(args.reports) / run_id
-        if settings.verify:
+        if settings.verify.enabled:
             args.verdict_file = args.verdict_file or str(reports / "verdict.json")
             args.ledger_file = args.ledger_file or str(reports / "ledger.json")
         session_started = time.time()
@@ -253,9 +254,11 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         # (--fanout's locustfile: one producer, fixed_count = 1; every other user is a subscriber)
         kafka_users = 1 if args.fanout else max(1, args.processes or 1)
         # A batch path with {msgType} gets one request per type present in a take.
-        shares = catalogue.type_shares() if settings.api_batch_per_type else None
+        shares = catalogue.type_shares() if settings.http.batch_per_type else None
         api_users = (
-            api_users_for(settings.rate, settings.api_batch_size, MIN_API_USERS, shares) if api_url else 0
+            api_users_for(settings.rate.target, settings.http.batch_size, MIN_API_USERS, shares)
+            if api_url
+            else 0
         )
         subscribers = (
             (DEFAULT_SUBSCRIBERS if args.subscribers is None else args.subscribers) if args.fanout else 0
@@ -264,7 +267,7 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
         if api_url:
             command += ["--host", api_url]
-        shaped = settings.rate_profile or settings.ws_subscriber_profile
+        shaped = settings.rate.profile or settings.fanout.profile
         if not shaped:  # a profile sizes its own user pool and ends the run itself
             command += ["-u", str(users), "-r", str(users)]
         if args.ui:
@@ -281,9 +284,11 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
         code = _run_child(command, option_env)
 
         if args.ui:
-            _ui_session_summary(args.verdict_file if settings.verify else None, session_started, bootstrap)
+            _ui_session_summary(
+                args.verdict_file if settings.verify.enabled else None, session_started, bootstrap
+            )
             return code
-        counts = _counts_from_verdict(args.verdict_file) if settings.verify else None
+        counts = _counts_from_verdict(args.verdict_file) if settings.verify.enabled else None
         if counts is None:
             print(f"\ningestload: reading run {run_id} back from Kafka…", flush=True)
             counts = count_run(config, topics, start, run_id)
@@ -293,10 +298,10 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
             print(f"  {topic:<{width}}  {counts.get(topic, 0):>12,}")
         print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
         # Any locustfile with live views (--fanout's, or one of yours as in the kube component)
-        fanout = _fanout_from_verdict(args.verdict_file) if settings.verify else None
+        fanout = _fanout_from_verdict(args.verdict_file) if settings.verify.enabled else None
         if fanout:
             print(fanout)
-        if settings.verify and args.ledger_file and Path(args.ledger_file).exists():
+        if settings.verify.enabled and args.ledger_file and Path(args.ledger_file).exists():
             print(f"Verdict and ledger: {reports}/")
             print(f"Judge the run again later: ingestload verify --ledger {args.ledger_file}")
     return code
@@ -381,30 +386,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = Settings.from_options(argparse.Namespace(**values))
     print(
         f"ingestload: verifying run {run_id} ({len(ledger)} producers, {len(topics)} topics) "
-        f"against {settings.kafka_bootstrap}…",
+        f"against {settings.kafka.address}…",
         flush=True,
     )
     run = Readback(
-        settings.consumer_config(),
+        settings.kafka.consumer_config(),
         topics,
         run_id,
         start=start,
-        envelope_field=document.get("envelope_field") or settings.envelope_field,
-        thresholds=Thresholds(
-            settings.max_lost, settings.max_duplicated, settings.max_corrupted, settings.max_misrouted
-        ),
+        envelope_field=document.get("envelope_field") or settings.messages.envelope_field,
+        thresholds=settings.verify.thresholds,
         record_latency=False,
     )
     # Long after the run, nothing is late any more: read to the end as it is now.
     verdict = run.finish(
         ledger,
-        drain_timeout=settings.drain_timeout,
+        drain_timeout=settings.run.drain_timeout,
         missing_workers=document.get("missing_workers", []),
         late_grace=0.0,
     )
     print(verdict.report(), flush=True)
-    if settings.verdict_file:
-        target = Path(settings.verdict_file)
+    if settings.verify.verdict_file:
+        target = Path(settings.verify.verdict_file)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(orjson.dumps(verdict.to_dict(), option=orjson.OPT_INDENT_2))
     return verdict.exit_code
@@ -493,8 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--ledger", required=True, help="the ledger file a run wrote (--ledger-file)")
     for opt in OPTIONS:
-        if opt.dest in _VERIFY_OPTIONS:
-            ledger_default = " Default: the one in the ledger file." if opt.dest == "kafka_bootstrap" else ""
+        if opt in VERIFY_OPTIONS:
+            ledger_default = " Default: the one in the ledger file." if opt is kafka.BOOTSTRAP else ""
             add_plain_argument(verify, opt, opt.help + ledger_default)
 
     sub.add_parser(

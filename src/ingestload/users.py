@@ -86,7 +86,7 @@ class KafkaProducerUser(User):
             )
         self.client = state.client
         self.pacer = state.pacer_for(self.ingestload_path)
-        self.batch_max = state.settings.batch_max
+        self.batch_max = state.settings.rate.batch_max
 
     @task
     def produce_due(self) -> None:
@@ -129,30 +129,30 @@ class IngestApiUser(FastHttpUser):
         """One request in flight per user: ``API_USER_REQUESTS_PER_S`` × messages per request
         (a take split into one request per message type when the batch path has ``{msgType}``)."""
         shares = None
-        if settings.api_batch_size > 1 and settings.api_batch_per_type:
-            shares = Catalogue.load(settings.catalogue).type_shares()
-        return API_USER_REQUESTS_PER_S * messages_per_request(settings.api_batch_size, shares)
+        if settings.http.batch_size > 1 and settings.http.batch_per_type:
+            shares = Catalogue.load(settings.messages.catalogue).type_shares()
+        return API_USER_REQUESTS_PER_S * messages_per_request(settings.http.batch_size, shares)
 
     def __init__(self, environment: Any) -> None:
         state = sending_state_of(environment)
         # FastHttpUser builds its HTTP client from this in __init__.
-        self.network_timeout = state.settings.api_timeout
-        self.connection_timeout = state.settings.api_timeout
+        self.network_timeout = state.settings.http.timeout
+        self.connection_timeout = state.settings.http.timeout
         super().__init__(environment)
         if state.api_client is None:
             raise RuntimeError(
                 "the ingest API client was not created; see the ingestload error logged at test start"
             )
-        settings = state.settings
+        settings = state.settings.http
         self.api = state.api_client
         self.pacer = state.pacer_for(self.ingestload_path)
-        self.batch_size = settings.api_batch_size
-        self.single_path, self.batch_path = settings.api_path, settings.api_batch_path
-        self.batch_per_type = settings.api_batch_per_type
+        self.batch_size = settings.batch_size
+        self.single_path, self.batch_path = settings.path, settings.batch_path
+        self.batch_per_type = settings.batch_per_type
         self._single_paths: dict[str, str] = {}
-        self.headers = {"Content-Type": "application/json", **settings.api_headers}
-        if settings.api_token:
-            self.headers["Authorization"] = f"Bearer {settings.api_token}"
+        self.headers = {"Content-Type": "application/json", **settings.headers}
+        if settings.token:
+            self.headers["Authorization"] = f"Bearer {settings.token}"
 
     @task
     def post_due(self) -> None:
@@ -291,12 +291,12 @@ class WebSocketSubscriberUser(User):
         if fanout is None:  # pragma: no cover - the plugin makes one whenever such a class exists
             raise RuntimeError("ingestload's fan-out state is missing; import ingestload.users first")
         self.fanout: FanoutRun = fanout
-        settings = fanout.settings
-        self.ws_url = self.url or settings.ws_url
+        settings = fanout.settings.fanout
+        self.ws_url = self.url or settings.url
         self.ws_topics = tuple(self.topics) if self.topics else fanout.topics()
-        chosen = self.filter if self.filter is not None else settings.ws_filter
+        chosen = self.filter if self.filter is not None else settings.filter
         self.ws_filter = FieldFilter.from_json(chosen) if isinstance(chosen, Mapping) else chosen
-        self.churn = self.reconnect_every if self.reconnect_every is not None else settings.ws_reconnect_every
+        self.churn = self.reconnect_every if self.reconnect_every is not None else settings.reconnect_every
         self.subscriber: Subscriber | None = None
         self._not_before = 0.0
         self._churn_at = float("inf")

@@ -44,13 +44,13 @@ def make_client(kafka: str, prefix: str, **config: str) -> tuple[KafkaProducerCl
         environ={},
     )
     catalogue = Catalogue.load()
-    ensure_topics(settings.admin_config(), catalogue.topics(prefix), partitions=3)
+    ensure_topics(settings.kafka.admin_config(), catalogue.topics(prefix), partitions=3)
     environment = Environment()
     events: list[dict] = []
     environment.events.request.add_listener(lambda **kw: events.append(kw))
     client = KafkaProducerClient(
         environment,
-        settings.producer_config(),
+        settings.kafka.producer_config(),
         MessageFactory(catalogue, topic_prefix=prefix),
         ack_sink=lambda kind: AckStats(environment, kind),
     )
@@ -108,12 +108,12 @@ def test_acks_reach_locust_stats_per_message_when_only_locust_listens(kafka, pre
     """With a real runner and no other listener the acks are folded in bulk: same counts per topic."""
     settings = Settings.from_options(namespace(kafka_bootstrap=kafka), environ={})
     catalogue = Catalogue.load()
-    ensure_topics(settings.admin_config(), catalogue.topics(prefix), partitions=3)
+    ensure_topics(settings.kafka.admin_config(), catalogue.topics(prefix), partitions=3)
     environment = Environment()
     environment.create_local_runner()
     client = KafkaProducerClient(
         environment,
-        settings.producer_config(),
+        settings.kafka.producer_config(),
         MessageFactory(catalogue, topic_prefix=prefix),
         ack_sink=lambda kind: AckStats(environment, kind),
     )
@@ -156,7 +156,7 @@ def test_undeliverable_messages_fail_with_a_kafka_error(prefix):
     environment.events.request.add_listener(lambda **kw: events.append(kw))
     client = KafkaProducerClient(
         environment,
-        settings.producer_config(),
+        settings.kafka.producer_config(),
         MessageFactory(Catalogue.load(), topic_prefix=prefix),
         ack_sink=lambda kind: AckStats(environment, kind),
     )

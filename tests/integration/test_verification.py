@@ -44,12 +44,12 @@ class Producing:
         )
         self.topics = Catalogue.load().topics(prefix)
         present = [t for t in self.topics if t not in absent]  # the others appear with their first message
-        ensure_topics(self.settings.admin_config(), present, partitions=3)
+        ensure_topics(self.settings.kafka.admin_config(), present, partitions=3)
         factory = MessageFactory(Catalogue.load(), topic_prefix=prefix)
         environment = Environment()
         self.client = KafkaProducerClient(
             environment,
-            self.settings.producer_config(),
+            self.settings.kafka.producer_config(),
             factory,
             ack_sink=lambda kind: AckStats(environment, kind),
         )
@@ -84,7 +84,7 @@ class Producing:
         assert run.verifier.seen_records == expected
 
     def verification(self, start=None) -> Readback:
-        return Readback(self.settings.consumer_config(), self.topics, RUN, start=start)
+        return Readback(self.settings.kafka.consumer_config(), self.topics, RUN, start=start)
 
     def close(self) -> None:
         self.client.close()
@@ -134,7 +134,7 @@ def test_injected_faults_are_counted_exactly(producing):
 def test_later_verification_from_start_offsets(producing):
     """Verifying after the fact from recorded start offsets gives the same verdict."""
     p = producing(lose={9})
-    start = high_watermarks(p.settings.admin_config(), p.topics)
+    start = high_watermarks(p.settings.kafka.admin_config(), p.topics)
     p.send(2000)
     run = p.verification(start=start)
     run.record_latency = False
@@ -148,8 +148,8 @@ def test_verifier_that_cannot_reach_the_end_is_inconclusive(prefix):
     with EmbeddedBroker() as broker:
         settings = Settings.from_options(namespace(kafka_bootstrap=broker.bootstrap), environ={})
         topics = Catalogue.load().topics(prefix)
-        ensure_topics(settings.admin_config(), topics, partitions=3)
-        run = Readback(settings.consumer_config(), topics, RUN)
+        ensure_topics(settings.kafka.admin_config(), topics, partitions=3)
+        run = Readback(settings.kafka.consumer_config(), topics, RUN)
         broker.kill()
         ledger = AckLedger([ProducerLedger(1, sent=1000, acked_count=1000)])
         verdict = run.finish(ledger, drain_timeout=3)
@@ -169,7 +169,7 @@ def test_broker_that_loses_its_log_is_caught_exactly(prefix):
                 run.poll_once(0.1)
             assert run.verifier.seen_records == 3000
             broker.restart()
-            ensure_topics(p.settings.admin_config(), p.topics, partitions=3)
+            ensure_topics(p.settings.kafka.admin_config(), p.topics, partitions=3)
             time.sleep(1)
             p.send(2000)
             ledger = p.ledger()
@@ -204,7 +204,7 @@ def test_a_topic_that_appears_mid_run_is_read_from_its_beginning(producing, pref
     assert newcomer not in {t for t, _ in run.assigned}
     p.send(3000)
     verdict = run.finish(p.ledger(), drain_timeout=30)
-    copies = read_copies(p.settings.kafka_bootstrap, p.topics, RUN)
+    copies = read_copies(p.settings.kafka.address, p.topics, RUN)
     on_newcomer = {(c.seq, c.misrouted) for c in copies if c.topic == newcomer}
     assert len(on_newcomer) > 2  # messages meant for it, and the two misrouted into it
     assert (verdict.status, verdict.acked, verdict.seen, verdict.lost) == ("FAIL", 3000, 3000, 0)
@@ -219,10 +219,10 @@ def test_copies_that_land_after_the_ledger_count_in_the_verdict(producing, tmp_p
     p = producing()
     run = p.verification()
     p.send(2000)
-    copies = [c for c in read_copies(p.settings.kafka_bootstrap, p.topics, RUN) if c.seq in (5, 6, 7)]
+    copies = [c for c in read_copies(p.settings.kafka.address, p.topics, RUN) if c.seq in (5, 6, 7)]
     ledger = p.ledger()
     p.read_all(run, 2000)  # every acknowledged message is seen before the copies come
-    late = replay_later(p.settings.kafka_bootstrap, copies, tmp_path, delay=1.5, corrupt={7})
+    late = replay_later(p.settings.kafka.address, copies, tmp_path, delay=1.5, corrupt={7})
     verdict = run.finish(ledger, drain_timeout=30, late_grace=4.0)
     late.wait(30)
     assert late.returncode == 0
@@ -245,7 +245,7 @@ def test_a_reread_that_fails_is_inconclusive_never_lost(prefix, monkeypatch):
             p.send(2000)
             p.read_all(run, 2000)
             broker.restart()  # the log is gone: the partitions are replaced under the verifier
-            ensure_topics(p.settings.admin_config(), p.topics, partitions=3)
+            ensure_topics(p.settings.kafka.admin_config(), p.topics, partitions=3)
             ledger = p.ledger()
             monkeypatch.setattr("ingestload.verify.readback.read_partitions", failing)
             verdict = run.finish(ledger, drain_timeout=20, late_grace=1.0)

@@ -145,7 +145,7 @@ def test_the_fanout_gateway_reads_its_settings_from_what_the_component_gives_it(
         **{e["name"]: e["value"] for e in container["env"]},
     }
     settings = FanoutSettings.from_args([], environ=environ)
-    assert settings.kafka.kafka_bootstrap == "ingestload-broker:9092"
+    assert settings.kafka.bootstrap == "ingestload-broker:9092"
     assert not settings.embedded_broker
     assert (settings.host, settings.port) == ("0.0.0.0", container["ports"][0]["containerPort"])
 

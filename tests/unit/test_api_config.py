@@ -42,21 +42,24 @@ def test_flags_and_environment():
         INGESTLOAD_TOPIC_PREFIX="x-",
     )
     assert (s.port, s.workers, s.faults.drop, s.faults.seed) == (9000, 3, 0.25, 5)
-    assert (s.kafka.kafka_bootstrap, s.kafka.topic_prefix, s.embedded_broker) == ("k:9092", "x-", False)
+    assert (s.kafka.bootstrap, s.topic_prefix, s.embedded_broker) == ("k:9092", "x-", False)
 
 
 def test_message_timeout_is_derived_below_the_request_timeout():
     """message.timeout.ms defaults to the request timeout less one second; linger is librdkafka's 5 ms."""
-    config = parse("--request-timeout", "10").producer_config()
+    # No Kafka named: the embedded broker, whose address the server gives once it runs.
+    config = parse("--request-timeout", "10").with_bootstrap("127.0.0.1:9092").producer_config()
     assert config["message.timeout.ms"] == "9000"
     assert (config["acks"], config["enable.idempotence"], config["linger.ms"]) == ("all", "true", "5")
 
 
 def test_user_properties_win_over_api_defaults():
     """A --kafka-config value overrides the API's producer defaults."""
-    config = parse(
-        "--kafka-config", "linger.ms=7", "--kafka-config", "message.timeout.ms=5000"
-    ).producer_config()
+    config = (
+        parse("--kafka-config", "linger.ms=7", "--kafka-config", "message.timeout.ms=5000")
+        .with_bootstrap("127.0.0.1:9092")
+        .producer_config()
+    )
     assert (config["linger.ms"], config["message.timeout.ms"]) == ("7", "5000")
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from ingestload.durations import format_duration, parse_duration
 from ingestload.errors import ConfigError
-from ingestload.rate.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -126,11 +126,11 @@ def test_subscriber_options_parse_and_bad_ones_name_the_flag():
             max_fanout_p99="250ms",
         ),
         environ={},
-    )
-    assert s.ws_topics == ("gov-alarm", "gov-fault")
-    assert s.ws_filter is not None
-    assert s.ws_filter.to_json() == {"field": "Header.ControllerType", "in": ["GCE", "LCE"]}
-    assert (s.ws_reconnect_every, s.max_missed, s.max_fanout_p99_ms) == (20.0, 5, 250.0)
+    ).fanout
+    assert s.topics == ("gov-alarm", "gov-fault")
+    assert s.filter is not None
+    assert s.filter.to_json() == {"field": "Header.ControllerType", "in": ["GCE", "LCE"]}
+    assert (s.reconnect_every, s.thresholds.max_missed, s.thresholds.max_p99_ms) == (20.0, 5, 250.0)
     bad = {
         "ws_url": ("http://gw:8765/", "--ws-url"),
         "ws_filter": ("Header.ControllerType", "--ws-filter"),
@@ -150,8 +150,8 @@ def test_subscriber_options_read_their_environment_variables():
     """Each new option reads its INGESTLOAD_… variable when not given on the command line."""
     s = Settings.from_options(
         argparse.Namespace(), environ={"INGESTLOAD_MAX_MISSED": "7", "INGESTLOAD_WS_TOPICS": "gov-fault"}
-    )
-    assert (s.max_missed, s.ws_topics) == (7, ("gov-fault",))
+    ).fanout
+    assert (s.thresholds.max_missed, s.topics) == (7, ("gov-fault",))
 
 
 class Producer:

@@ -18,7 +18,7 @@ def error(**values: object) -> str:
 def test_defaults():
     """With nothing given, settings are the documented defaults."""
     s = Settings.from_options(namespace(), environ={})
-    assert (s.kafka_bootstrap, s.rate, s.batch_max, s.partitions, s.create_topics) == (
+    assert (s.kafka.bootstrap, s.rate.target, s.rate.batch_max, s.kafka.partitions, s.run.create_topics) == (
         "127.0.0.1:9092",
         1000.0,
         1000,
@@ -71,7 +71,7 @@ def test_kafka_properties_precedence_file_then_env_then_flag(tmp_path: Path):
             "INGESTLOAD_KAFKA_PROP_SASL_MECHANISMS": "SCRAM",
         },
     )
-    assert s.kafka_config == {
+    assert s.kafka.config == {
         "security.protocol": "SASL_SSL",
         "sasl.mechanisms": "SCRAM",
         "sasl.password": "s3cret",
@@ -89,13 +89,13 @@ def test_unreadable_properties_file_is_a_clear_error(tmp_path: Path):
 def test_producer_config_keeps_safe_defaults_unless_overridden():
     """acks=all and idempotence are on by default; user properties override them."""
     s = Settings.from_options(namespace(kafka_config=["linger.ms=20"]), environ={})
-    config = s.producer_config("me")
+    config = s.kafka.producer_config("me")
     assert config["acks"] == PRODUCER_DEFAULTS["acks"] == "all"
     assert config["enable.idempotence"] == "true"
     assert config["linger.ms"] == "20"
     assert config["client.id"] == "me"
     assert config["bootstrap.servers"] == "127.0.0.1:9092"
-    assert "acks" not in s.admin_config()
+    assert "acks" not in s.kafka.admin_config()
 
 
 def test_verifier_config_reaches_only_the_verifiers_consumer_and_wins():
@@ -107,11 +107,11 @@ def test_verifier_config_reaches_only_the_verifiers_consumer_and_wins():
         ),
         environ={},
     )
-    consumer = s.consumer_config()
+    consumer = s.kafka.consumer_config()
     assert (consumer["fetch.wait.max.ms"], consumer["fetch.min.bytes"]) == ("250", "262144")
     assert consumer["security.protocol"] == "SSL"
     assert consumer["fetch.queue.backoff.ms"] == "10"  # the defaults stay
-    assert "fetch.min.bytes" not in s.producer_config("me")
+    assert "fetch.min.bytes" not in s.kafka.producer_config("me")
     with pytest.raises(ConfigError, match="--verifier-config"):
         Settings.from_options(namespace(verifier_config=["no-equals-sign"]), environ={})
 
@@ -193,18 +193,18 @@ def test_rate_options_parsed():
         ),
         environ={},
     )
-    assert s.rate_profile == "mocks/profiles/knee.yaml"
-    assert s.rate_split == {"kafka": 7.0, "api": 3.0}
-    assert (s.max_lateness, s.min_rate_ratio, s.min_rate_window) == (1.5, 0.95, 60.0)
+    assert s.rate.profile == "mocks/profiles/knee.yaml"
+    assert s.rate.split == {"kafka": 7.0, "api": 3.0}
+    assert (s.rate.max_lateness, s.rate.min_ratio, s.rate.min_window) == (1.5, 0.95, 60.0)
     assert "rate=profile mocks/profiles/knee.yaml split kafka=7,api=3" in s.describe()
-    default = Settings.from_options(namespace(), environ={})
-    assert (default.rate_profile, default.rate_split, default.max_lateness, default.min_rate_ratio) == (
+    default = Settings.from_options(namespace(), environ={}).rate
+    assert (default.profile, default.split, default.max_lateness, default.min_ratio) == (
         None,
         None,
         None,
         None,
     )
-    assert default.min_rate_window == 10.0
+    assert default.min_window == 10.0
 
 
 @pytest.mark.parametrize("command", ["run", "verify", "api"])
@@ -250,8 +250,8 @@ def test_repeatable_options_read_their_environment_variable_one_item_per_line():
         "INGESTLOAD_API_HEADER": "X-Tenant: qa\nAuthorization: Basic abc",
     }
     s = Settings.from_options(namespace(kafka_config=["acks=all"]), environ=environ)
-    assert (s.kafka_config["acks"], s.kafka_config["sasl.password"]) == ("all", "from-env")
-    assert s.api_headers == {"X-Tenant": "qa", "Authorization": "Basic abc"}
+    assert (s.kafka.config["acks"], s.kafka.config["sasl.password"]) == ("all", "from-env")
+    assert s.http.headers == {"X-Tenant": "qa", "Authorization": "Basic abc"}
     assert "abc" not in repr(s)
     assert "from-env" not in repr(s)
     assert "from-env" not in s.describe()

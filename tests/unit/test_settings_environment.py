@@ -12,8 +12,8 @@ def test_an_option_left_unset_takes_its_environment_variable() -> None:
         argparse.Namespace(kafka_bootstrap="kafka:9092", run_id=None),
         environ={"INGESTLOAD_RUN_ID": "0123456789abcdef", "INGESTLOAD_RATE": "3000"},
     )
-    assert settings.run_id == "0123456789abcdef"
-    assert settings.rate == 3000
+    assert settings.run.run_id == "0123456789abcdef"
+    assert settings.rate.target == 3000
 
 
 def test_a_value_given_on_the_command_line_wins_over_the_environment() -> None:
@@ -22,5 +22,26 @@ def test_a_value_given_on_the_command_line_wins_over_the_environment() -> None:
         argparse.Namespace(kafka_bootstrap="kafka:9092", rate="500"),
         environ={"INGESTLOAD_RATE": "3000", "INGESTLOAD_RUN_ID": ""},
     )
-    assert settings.rate == 500
-    assert settings.run_id is None
+    assert settings.rate.target == 500
+    assert settings.run.run_id is None
+
+
+def test_no_kafka_named_is_the_embedded_broker_not_an_address():
+    """``ingestload run`` without --kafka-bootstrap (or its variable) gets EMBEDDED, an explicit
+    value with no address until the broker runs; a named Kafka is used as given."""
+    import pytest
+
+    from ingestload.errors import ConfigError
+    from ingestload.kafka.settings import EMBEDDED
+
+    kafka = Settings.from_options(argparse.Namespace(), environ={}, embedded=True).kafka
+    assert kafka.bootstrap is EMBEDDED
+    assert kafka.embedded
+    with pytest.raises(ConfigError, match="embedded broker"):
+        kafka.producer_config()
+    assert kafka.with_bootstrap("127.0.0.1:41000").admin_config()["bootstrap.servers"] == "127.0.0.1:41000"
+    named = Settings.from_options(
+        argparse.Namespace(), environ={"INGESTLOAD_KAFKA_BOOTSTRAP": "kafka:9092"}, embedded=True
+    ).kafka
+    assert (named.embedded, named.address) == (False, "kafka:9092")
+    assert Settings.from_options(argparse.Namespace(), environ={}).kafka.bootstrap == "127.0.0.1:9092"

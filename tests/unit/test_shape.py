@@ -87,7 +87,7 @@ def test_api_user_capacity_counts_the_split_by_message_type():
 
     per_type = Settings.from_options(namespace(api_batch_size=20), environ={})
     mixed = Settings.from_options(namespace(api_batch_size=20, api_batch_path="/v1/batch"), environ={})
-    assert (per_type.api_batch_per_type, mixed.api_batch_per_type) == (True, False)
+    assert (per_type.http.batch_per_type, mixed.http.batch_per_type) == (True, False)
     split = messages_per_request(20, Catalogue.load().type_shares())
     assert IngestApiUser.ingestload_capacity(per_type) == pytest.approx(50.0 * split)
     assert IngestApiUser.ingestload_capacity(mixed) == 1_000.0

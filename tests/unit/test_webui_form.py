@@ -20,7 +20,7 @@ class KafkaUser:
 def rate_control() -> RateControl:
     """The rate machinery of a local process with one Kafka user class and no profile shape."""
     environment = SimpleNamespace(user_classes=[KafkaUser], shape_class=None)
-    return RateControl(environment, None, "local", Settings())
+    return RateControl(environment, None, "local", Settings.defaults())
 
 
 def test_an_all_empty_form_runs_with_the_defaults():
@@ -30,7 +30,12 @@ def test_an_all_empty_form_runs_with_the_defaults():
     settings = Settings.from_options(options, environ={})
     defaults = Settings.from_options(namespace(), environ={})
     assert settings == defaults
-    assert (settings.rate, settings.min_rate_ratio, settings.max_lateness, settings.run_id) == (
+    assert (
+        settings.rate.target,
+        settings.rate.min_ratio,
+        settings.rate.max_lateness,
+        settings.run.run_id,
+    ) == (
         1000.0,
         None,
         None,
@@ -41,7 +46,7 @@ def test_an_all_empty_form_runs_with_the_defaults():
 def test_an_empty_field_falls_back_to_the_environment_like_the_command_line():
     """An empty field is "not given": the option's environment variable (or default) applies."""
     options = form_options(namespace(), {**EMPTY_FORM, "rate": ""})
-    assert Settings.from_options(options, environ={"INGESTLOAD_RATE": "250"}).rate == 250.0
+    assert Settings.from_options(options, environ={"INGESTLOAD_RATE": "250"}).rate.target == 250.0
 
 
 def test_what_the_form_says_is_what_runs():
@@ -50,7 +55,12 @@ def test_what_the_form_says_is_what_runs():
     options = form_options(namespace(rate="100"), form)
     assert check_swarm_form(namespace(rate="100"), form, also=rate_control().check) is None
     settings = Settings.from_options(options, environ={})
-    assert (settings.rate, settings.max_lateness, settings.max_lost, settings.verify) == (
+    assert (
+        settings.rate.target,
+        settings.rate.max_lateness,
+        settings.verify.thresholds.max_lost,
+        settings.verify.enabled,
+    ) == (
         1000.0,
         2.0,
         3,
@@ -101,8 +111,9 @@ def test_fields_that_are_not_ingestloads_are_left_to_locust():
 
 
 def test_the_form_shows_what_a_tester_changes_and_nothing_secret_or_expert():
-    """Custom parameters: rate, profile, split, lateness, API batch size, verify, thresholds,
-    min-rate ratio/window, run id — no file paths, Kafka properties or HTTP headers."""
+    """Custom parameters: rate, profile, split, lateness, API batch size, verify, thresholds (the
+    load verdict's included), min-rate ratio/window, run id — no file paths, Kafka properties or
+    HTTP headers."""
     assert set(FORM_OPTIONS) == {
         "rate",
         "rate_profile",
@@ -110,6 +121,8 @@ def test_the_form_shows_what_a_tester_changes_and_nothing_secret_or_expert():
         "max_lateness",
         "min_rate_ratio",
         "min_rate_window",
+        "min_offered_ratio",
+        "max_failed_ratio",
         "run_id",
         "verify",
         "max_lost",

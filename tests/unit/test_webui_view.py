@@ -6,7 +6,7 @@ import math
 import pytest
 
 from ingestload.rate.lateness import LatenessHistogram
-from ingestload.settings import Settings
+from ingestload.settings import Settings, namespace
 from ingestload.webui.live import LiveRates, PathSample, RateHistory
 from ingestload.webui.report import MARK_BEGIN, add_to_report, report_block
 from ingestload.webui.sections import Section, tab_rows, verdict_section, verification_section
@@ -146,7 +146,7 @@ def test_a_snapshot_cannot_close_the_reports_script_element():
 @pytest.mark.parametrize("path", ["reports/{run_id}/verdict.json", "v-{run_id}.json"])
 def test_every_test_of_a_session_writes_files_of_its_own(path):
     """``{run_id}`` in a file option becomes each test's run id; a plain path stays as given."""
-    settings = Settings(verdict_file=path, ledger_file="ledger.json")
-    one = settings.for_run("00112233445566ff")
+    settings = Settings.from_options(namespace(verdict_file=path, ledger_file="ledger.json"), environ={})
+    one = settings.for_run("00112233445566ff").verify
     assert one.verdict_file == path.replace("{run_id}", "00112233445566ff")
     assert one.ledger_file == "ledger.json"

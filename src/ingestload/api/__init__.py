@@ -3,7 +3,7 @@
 ``ingestload api`` serves it (:mod:`ingestload.api.server`); the contract is in
 :mod:`ingestload.api.app`. Modules, one concept each:
 
-    config      ApiSettings: flags, INGESTLOAD_API_* variables, validation, producer config
+    config      ApiSettings: its options (INGESTLOAD_API_* variables), validation, producer config
     schema      message shapes derived from the catalogue's templates (422 on a mismatch)
     delivery    KafkaGateway: producer + poll thread + asyncio futures, readiness probe
     faults      fault injection plan, its seeded dice and exact counts

@@ -115,9 +115,9 @@ class IngestService:
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
-        catalogue = Catalogue.load(settings.kafka.catalogue)
+        catalogue = Catalogue.load(settings.catalogue)
         self.schemas = Schemas.from_catalogue(catalogue, settings.envelope_field)
-        prefix = settings.kafka.topic_prefix
+        prefix = settings.topic_prefix
         self.topics = {t: catalogue.topic(t, prefix) for t in self.schemas.message_types}
         self.dice = settings.faults.dice()
         self.faults_on = settings.faults.active

@@ -82,11 +82,11 @@ def serve(settings: ApiSettings) -> int:
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
 
-    catalogue = Catalogue.load(settings.kafka.catalogue)
+    catalogue = Catalogue.load(settings.catalogue)
     port = listen_port(settings.host, settings.port)
     with kafka_for(settings) as settings:
         check_producer_config(settings)
-        topics = catalogue.topics(settings.kafka.topic_prefix)
+        topics = catalogue.topics(settings.topic_prefix)
         if settings.create_topics:  # if Kafka is late, the workers create the topics when it comes
             prepare_topics(settings.kafka.admin_config(), topics, settings.kafka.partitions)
         server = Granian(

@@ -520,9 +520,7 @@ def serve(settings: FanoutSettings) -> int:
     """Run the gateway until SIGINT/SIGTERM; returns the exit code."""
     from ingestload.messages.catalogue import Catalogue
 
-    topics = list(
-        settings.topics or Catalogue.load(settings.kafka.catalogue).topics(settings.kafka.topic_prefix)
-    )
+    topics = list(settings.topics or Catalogue.load(settings.catalogue).topics(settings.topic_prefix))
     port = listen_port(settings.host, settings.port)
     with (
         kafka_for(settings) as settings,

@@ -1,2 +1,2 @@
-"""The HTTP side, as a client of an ingest API: messages with their envelope in the JSON body, and what
-each answer means for the ledger."""
+"""The HTTP side, as a client of an ingest API: its options and settings, messages with their
+envelope in the JSON body, and what each answer means for the ledger."""

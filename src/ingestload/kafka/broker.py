@@ -59,6 +59,7 @@ def free_port(host: str = HOST) -> int:
 
 
 def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`PortInUseError` (saying how to choose another) when ``host:port`` is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As the broker binds (Rust's listener sets SO_REUSEADDR): connections of the previous
         # broker that linger in TIME_WAIT after a restart must not count as "in use".

@@ -20,7 +20,10 @@ Rules it keeps (see docs/architecture.md, "gevent rules"):
 Example::
 
     client = KafkaProducerClient(
-        environment, settings.producer_config(), factory, ack_sink=lambda kind: AckStats(environment, kind)
+        environment,
+        settings.kafka.producer_config(),
+        factory,
+        ack_sink=lambda kind: AckStats(environment, kind),
     )
     client.begin_run(run_id="00112233445566ff")
     sent = client.send(500)          # ≤ 500: fewer when the local queue is full

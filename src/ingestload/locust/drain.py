@@ -12,7 +12,7 @@ drains and answers on its way out, so its ledger counts.
 
 Example (what the master does at stop)::
 
-    accounts.drain(runner, run_id, timeout=settings.drain_timeout)
+    accounts.drain(runner, run_id, timeout=settings.run.drain_timeout)
     verdict = verification.conclude(accounts.ledger(), accounts.missing)
 """
 

@@ -57,6 +57,7 @@ from ingestload.fanout.verdict import (
 from ingestload.kafka.admin import topic_end_offsets
 from ingestload.kafka.config import scrub
 from ingestload.locust.ws_stats import WS, ObservedLedger, WsStats
+from ingestload.settings import Settings
 from ingestload.verdicts import HopVerdict, Status
 
 log = logging.getLogger("ingestload")
@@ -85,7 +86,7 @@ def in_thread(fn: Callable[..., _T], *args: Any) -> _T:
 class FanoutRun:
     """Subscriber windows of one process and, on the master (or local), the fan-out verdict."""
 
-    def __init__(self, environment: Any, runner: Any, role: str, settings: Any) -> None:
+    def __init__(self, environment: Any, runner: Any, role: str, settings: Settings) -> None:
         self.environment = environment
         self.runner = runner
         self.role = role
@@ -120,12 +121,12 @@ class FanoutRun:
         if self.role == "master":
             runner.register_message(MSG_LEDGERS, self._on_ledgers_message)
             events.worker_report.add_listener(self._on_worker_report)
-        if self.settings.ws_subscriber_profile:
+        if self.settings.fanout.profile:
             from ingestload.locust.subscriber_shape import install_subscriber_shape
 
-            install_subscriber_shape(self.environment, self.runner, self.settings.ws_subscriber_profile)
+            install_subscriber_shape(self.environment, self.runner, self.settings.fanout.profile)
 
-    def on_test_start(self, run_id: str, settings: Any) -> None:
+    def on_test_start(self, run_id: str, settings: Settings) -> None:
         self.run_id, self.settings = run_id, settings
         self.ledgers = []
         self.busy.clear()
@@ -140,11 +141,11 @@ class FanoutRun:
 
     def topics(self) -> tuple[str, ...]:
         """The topics subscribers take by default: ``--ws-topics``, else the run's topics."""
-        if self.settings.ws_topics:
-            return tuple(self.settings.ws_topics)
+        if self.settings.fanout.topics:
+            return tuple(self.settings.fanout.topics)
         from ingestload.messages.catalogue import Catalogue
 
-        return tuple(self.settings.topics(Catalogue.load(self.settings.catalogue)))
+        return tuple(self.settings.topics(Catalogue.load(self.settings.messages.catalogue)))
 
     def new_ledger(
         self, topics: Iterable[str], filter: FieldFilter | None, label: str | None = None
@@ -153,7 +154,9 @@ class FanoutRun:
         filed in :attr:`ledgers` at once (a window asked for and never confirmed is INCONCLUSIVE,
         not forgotten)."""
         name = f"{self._process}-{label + '-' if label else ''}{next(self._names)}"
-        ledger = ObservedLedger(self.stats, name, topics, filter, envelope_field=self.settings.envelope_field)
+        ledger = ObservedLedger(
+            self.stats, name, topics, filter, envelope_field=self.settings.messages.envelope_field
+        )
         self.ledgers.append(ledger)
         self.subscribed_topics.update(ledger.topics)
         return ledger
@@ -178,7 +181,7 @@ class FanoutRun:
         """Worker: the end offsets; let every subscriber finish, then send this process's ledgers."""
         if msg.data.get("run_id") != self.run_id:
             return
-        self.end_deadline = time.monotonic() + float(msg.data.get("timeout", self.settings.drain_timeout))
+        self.end_deadline = time.monotonic() + float(msg.data.get("timeout", self.settings.run.drain_timeout))
         self.end = positions_from_json(msg.data.get("end") or [])
         self._wait_for_subscribers()
         send_stats = getattr(self.runner, "_send_stats", None)
@@ -211,7 +214,7 @@ class FanoutRun:
         topics = set(self.topics()) | self.subscribed_topics
         for report in self.reported.values():
             topics.update(report.get("topics") or [])
-        config = self.settings.consumer_config()
+        config = self.settings.kafka.consumer_config()
         try:
             return in_thread(topic_end_offsets, config, sorted(topics)), None
         except IngestloadError as e:
@@ -223,7 +226,7 @@ class FanoutRun:
         end, problem = self._end_offsets()
         if problem:
             log.error("fan-out: cannot read Kafka's end offsets: %s", problem)
-        timeout = self.settings.drain_timeout
+        timeout = self.settings.run.drain_timeout
         self.end_deadline = time.monotonic() + timeout
         missing: list[str] = []
         if self.role == "master":
@@ -246,9 +249,9 @@ class FanoutRun:
             self.end = end
             self._wait_for_subscribers()
             ledgers = SubscriberLedgers(self.ledgers)
-        if not self.settings.verify:
+        if not self.settings.verify.enabled:
             return None
-        config = self.settings.consumer_config()
+        config = self.settings.kafka.consumer_config()
         try:
             expected = in_thread(read_expected, config, list(ledgers))
         except Exception as e:  # KafkaException: Kafka went away; never a PASS, never a miss
@@ -260,14 +263,7 @@ class FanoutRun:
         return self.verdict
 
     def thresholds(self) -> FanoutThresholds:
-        s = self.settings
-        return FanoutThresholds(
-            max_missed=s.max_missed,
-            max_duplicated=s.max_fanout_duplicated,
-            max_out_of_order=s.max_fanout_out_of_order,
-            max_unexpected=s.max_fanout_unexpected,
-            max_p99_ms=s.max_fanout_p99_ms,
-        )
+        return self.settings.fanout.thresholds
 
     def _add_failures(self, verdict: FanoutVerdict) -> None:
         """Missed, duplicated, out of order and unexpected as failures of the ``WS`` rows."""

@@ -46,7 +46,7 @@ from ingestload.locust.verification import LocustVerification
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
-from ingestload.rate.delivered import LoadThresholds, judge_load, path_loads
+from ingestload.rate.delivered import judge_load, path_loads
 from ingestload.rate.pacer import Pacer
 from ingestload.settings import Settings, add_arguments
 from ingestload.status import StatusLine, add_counters, format_summary
@@ -103,7 +103,7 @@ class ProcessState:
         self.environment = environment
         self.runner = runner
         self.settings = settings
-        self.catalogue = Catalogue.load(settings.catalogue)
+        self.catalogue = Catalogue.load(settings.messages.catalogue)
         self.rates = RateControl(environment, runner, self.role, settings)
         self.paths = _paths(environment.user_classes)
         self.run_id: str | None = None
@@ -222,7 +222,7 @@ class SendingProcess(ProcessState):
         self.client: KafkaProducerClient | None = None
         self.api_client: IngestApiClient | None = None
         self._client_key: tuple[Any, ...] | None = None
-        self._catalogue_path = settings.catalogue
+        self._catalogue_path = settings.messages.catalogue
 
     @property
     def senders(self) -> list[KafkaProducerClient | IngestApiClient]:
@@ -247,29 +247,36 @@ class SendingProcess(ProcessState):
             # Its own seed: the API path is another producer with its own seq space.
             factory = MessageFactory(
                 self.catalogue,
-                seed=s.seed * 1_000_003 + 500_009 + _worker_index(self.runner),
-                topic_prefix=s.topic_prefix,
+                seed=s.messages.seed * 1_000_003 + 500_009 + _worker_index(self.runner),
+                topic_prefix=s.messages.topic_prefix,
             )
             self.api_client = IngestApiClient(
-                factory, envelope_field=s.envelope_field, topic_map=s.api_topic_map
+                factory, envelope_field=s.messages.envelope_field, topic_map=s.http.topic_map
             )
 
     def _ensure_client(self) -> KafkaProducerClient:
         """The process's producer client, rebuilt only when its settings changed."""
         s = self.settings
         index = _worker_index(self.runner)
-        key = (tuple(sorted(s.producer_config("-").items())), s.catalogue, s.seed, s.topic_prefix, index)
+        m = s.messages
+        key = (
+            tuple(sorted(s.kafka.producer_config("-").items())),
+            m.catalogue,
+            m.seed,
+            m.topic_prefix,
+            index,
+        )
         if self.client is None or key != self._client_key:
             if self.client is not None:
                 self.client.close()
-            if s.catalogue != self._catalogue_path:
-                self.catalogue, self._catalogue_path = Catalogue.load(s.catalogue), s.catalogue
+            if m.catalogue != self._catalogue_path:
+                self.catalogue, self._catalogue_path = Catalogue.load(m.catalogue), m.catalogue
             factory = MessageFactory(
-                self.catalogue, seed=s.seed * 1_000_003 + index, topic_prefix=s.topic_prefix
+                self.catalogue, seed=m.seed * 1_000_003 + index, topic_prefix=m.topic_prefix
             )
             self.client = KafkaProducerClient(
                 self.environment,
-                s.producer_config(),
+                s.kafka.producer_config(),
                 factory,
                 ack_sink=lambda kind: AckStats(self.environment, kind),
             )
@@ -291,14 +298,14 @@ class SendingProcess(ProcessState):
         if self.client is not None:
             if not self.client.warm_up():
                 log.warning(
-                    "Kafka at %s did not answer a metadata request within 5s", self.settings.kafka_bootstrap
+                    "Kafka at %s did not answer a metadata request within 5s", self.settings.kafka.address
                 )
             self.client.begin_run(run_id, meta=meta, first_seq=self.first_seq)
         if self.api_client is not None:
             self.api_client.begin_run(run_id, meta=meta, first_seq=self.first_seq)
         for sender in self.senders:
             log.info("run %s: %s producer %016x", run_id, sender.meta["path"], sender.producer_id)
-        gctune.tune(self.settings.gc_threshold)
+        gctune.tune(self.settings.run.gc_threshold)
 
     def drain_local(self) -> None:
         """Stop sending and wait for this process's last acknowledgements (no-op when done).
@@ -308,13 +315,13 @@ class SendingProcess(ProcessState):
         """
         self.rates.stop()
         draining = [sender for sender in self.senders if sender.accepting]
-        for sender, left in zip(draining, drain_all(draining, self.settings.drain_timeout), strict=True):
+        for sender, left in zip(draining, drain_all(draining, self.settings.run.drain_timeout), strict=True):
             if left:
                 log.warning(
                     "%d %s messages were still unacknowledged after the %gs drain",
                     left,
                     sender.meta.get("path"),
-                    self.settings.drain_timeout,
+                    self.settings.run.drain_timeout,
                 )
         if draining:
             for hook in self.after_drain:
@@ -336,9 +343,11 @@ class JudgingProcess(ProcessState):
 
     def prepare(self) -> None:
         settings = self.settings
-        if self.paths and settings.create_topics:
+        if self.paths and settings.run.create_topics:
             created = ensure_topics(
-                settings.admin_config(), settings.topics(self.catalogue, self.paths), settings.partitions
+                settings.kafka.admin_config(),
+                settings.topics(self.catalogue, self.paths),
+                settings.kafka.partitions,
             )
             if created:
                 log.info("created topics: %s", ", ".join(created))
@@ -362,7 +371,7 @@ class JudgingProcess(ProcessState):
     def next_run_id(self) -> str:
         # A run id given (command line, environment, the web UI's form) names this test; else a
         # fresh one: the id we wrote into the options for the last test is not "given".
-        typed = self.settings.run_id
+        typed = self.settings.run.run_id
         given = typed if typed != self._written_run_id else None
         run_id = given or secrets.token_hex(8)
         if typed and not given:
@@ -379,7 +388,7 @@ class JudgingProcess(ProcessState):
         self._stopped_by = None
         self.verdict = None
         self.verification = None
-        if self.settings.verify and self.paths:
+        if self.settings.verify.enabled and self.paths:
             topics = self.settings.topics(self.catalogue, self.paths)
             self.verification = LocustVerification(
                 self.environment, self.settings.for_run(run_id), topics, run_id
@@ -391,7 +400,9 @@ class JudgingProcess(ProcessState):
         if self.run_id is None:
             return
         log.info("run %s started: target %s", self.run_id, self.rates.describe_target())
-        if self.settings.status_interval > 0 and getattr(self.environment.parsed_options, "headless", False):
+        if self.settings.run.status_interval > 0 and getattr(
+            self.environment.parsed_options, "headless", False
+        ):
             self._spawn(self._status_loop)
 
     def take_stop_view(self) -> None:
@@ -414,7 +425,11 @@ class JudgingProcess(ProcessState):
         if self.fanout is not None and fanout is not None:
             hops.append(self.fanout.hop(fanout))
         self.verdict = publish_run(
-            self.environment, self.run_id, self.settings.for_run(str(self.run_id)).verdict_file, kafka, hops
+            self.environment,
+            self.run_id,
+            self.settings.verify.for_run(str(self.run_id)).verdict_file,
+            kafka,
+            hops,
         )
 
     def judge_load(self, ledger: AckLedger, missing: set[str]) -> HopVerdict:
@@ -422,7 +437,7 @@ class JudgingProcess(ProcessState):
         elapsed, asked, targets = self._stop_view
         verdict = judge_load(
             path_loads({p: targets.get(p) for p in sorted(self.paths)}, ledger),
-            LoadThresholds(),
+            self.settings.rate.load_thresholds,
             elapsed=elapsed,
             asked=asked,
             stopped_by=self._stopped_by,
@@ -464,10 +479,10 @@ class JudgingProcess(ProcessState):
 
     def _status_loop(self) -> None:
         assert self.run_id is not None
-        line = StatusLine(self.run_id, None if self.rates.unlimited else self.settings.rate)
+        line = StatusLine(self.run_id, None if self.rates.unlimited else self.settings.rate.target)
         line.line(self.totals(), 0.0, pace=self.rates.totals())
         while True:
-            gevent.sleep(self.settings.status_interval)
+            gevent.sleep(self.settings.run.status_interval)
             totals = self.totals()
             verified = self.verification.live_counts(totals["acked"]) if self.verification else None
             pace = self.rates.totals()
@@ -521,7 +536,7 @@ class MasterProcess(JudgingProcess):
         if self.run_id is None or self._concluded == self.run_id:
             return
         self.take_stop_view()
-        self.workers.drain(self.runner, self.run_id, self.settings.drain_timeout)
+        self.workers.drain(self.runner, self.run_id, self.settings.run.drain_timeout)
         self.judge(self.workers.ledger(), self.workers.unanswered())
 
     def totals(self) -> dict[str, int]:

@@ -59,37 +59,19 @@ from ingestload.rate.plans import (
     pool_size,
 )
 from ingestload.rate.profile import ConstantRate, RateCurve, RateProfile
+from ingestload.rate.settings import RateSettings
 from ingestload.verdicts import ExitCode
 
 log = logging.getLogger("ingestload")
 
 
-class RateSettings(Protocol):
-    """What the rate machinery reads from the settings (:class:`ingestload.settings.Settings` has it)."""
+class PacedSettings(Protocol):
+    """What the rate machinery reads from the settings: the rate feature's own
+    (:class:`ingestload.settings.Settings` has it; user classes sizing a profile's pool may read more)."""
 
     @property
-    def rate(self) -> float:
-        """Target msg/s of the whole run; 0 = as fast as possible."""
-
-    @property
-    def rate_profile(self) -> str | None:
-        """A profile file that drives the rate instead."""
-
-    @property
-    def rate_split(self) -> Mapping[str, float] | None:
-        """Weight per path; ``None``: by user class weights."""
-
-    @property
-    def max_lateness(self) -> float | None:
-        """Seconds behind schedule after which messages are dropped."""
-
-    @property
-    def min_rate_ratio(self) -> float | None:
-        """The rate guard's ratio (``None``: off)."""
-
-    @property
-    def min_rate_window(self) -> float:
-        """The rate guard's window in seconds."""
+    def rate(self) -> RateSettings:
+        """Target or profile, split, lateness, the rate guard."""
 
 
 #: Seconds between plans sent to workers (and rate guard checks).
@@ -105,7 +87,7 @@ def class_paths(user_classes: Any) -> dict[str, str]:
 class RateControl:
     """Pacers, plans, the profile shape, the rate guard and pacing reports of one process."""
 
-    def __init__(self, environment: Any, runner: Any, role: str, settings: RateSettings) -> None:
+    def __init__(self, environment: Any, runner: Any, role: str, settings: PacedSettings) -> None:
         self.environment = environment
         self.runner = runner
         self.role = role
@@ -115,7 +97,7 @@ class RateControl:
         self.pacers = PacerSet(
             sorted(set(self.class_paths.values())),
             rate=0 if role == "worker" else None,
-            max_lateness=settings.max_lateness,
+            max_lateness=settings.rate.max_lateness,
         )
         self.follower = RateFollower()
         self.coordinator = RateCoordinator(None, {})
@@ -125,6 +107,11 @@ class RateControl:
         self.worker_pace: dict[str, dict[str, PaceSnapshot]] = {}
         self._greenlets: list[gevent.Greenlet] = []
         self._division: dict[str, dict[str, float]] = {}
+        # What the schedule has asked of each path so far (the load verdict's targets): the curve's
+        # integral × the shares in force, accounted whenever the division may change.
+        self._planned: dict[str, float] = {}
+        self._plan_scales: dict[str, float] = {}
+        self._plan_at: float | None = None
 
     # -- init ---------------------------------------------------------------------------------
 
@@ -144,12 +131,12 @@ class RateControl:
         if self.role == "master":
             events.worker_report.add_listener(self._on_worker_report)
 
-    def configure(self, settings: RateSettings) -> None:
+    def configure(self, settings: PacedSettings) -> None:
         """Master/local: the run's curve and split from ``settings`` (again at each test start)."""
         self.settings = settings
-        self.pacers.set_max_lateness(settings.max_lateness)
+        self.pacers.set_max_lateness(settings.rate.max_lateness)
         shape = self.environment.shape_class
-        path = settings.rate_profile or (shape.profile if isinstance(shape, RampingRateShape) else None)
+        path = settings.rate.profile or (shape.profile if isinstance(shape, RampingRateShape) else None)
         if path is not None and (self.profile is None or path != self._profile_path):
             self.profile = RateProfile.load(path)
             self._profile_path = path
@@ -159,18 +146,18 @@ class RateControl:
         if self.profile is not None:
             curve = self.profile
         else:
-            curve = ConstantRate(settings.rate) if settings.rate > 0 else None
+            curve = ConstantRate(settings.rate.target) if settings.rate.target > 0 else None
         weights = {c.__name__: float(getattr(c, "weight", 1)) for c in self.environment.user_classes}
-        self._check_split(settings.rate_split)
-        self.coordinator = RateCoordinator(curve, path_split(settings.rate_split, self.class_paths, weights))
+        self._check_split(settings.rate.split)
+        self.coordinator = RateCoordinator(curve, path_split(settings.rate.split, self.class_paths, weights))
         self._division = {}
         self.guard = (
-            RateGuard(settings.min_rate_ratio, settings.min_rate_window)
-            if settings.min_rate_ratio is not None
+            RateGuard(settings.rate.min_ratio, settings.rate.min_window)
+            if settings.rate.min_ratio is not None
             else None
         )
 
-    def check(self, settings: RateSettings) -> None:
+    def check(self, settings: PacedSettings) -> None:
         """Raise :class:`~ingestload.errors.ConfigError` for what :meth:`configure` would refuse or
         could not honour at the next test start (a profile that does not load, a split naming a
         path without users, a profile where no profile shape was installed at ``init`` or the other
@@ -178,10 +165,10 @@ class RateControl:
         """
         shape = self.environment.shape_class
         ours = isinstance(shape, RampingRateShape)
-        path = settings.rate_profile or (shape.profile if ours else None)
-        if settings.rate_profile and not ours:
+        path = settings.rate.profile or (shape.profile if ours else None)
+        if settings.rate.profile and not ours:
             raise ConfigError(
-                f"--rate-profile: {settings.rate_profile!r} can only be chosen when Locust starts "
+                f"--rate-profile: {settings.rate.profile!r} can only be chosen when Locust starts "
                 "(it installs the shape that sizes the users and ends the run); this session runs "
                 "at a constant --rate"
             )
@@ -192,7 +179,7 @@ class RateControl:
             )
         if path is not None:
             RateProfile.load(path)
-        self._check_split(settings.rate_split)
+        self._check_split(settings.rate.split)
 
     def _check_split(self, split: Mapping[str, float] | None) -> None:
         paths = sorted(set(self.class_paths.values()))
@@ -260,10 +247,10 @@ class RateControl:
             text += " split " + ", ".join(f"{path} {share:.0%}" for path, share in split.items())
         return text
 
-    def on_test_start(self, run_id: str | None, settings: RateSettings) -> None:
+    def on_test_start(self, run_id: str | None, settings: PacedSettings) -> None:
         self.settings = settings
         if self.role == "worker":
-            self.pacers.set_max_lateness(settings.max_lateness)
+            self.pacers.set_max_lateness(settings.rate.max_lateness)
             if self.follower.run_id != run_id:
                 self.pacers.reset()  # this run's plan has not arrived yet: paused until it does
             return
@@ -272,12 +259,14 @@ class RateControl:
         except ConfigError as e:
             log.error("ingestload: %s (keeping the previous rate)", e)
         self.worker_pace.clear()
+        self._planned, self._plan_scales, self._plan_at = {}, {}, None
         self.coordinator.begin(run_id)
         if self.role == "local":
             self.pacers.reset()
             if self.coordinator.clock_started:  # a constant rate: starts with the first send
                 plan = self.coordinator.local_plan()
                 self.pacers.follow(plan.curve, plan.scales, plan.curve_time, since=plan.since)
+                self._plan_account(plan.scales)
         else:
             self.distribute()
         self._spawn(self._plan_loop)
@@ -289,17 +278,34 @@ class RateControl:
         if self.role == "local":
             plan = self.coordinator.local_plan()
             self.pacers.follow(plan.curve, plan.scales, plan.curve_time, since=plan.since)
+            self._plan_account(plan.scales)
         else:
             self.distribute()
 
     def planned_targets(self) -> dict[str, float | None]:
-        """Master/local: messages the schedule has asked of each path since the run's clock started
-        (the curve's integral × the path's share; ``None`` for as fast as possible)."""
-        curve, split = self.coordinator.curve, self.coordinator.split
-        if curve is None:
+        """Master/local: messages the schedule has asked of each path so far — the curve's integral
+        times the shares in force (on a master: of the workers it planned for, alive or not, from the
+        moment they had users); ``None`` for as fast as possible."""
+        split = self.coordinator.split
+        if self.coordinator.curve is None:
             return dict.fromkeys(split)
-        due = curve.count_between(0.0, min(self.coordinator.curve_time(), curve.duration))
-        return {path: due * share for path, share in split.items()}
+        self._plan_account()
+        return {path: self._planned.get(path, 0.0) for path in split}
+
+    def _plan_account(self, scales: Mapping[str, float] | None = None) -> None:
+        """Add what the shares in force asked of each path since the last account; then, when
+        given, ``scales`` (share per path) are in force."""
+        curve = self.coordinator.curve
+        if curve is None or not self.coordinator.clock_started:
+            return
+        now = self.coordinator.curve_time()
+        if self._plan_at is not None:
+            due = curve.count_between(self._plan_at, min(now, curve.duration))
+            for path, scale in self._plan_scales.items():
+                self._planned[path] = self._planned.get(path, 0.0) + due * scale
+        self._plan_at = now
+        if scales is not None:
+            self._plan_scales = dict(scales)
 
     def asked_duration(self) -> float | None:
         """Seconds a profile asks the run to last (``None`` without a profile)."""
@@ -334,6 +340,11 @@ class RateControl:
         workers = {w.id: dict(w.user_classes_count) for w in self._live_workers()}
         for worker_id, plan in self.coordinator.plans(workers, self.class_paths).items():
             self.runner.send_message(MSG_RATE, plan.to_wire(), client_id=worker_id)
+        in_force: dict[str, float] = {}
+        for scales in self.coordinator.division(workers).values():
+            for path, scale in scales.items():
+                in_force[path] = in_force.get(path, 0.0) + scale
+        self._plan_account(in_force)
         self._announce_division(workers)
 
     def _announce_division(self, workers: Mapping[str, Any]) -> None:

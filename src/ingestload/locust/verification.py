@@ -19,64 +19,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import gevent
 
 from ingestload.locust.publish import write_json
 from ingestload.messages.ledger import AckLedger
+from ingestload.settings import Settings
 from ingestload.verdicts import EXIT_CODES, INCONCLUSIVE, PASS
 from ingestload.verify.process import VerifierProcess
 from ingestload.verify.verdict import Thresholds
 
 log = logging.getLogger("ingestload")
-
-
-class VerifySettings(Protocol):
-    """What the conclusion of a run reads from the settings (:class:`ingestload.settings.Settings` has it)."""
-
-    @property
-    def kafka_bootstrap(self) -> str:
-        """Bootstrap servers, recorded in the ledger file."""
-
-    @property
-    def envelope_field(self) -> str:
-        """JSON member carrying the envelope on the HTTP path."""
-
-    @property
-    def drain_timeout(self) -> float:
-        """Seconds the verifier may take to reach the end after the drain."""
-
-    @property
-    def max_lost(self) -> int:
-        """Lost messages tolerated."""
-
-    @property
-    def max_duplicated(self) -> int:
-        """Duplicate copies tolerated."""
-
-    @property
-    def max_corrupted(self) -> int:
-        """Corrupted messages tolerated."""
-
-    @property
-    def max_misrouted(self) -> int:
-        """Copies on a wrong topic tolerated."""
-
-    @property
-    def late_grace(self) -> float:
-        """Seconds the verifier reads on after the drain before it takes the end offsets."""
-
-    @property
-    def verdict_file(self) -> str | None:
-        """Where to write the verdict JSON."""
-
-    @property
-    def ledger_file(self) -> str | None:
-        """Where to write the ledger JSON."""
-
-    def consumer_config(self) -> dict[str, str]:
-        """The verifier's librdkafka consumer config."""
 
 
 E2E = "E2E"
@@ -142,9 +96,7 @@ def add_anomaly_errors(
 class LocustVerification:
     """The verifier of one test run, from start to verdict."""
 
-    def __init__(
-        self, environment: Any, settings: VerifySettings, topics: Iterable[str], run_id: str
-    ) -> None:
+    def __init__(self, environment: Any, settings: Settings, topics: Iterable[str], run_id: str) -> None:
         self.environment = environment
         self.settings = settings
         self.topics = sorted(set(topics))
@@ -164,22 +116,16 @@ class LocustVerification:
 
     @property
     def thresholds(self) -> Thresholds:
-        s = self.settings
-        return Thresholds(
-            max_lost=s.max_lost,
-            max_duplicated=s.max_duplicated,
-            max_corrupted=s.max_corrupted,
-            max_misrouted=s.max_misrouted,
-        )
+        return self.settings.verify.thresholds
 
     def start(self) -> None:
         """Start the verifier and wait until it holds its start offsets (before load begins)."""
         try:
             self.process = VerifierProcess(
-                self.settings.consumer_config(),
+                self.settings.kafka.consumer_config(),
                 self.topics,
                 self.run_id,
-                envelope_field=self.settings.envelope_field,
+                envelope_field=self.settings.messages.envelope_field,
                 thresholds=self.thresholds,
                 on_progress=self._on_progress,
             )
@@ -216,9 +162,11 @@ class LocustVerification:
         missing = sorted(missing_workers)
         final_at = time.time()
         if self.process is not None and self.error is None:
-            self.process.finish(ledger, self.settings.drain_timeout, missing, self.settings.late_grace)
+            self.process.finish(
+                ledger, self.settings.run.drain_timeout, missing, self.settings.verify.late_grace
+            )
             if self._follower is not None:
-                self._follower.join(timeout=self.settings.drain_timeout + VERDICT_GRACE)
+                self._follower.join(timeout=self.settings.run.drain_timeout + VERDICT_GRACE)
             self.verdict = self.process.verdict
             report = self.process.report
             if self.verdict is None:
@@ -263,8 +211,8 @@ class LocustVerification:
                 for kind, n in anomalies.items():
                     counts[(topic, kind)] = n
             add_anomaly_errors(runner.stats, counts, time.time())
-        if self.settings.ledger_file:
-            write_json(self.settings.ledger_file, self.ledger_document(ledger, missing))
+        if self.settings.verify.ledger_file:
+            write_json(self.settings.verify.ledger_file, self.ledger_document(ledger, missing))
         return {**verdict, "report": report}
 
     def ledger_document(self, ledger: AckLedger, missing_workers: Iterable[str] = ()) -> dict[str, Any]:
@@ -273,8 +221,8 @@ class LocustVerification:
             "run_id": self.run_id,
             "topics": self.topics,
             "start": [[t, p, o] for (t, p), o in sorted(self.start_offsets.items())],
-            "kafka_bootstrap": self.settings.kafka_bootstrap,
-            "envelope_field": self.settings.envelope_field,
+            "kafka_bootstrap": self.settings.kafka.address,
+            "envelope_field": self.settings.messages.envelope_field,
             "written_at": time.time(),
             "missing_workers": sorted(missing_workers),
             "producers": ledger.to_json(),

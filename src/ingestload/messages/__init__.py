@@ -1,2 +1,2 @@
-"""What is sent: the message catalogue, the factory that draws the mix, the envelope every message
-carries, and the ledger of what became of each message a producer sent."""
+"""What is sent: its options and settings, the message catalogue, the factory that draws the mix,
+the envelope every message carries, and the ledger of what became of each message a producer sent."""

@@ -52,9 +52,9 @@ from typing import Any, Protocol
 
 import yaml
 
+from ingestload.durations import HINT as DURATION_HINT
+from ingestload.durations import format_duration, parse_duration
 from ingestload.errors import ConfigError, ProfileError
-from ingestload.rate.durations import HINT as DURATION_HINT
-from ingestload.rate.durations import format_duration, parse_duration
 
 STAGE_KINDS: Mapping[str, tuple[frozenset[str], frozenset[str]]] = {
     # kind: (required keys, optional keys) besides "kind"

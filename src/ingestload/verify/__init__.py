@@ -1,2 +1,2 @@
-"""The verdict: the verifier's core (what was seen), the verdict (acked vs seen), the verifier engine
-and its own process, and the conclusion of a run as the Locust master sees it."""
+"""The verdict: the verification's options and settings, the verifier's core (what was seen), the
+verdict (acked vs seen), the verifier engine and its own process, the read-back of a finished run."""

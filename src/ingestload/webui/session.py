@@ -147,8 +147,8 @@ class WebSession:
             return {}
         found = {}
         for name, path in (
-            ("verdict", verification.settings.verdict_file),
-            ("ledger", verification.settings.ledger_file),
+            ("verdict", verification.settings.verify.verdict_file),
+            ("ledger", verification.settings.verify.ledger_file),
         ):
             if path and Path(path).is_file():
                 found[name] = path
