@@ -76,6 +76,8 @@ class PacedSettings(Protocol):
 
 #: Seconds between plans sent to workers (and rate guard checks).
 PLAN_INTERVAL = 1.0
+#: Seconds between plan rounds while users are being spawned.
+PLAN_INTERVAL_SPAWNING = 0.1
 REPORT_KEY = "ingestload_pace"
 
 
@@ -340,10 +342,14 @@ class RateControl:
         workers = {w.id: dict(w.user_classes_count) for w in self._live_workers()}
         for worker_id, plan in self.coordinator.plans(workers, self.class_paths).items():
             self.runner.send_message(MSG_RATE, plan.to_wire(), client_id=worker_id)
+        # Shares count towards the load asked for once their worker has users of the path to send
+        # them (before the users are dispatched a path is divided equally, and nobody can send).
         in_force: dict[str, float] = {}
-        for scales in self.coordinator.division(workers).values():
+        for worker_id, scales in self.coordinator.division(workers).items():
             for path, scale in scales.items():
-                in_force[path] = in_force.get(path, 0.0) + scale
+                users = sum(n for cls, n in workers[worker_id].items() if self.class_paths.get(cls) == path)
+                if users:
+                    in_force[path] = in_force.get(path, 0.0) + scale
         self._plan_account(in_force)
         self._announce_division(workers)
 
@@ -367,8 +373,13 @@ class RateControl:
         log.info("run %s: rate divided among %d workers: %s", run_id, len(division), "; ".join(parts))
 
     def _plan_loop(self) -> None:
+        from locust.runners import STATE_SPAWNING
+
         while True:
-            gevent.sleep(PLAN_INTERVAL)
+            # While users are being dispatched, plans follow them quickly: a worker's share waits
+            # for its plan, and a share planned for a worker without users of the path is not sent.
+            spawning = self.runner.state == STATE_SPAWNING
+            gevent.sleep(PLAN_INTERVAL_SPAWNING if spawning else PLAN_INTERVAL)
             if self.role == "master":
                 self.distribute()
             self.check_guard()
