@@ -27,40 +27,33 @@ subscriber, and prints the fan-out verdict beside the Kafka one; the exit code c
 from __future__ import annotations
 
 import argparse
-import contextlib
-import glob
-import os
-import secrets
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from ingestload.errors import IngestloadError
 from ingestload.kafka import settings as kafka
-from ingestload.kafka.admin import count_run, ensure_topics, high_watermarks
-from ingestload.kafka.broker import EMBEDDED_VERIFIER_CONFIG, EmbeddedBroker
+from ingestload.kafka.broker import EmbeddedBroker
 from ingestload.kafka.config import is_secret_key
-from ingestload.messages.catalogue import Catalogue, data_path
+from ingestload.launch import (
+    DEFAULT_LOCUSTFILE,
+    DEFAULT_SUBSCRIBERS,
+    FANOUT_LOCUSTFILE,
+    RunPlan,
+    check_kafka,
+    start,
+)
+from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.ledger import AckLedger
-from ingestload.options import Option, add_plain_argument
-from ingestload.rate.plans import api_users_for
-from ingestload.rate.profile import RateProfile
+from ingestload.options import add_plain_argument
 from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, Settings
 from ingestload.verify import settings as verify
 from ingestload.verify.readback import Readback
 
-DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
-FANOUT_LOCUSTFILE = "locustfiles/fanout.py"
-#: Subscribers ``ingestload run --fanout`` starts unless told.
-DEFAULT_SUBSCRIBERS = 10
-#: Fewest ingest API users ``ingestload run`` starts (its HTTP concurrency, as ``ab -c``).
-MIN_API_USERS = 10
 #: The options of ``ingestload verify`` (the others do not apply to a finished run).
 VERIFY_OPTIONS = {
     kafka.BOOTSTRAP,
@@ -112,258 +105,11 @@ def cmd_broker(args: argparse.Namespace) -> int:
 # -- run -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _kafka_for(bootstrap: str | None) -> Iterator[str]:
-    """The given bootstrap, or an embedded broker started (and stopped) around the block."""
-    if bootstrap:
-        yield bootstrap
-        return
-    with EmbeddedBroker() as broker:
-        print(f"ingestload: embedded Kafka broker at {broker.bootstrap}", flush=True)
-        yield broker.bootstrap
-
-
-@contextlib.contextmanager
-def _api_for(args: argparse.Namespace, bootstrap: str) -> Iterator[str | None]:
-    """The ingest API's URL: ``--api-url``, none with ``--no-api``, or the reference API started here."""
-    if args.api_url or args.no_api:
-        yield args.api_url
-        return
-    from ingestload.api.testing import run_api
-
-    extra, env = _server_args(args)
-    with run_api(bootstrap, *extra, env=env) as api:
-        print(f"ingestload: reference ingest API at {api.url}", flush=True)
-        yield api.url
-
-
-def _server_args(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
-    """What a reference server (``ingestload api``, ``ingestload fanout``) started by ``run`` shares
-    with the run: topics, catalogue and Kafka settings — flags, and secrets in its environment."""
-    extra = []
-    for flag, value in (
-        ("--topic-prefix", args.topic_prefix),
-        ("--catalogue", args.catalogue),
-        ("--kafka-config-file", args.kafka_config_file),
-        ("--partitions", args.partitions),
-    ):
-        if value is not None:
-            extra += [flag, str(value)]
-    env = {}
-    if args.kafka_config:  # the same cluster, with the same security settings — not in argv
-        env[kafka.CONFIG.env] = _env_value(kafka.CONFIG, args.kafka_config)
-    return extra, env
-
-
-@contextlib.contextmanager
-def _gateway_for(args: argparse.Namespace, bootstrap: str) -> Iterator[None]:
-    """With ``--fanout`` and no gateway named (``--ws-url``): the reference gateway, started here and
-    stopped after (SIGTERM: every subscription still open gets a clean end); ``args.ws_url`` is set."""
-    if not args.fanout or args.ws_url:
-        yield
-        return
-    from ingestload.fanout.testing import run_gateway, ws_url
-
-    extra, env = _server_args(args)
-    with run_gateway(bootstrap, *extra, env=env) as gateway:
-        args.ws_url = ws_url(gateway)
-        print(f"ingestload: reference fan-out gateway at {args.ws_url}", flush=True)
-        yield
-
-
-def _locustfile(path: str | None, default: str = DEFAULT_LOCUSTFILE) -> Path:
-    if path:
-        candidate = Path(path)
-        if not candidate.is_file():
-            raise IngestloadError(f"--locustfile: no such file {path!r}")
-        return candidate
-    local = Path(default)
-    return local if local.is_file() else data_path(default)
-
-
-def _env_value(opt: Option[Any], items: Sequence[str]) -> str:
-    """``opt``'s environment variable for a child: what ours held, then ``items`` (later wins, one
-    per line, as :func:`~ingestload.options.read` reads it)."""
-    return "\n".join([*os.environ.get(opt.env, "").splitlines(), *items]).strip()
-
-
-def _option_args(args: argparse.Namespace, bootstrap: str) -> tuple[list[str], dict[str, str]]:
-    """The ingestload options given to ``run``, for the Locust process: flags, and environment
-    variables for the options that may hold secrets (never in a process's argv, which every user
-    of the machine can read)."""
-    argv = ["--kafka-bootstrap", bootstrap]
-    env: dict[str, str] = {}
-    for opt in OPTIONS:
-        if opt is kafka.BOOTSTRAP:
-            continue
-        value = getattr(args, opt.dest)
-        if value is None:
-            continue
-        items = [str(item) for item in (value if opt.repeatable else [value])]
-        if opt.secret:
-            env[opt.env] = _env_value(opt, items)
-            continue
-        for item in items:
-            argv += [opt.flag, item]
-    return argv, env
-
-
 def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
-    # Validate everything before anything starts; no Kafka named: the embedded broker.
-    settings = Settings.from_options(args, embedded=True)
-    bootstrap_given = None if settings.kafka.embedded else settings.kafka.address
-    catalogue = Catalogue.load(settings.messages.catalogue)
-    if settings.rate.profile:
-        RateProfile.load(settings.rate.profile)  # its mistakes, before anything starts
-    locustfile = _locustfile(args.locustfile, FANOUT_LOCUSTFILE if args.fanout else DEFAULT_LOCUSTFILE)
-    topics = settings.topics(catalogue)
-    if args.fanout and not args.api_url:
-        args.no_api = True  # device → Kafka → gateway → subscriber
-    if args.subscribers is not None and not args.fanout:
-        raise IngestloadError("--subscribers: only with --fanout (live views of the fan-out gateway)")
-    if args.subscribers is not None and args.subscribers < 0:
-        raise IngestloadError(f"--subscribers: {args.subscribers} is not allowed; expected an integer ≥ 0")
-    if args.ui:  # before the broker, the API or Locust start: nothing to clean up
-        from ingestload.webui import check_web_port
-
-        check_web_port(args.web_host, args.web_port)
-
-    if not bootstrap_given:  # the user's --verifier-config still wins
-        args.verifier_config = [*EMBEDDED_VERIFIER_CONFIG, *(args.verifier_config or [])]
-
-    with contextlib.ExitStack() as stack:
-        bootstrap = stack.enter_context(_kafka_for(bootstrap_given))
-        api_url = stack.enter_context(_api_for(args, bootstrap))
-        settings = Settings.from_options(argparse.Namespace(**{**vars(args), "kafka_bootstrap": bootstrap}))
-        config = settings.kafka.admin_config()
-        if settings.run.create_topics:
-            ensure_topics(config, topics, settings.kafka.partitions)
-        stack.enter_context(_gateway_for(args, bootstrap))
-        start = high_watermarks(config, topics)
-        # From the web UI every test is a run of its own, with its own id and files.
-        run_id = settings.run.run_id or ("{run_id}" if args.ui else secrets.token_hex(8))
-        args.run_id = None if args.ui else run_id
-        reports = Path(args.reports) / run_id
-        if settings.verify.enabled:
-            args.verdict_file = args.verdict_file or str(reports / "verdict.json")
-            args.ledger_file = args.ledger_file or str(reports / "ledger.json")
-        session_started = time.time()
-
-        # Through an API, users are its HTTP concurrency, sized as if the whole rate went that
-        # way (idle users cost little; too few cap the rate); one Kafka user is plenty.
-        # (--fanout's locustfile: one producer, fixed_count = 1; every other user is a subscriber)
-        kafka_users = 1 if args.fanout else max(1, args.processes or 1)
-        # A batch path with {msgType} gets one request per type present in a take.
-        shares = catalogue.type_shares() if settings.http.batch_per_type else None
-        api_users = (
-            api_users_for(settings.rate.target, settings.http.batch_size, MIN_API_USERS, shares)
-            if api_url
-            else 0
-        )
-        subscribers = (
-            (DEFAULT_SUBSCRIBERS if args.subscribers is None else args.subscribers) if args.fanout else 0
-        )
-        users = args.users or kafka_users + api_users + subscribers
-        command = [sys.executable, "-m", "locust", "-f", str(locustfile)]
-        if api_url:
-            command += ["--host", api_url]
-        shaped = settings.rate.profile or settings.fanout.profile
-        if not shaped:  # a profile sizes its own user pool and ends the run itself
-            command += ["-u", str(users), "-r", str(users)]
-        if args.ui:
-            command += ["--web-host", args.web_host, "--web-port", str(args.web_port)]
-        else:
-            command += ["--headless", "--only-summary"]
-            command += [] if shaped else ["-t", args.run_time]
-        if args.processes:
-            command += ["--processes", str(args.processes)]
-        option_argv, option_env = _option_args(args, bootstrap)
-        command += option_argv + list(locust_args)
-        if args.ui:
-            print(f"ingestload: open http://{args.web_host}:{args.web_port} — Ctrl-C to stop", flush=True)
-        code = _run_child(command, option_env)
-
-        if args.ui:
-            _ui_session_summary(
-                args.verdict_file if settings.verify.enabled else None, session_started, bootstrap
-            )
-            return code
-        counts = _counts_from_verdict(args.verdict_file) if settings.verify.enabled else None
-        if counts is None:
-            print(f"\ningestload: reading run {run_id} back from Kafka…", flush=True)
-            counts = count_run(config, topics, start, run_id)
-        width = max([len(t) for t in topics] + [5])
-        print(f"Messages of run {run_id} that landed in Kafka ({bootstrap}):")
-        for topic in topics:
-            print(f"  {topic:<{width}}  {counts.get(topic, 0):>12,}")
-        print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
-        # Any locustfile with live views (--fanout's, or one of yours as in the kube component)
-        fanout = _fanout_from_verdict(args.verdict_file) if settings.verify.enabled else None
-        if fanout:
-            print(fanout)
-        if settings.verify.enabled and args.ledger_file and Path(args.ledger_file).exists():
-            print(f"Verdict and ledger: {reports}/")
-            print(f"Judge the run again later: ingestload verify --ledger {args.ledger_file}")
-    return code
-
-
-def _ui_session_summary(verdict_file: str | None, since: float, bootstrap: str) -> None:
-    """After a web UI session: each test's verdict and per-topic counts, from its verdict file."""
-    if verdict_file is None:
-        print("ingestload: verification was off: no verdicts to show")
-        return
-    found = [Path(p) for p in glob.glob(glob.escape(verdict_file).replace("{run_id}", "*"))]
-    runs = sorted((p for p in found if p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
-    if not runs:
-        print("ingestload: no test was verified in this web UI session")
-    for path in runs:
-        verdict = orjson.loads(path.read_bytes())
-        counts = {str(k): int(v) for k, v in (verdict.get("seen_by_topic") or {}).items()}
-        print(
-            f"\ningestload run {verdict.get('run_id')}: VERDICT {verdict.get('status')} "
-            f"(exit code {verdict.get('exit_code')}); its messages in Kafka ({bootstrap}):"
-        )
-        width = max([len(t) for t in counts] + [5])
-        for topic, n in sorted(counts.items()):
-            print(f"  {topic:<{width}}  {n:>12,}")
-        print(f"  {'total':<{width}}  {sum(counts.values()):>12,}")
-        print(f"  verdict, ledger and report: {path.parent}/")
-
-
-def _counts_from_verdict(path: str | None) -> dict[str, int] | None:
-    """Per-topic counts of the run from the verdict file, when the verifier wrote one."""
-    if not path or not Path(path).exists():
-        return None
-    verdict = orjson.loads(Path(path).read_bytes())
-    counts = verdict.get("seen_by_topic")
-    return {str(k): int(v) for k, v in counts.items()} if counts is not None else None
-
-
-def _fanout_from_verdict(path: str | None) -> str | None:
-    """The fan-out verdict's headline from the verdict file, when it has one."""
-    if not path or not Path(path).exists():
-        return None
-    report = (orjson.loads(Path(path).read_bytes()).get("fanout") or {}).get("report")
-    return str(report).splitlines()[0] if report else None
-
-
-def _run_child(command: list[str], env: Mapping[str, str]) -> int:
-    """Run Locust; Ctrl-C reaches it through the terminal, SIGTERM is forwarded."""
-    child = subprocess.Popen(command, env={**os.environ, **env})
-
-    def forward(signum: int, frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, forward)
-    try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                continue  # Locust got the same Ctrl-C and is shutting down; wait for its verdict
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """``ingestload run``: a checked plan first (nothing starts on bad input), then start it."""
+    plan = RunPlan.from_args(args, locust_args)
+    check_kafka(plan)
+    return start(plan)
 
 
 # -- verify ------------------------------------------------------------------------------

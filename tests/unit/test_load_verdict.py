@@ -112,3 +112,12 @@ def test_a_path_with_no_ledger_counts_as_nothing_sent():
     loads = path_loads({"kafka": 10.0, "api": 10.0}, [ProducerLedger(1, sent=10, acked_count=10)])
     assert [(p.path, p.sent) for p in loads] == [("api", 0), ("kafka", 10)]
     assert judge_load(loads, THRESHOLDS).status == FAIL
+
+
+def test_a_second_of_slack_for_the_start_and_the_stop():
+    """A 4 s run may be a second's worth short on top of the ratio; a minute-long run barely more."""
+    short = LoadThresholds()
+    assert judge_load([PathLoad("api", 4_000.0, 2_700, 0)], short, elapsed=4.0).status == PASS
+    assert judge_load([PathLoad("api", 4_000.0, 2_500, 0)], short, elapsed=4.0).status == FAIL
+    assert judge_load([PathLoad("kafka", 60_000.0, 53_100, 0)], short, elapsed=60.0).status == PASS
+    assert judge_load([PathLoad("kafka", 60_000.0, 52_900, 0)], short, elapsed=60.0).status == FAIL

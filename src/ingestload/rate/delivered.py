@@ -16,7 +16,8 @@ failed                 sends certainly not written: the API refused them (4xx/5x
 =====================  ========================================================================
 
 Status: **FAIL** when a path with a target sent nothing, sent less than ``min_offered_ratio`` of
-its target, or had more than ``max_failed_ratio`` of its sends fail; **INCONCLUSIVE** instead of a
+its target (less a second's worth of it: the start and the stop), or had more than
+``max_failed_ratio`` of its sends fail; **INCONCLUSIVE** instead of a
 shortfall FAIL when workers never sent their ledgers (what they sent is unknown), and when the run
 stopped well before the duration asked for (``-t`` or the profile) for another reason than a signal;
 otherwise **PASS**. Defaults (:class:`LoadThresholds`) fail the runs above and pass a healthy one.
@@ -50,6 +51,9 @@ class LoadThresholds:
     generator, could not keep up — more than timing noise at the end of a run)."""
     max_failed_ratio: float = 0.01
     """Each path's failed ÷ sent may not exceed this (k6's customary ``http_req_failed`` threshold)."""
+    slack: float = 1.0
+    """Seconds of a path's average rate it may be short on top of the ratio: the start (users
+    spawning, plans reaching workers) and the stop cost a moment that a short run cannot make up."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def judge_load(
         elif p.sent == 0:
             of = "" if p.target is None else f" of a target of {p.target:,.0f}"
             shortfall = f"{p.path}: nothing sent{of}"
-        elif p.target is not None and p.sent < thresholds.min_offered_ratio * p.target:
+        elif p.target is not None and p.sent < _least(p.target, thresholds, elapsed):
             shortfall = (
                 f"{p.path}: sent {p.sent:,} of a target of {p.target:,.0f} ({p.sent / p.target:.2%}) "
                 f"< --min-offered-ratio {thresholds.min_offered_ratio:g}"
@@ -158,6 +162,12 @@ def judge_load(
         unknowns.append(f"the run stopped after {elapsed:.1f}s of the {asked:g}s asked")
     status = FAIL if failures else INCONCLUSIVE if unknowns else PASS
     return LoadVerdict(status, tuple(failures + unknowns), tuple(paths), elapsed, asked, stopped_by)
+
+
+def _least(target: float, thresholds: LoadThresholds, elapsed: float) -> float:
+    """The fewest messages a path with ``target`` may send: the ratio, less the slack's worth."""
+    slack = target * thresholds.slack / elapsed if elapsed > 0 else 0.0
+    return thresholds.min_offered_ratio * target - slack
 
 
 def path_loads(targets: Mapping[str, float | None], ledgers: Iterable[Any]) -> list[PathLoad]:

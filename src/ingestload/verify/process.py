@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -47,6 +48,8 @@ def _emit(out: IO[bytes], message: Mapping[str, Any]) -> None:
 def main() -> int:
     """``python -m ingestload.verify.process``: the live verifier (see the module docstring)."""
     logging.basicConfig(level=logging.WARNING, format="[verifier] %(levelname)s %(message)s")
+    # Its parent ends it (end of input); a Ctrl-C meant for the load test must not kill the verdict.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = sys.stdout.buffer
     first = sys.stdin.buffer.readline()
     if not first:
