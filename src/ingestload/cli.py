@@ -37,6 +37,7 @@ import orjson
 
 from ingestload.errors import IngestloadError
 from ingestload.kafka import settings as kafka
+from ingestload.kafka.admin import history_missing
 from ingestload.kafka.broker import EmbeddedBroker
 from ingestload.kafka.config import is_secret_key
 from ingestload.launch import (
@@ -45,12 +46,15 @@ from ingestload.launch import (
     FANOUT_LOCUSTFILE,
     RunPlan,
     check_kafka,
+    probe_kafka,
     start,
 )
+from ingestload.locust.publish import write_json
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.ledger import AckLedger
 from ingestload.options import add_plain_argument
 from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, Settings
+from ingestload.verdicts import INCONCLUSIVE, exit_code
 from ingestload.verify import settings as verify
 from ingestload.verify.readback import Readback
 
@@ -135,8 +139,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"against {settings.kafka.address}…",
         flush=True,
     )
+    # A Kafka that does not answer, or that is not the one that held the run (another cluster, a
+    # fresh broker without its topics), cannot judge it: everything would look lost.
+    config = settings.kafka.consumer_config()
+    try:
+        probe_kafka(config, settings.kafka.address)
+        missing = history_missing(config, topics, start, document.get("cluster_id"))
+    except IngestloadError as e:
+        missing = [str(e)]
+    if missing:
+        return _cannot_judge(run_id, ledger, settings.kafka.address, missing, settings.verify.verdict_file)
     run = Readback(
-        settings.kafka.consumer_config(),
+        config,
         topics,
         run_id,
         start=start,
@@ -153,10 +167,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     print(verdict.report(), flush=True)
     if settings.verify.verdict_file:
-        target = Path(settings.verify.verdict_file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(orjson.dumps(verdict.to_dict(), option=orjson.OPT_INDENT_2))
+        write_json(settings.verify.verdict_file, verdict.to_dict())
     return verdict.exit_code
+
+
+def _cannot_judge(
+    run_id: str, ledger: AckLedger, address: str, reasons: Sequence[str], verdict_file: str | None
+) -> int:
+    """INCONCLUSIVE, without reading: this Kafka cannot tell what became of the run's messages."""
+    why = [f"the Kafka at {address} cannot judge run {run_id}: {r}" for r in reasons]
+    acked = ledger.totals()["acked"]
+    print(f"VERDICT: INCONCLUSIVE  acked={acked:,}", flush=True)
+    for reason in why:
+        print(f"  reason: {reason}", flush=True)
+    code = exit_code(INCONCLUSIVE)
+    if verdict_file:
+        document = {"status": INCONCLUSIVE, "run_id": run_id, "acked": acked, "exit_code": code}
+        write_json(verdict_file, {**document, "reasons": why})
+    return code
 
 
 # -- catalogue ---------------------------------------------------------------------------

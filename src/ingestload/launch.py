@@ -263,23 +263,34 @@ def check_kafka_config(settings: Settings) -> None:
 
 def check_kafka(plan: RunPlan, timeout: float = KAFKA_PROBE_TIMEOUT) -> None:
     """A named Kafka must answer a metadata request within ``timeout`` before anything starts."""
-    if plan.settings.kafka.embedded:
-        return
-    from confluent_kafka import KafkaException
+    if not plan.settings.kafka.embedded:
+        probe_kafka(plan.settings.kafka.admin_config(), plan.settings.kafka.address, timeout)
+
+
+def probe_kafka(config: Mapping[str, Any], address: str, timeout: float = KAFKA_PROBE_TIMEOUT) -> None:
+    """Raise a one-line :class:`~ingestload.errors.IngestloadError` unless the Kafka at ``address``
+    answers a metadata request within ``timeout``."""
+    import logging
+
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
-    config = plan.settings.kafka.admin_config()
+    def text(error: object) -> str:
+        return error.str() if isinstance(error, KafkaError) else str(error)
+
     errors: list[str] = []
-    probe: dict[str, Any] = {**config, "error_cb": lambda e: errors.append(str(e))}
-    admin = AdminClient(probe)
+    probe: dict[str, Any] = {
+        **config,
+        "error_cb": lambda e: errors.append(text(e)),
+        "logger": logging.getLogger("ingestload.probe"),  # served by poll only: its logs go nowhere
+    }
     try:
-        admin.list_topics(timeout=timeout)
+        AdminClient(probe).list_topics(timeout=timeout)
     except KafkaException as e:
-        seen = errors[-1] if errors else str(e.args[0] if e.args else e)
+        seen = errors[-1] if errors else text(e.args[0] if e.args else e)
         raise IngestloadError(
-            f"--kafka-bootstrap {plan.settings.kafka.address}: no Kafka broker answered within "
-            f"{timeout:g}s ({scrub(seen, config)}); check the address and the security settings "
-            "(--kafka-config)"
+            f"--kafka-bootstrap {address}: no Kafka broker answered within {timeout:g}s "
+            f"({scrub(seen, dict(config))}); check the address and the security settings (--kafka-config)"
         ) from None
 
 
@@ -444,19 +455,20 @@ def _ui_session_summary(verdict_file: str | None, since: float, bootstrap: str) 
 
 
 def run_child(command: list[str], env: Mapping[str, str]) -> int:
-    """Run Locust in a process group of its own, and hand it one SIGINT for a Ctrl-C (SIGTERM as
-    SIGTERM): it stops the load, drains, judges and exits with the verdict's code, as Locust's own
-    Ctrl-C does. (In our group, a Ctrl-C would also reach its verifier and worker processes at once.)"""
+    """Run Locust in a process group of its own; a Ctrl-C (or SIGTERM) here becomes one SIGTERM for
+    it: it stops the load, drains, judges what was sent and exits with the verdict's code — quietly
+    (Locust's SIGTERM path), and without the Ctrl-C reaching its verifier and workers at once."""
     child = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
-    handed: set[int] = set()
+    stopping = False
 
     def forward(signum: int, frame: object) -> None:
-        if signum in handed:  # a second Ctrl-C while it drains: it is already stopping
+        nonlocal stopping
+        if stopping:  # a second Ctrl-C while it drains: it is already stopping
             print("ingestload: stopping — draining and judging what was sent", file=sys.stderr, flush=True)
             return
-        handed.add(signum)
+        stopping = True
         with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+            child.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

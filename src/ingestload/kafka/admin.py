@@ -123,6 +123,41 @@ def high_watermarks(config: Mapping[str, str], topics: Iterable[str], timeout: f
         consumer.close()
 
 
+def history_missing(
+    config: Mapping[str, str],
+    topics: Iterable[str],
+    start: Offsets,
+    cluster_id: str | None = None,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Why this Kafka cannot be the one that held a run that started at ``start`` (empty when it can
+    be): another cluster id, a topic of the run that does not exist, a partition that ends before
+    the run's start offset. A run judged there would call everything lost."""
+    from confluent_kafka import TopicPartition
+
+    consumer = reader(config, "history")
+    try:
+        metadata = consumer.list_topics(timeout=timeout)
+        if cluster_id and metadata.cluster_id and metadata.cluster_id != cluster_id:
+            return [f"this Kafka is cluster {metadata.cluster_id}; the run's was {cluster_id}"]
+        reasons = [f"topic {t} does not exist here" for t in sorted(set(topics)) if t not in metadata.topics]
+        for (topic, partition), offset in sorted(start.items()):
+            if topic not in metadata.topics:
+                continue
+            if partition not in metadata.topics[topic].partitions:
+                reasons.append(f"{topic}[{partition}] does not exist here")
+                continue
+            tp = TopicPartition(topic, partition)
+            _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            if high < offset:
+                reasons.append(
+                    f"{topic}[{partition}] ends at offset {high:,}, before the run's start {offset:,}"
+                )
+        return reasons
+    finally:
+        consumer.close()
+
+
 def topic_end_offsets(config: Mapping[str, str], topics: Iterable[str], *, timeout: float = 15.0) -> Offsets:
     """:func:`end_offsets` of every partition of ``topics`` now; missing topics are skipped.
 

@@ -447,9 +447,15 @@ class JudgingProcess(ProcessState):
             "load", "load", verdict.status, verdict.reasons, verdict.report(), verdict.to_dict()
         )
 
-    def on_quitting(self) -> None:
+    def conclude_on_quit(self) -> None:
+        """Locust is quitting before the test stopped (Ctrl-C, SIGTERM: a test's own end stops it
+        first): judge what was sent, and say what stopped it."""
         if self.run_id is not None and self._concluded != self.run_id:
             self._stopped_by = "a signal (Ctrl-C or SIGTERM)"
+        self.conclude_run()
+
+    def on_quitting(self) -> None:
+        self.conclude_on_quit()
         super().on_quitting()
 
     def on_test_stop(self) -> None:

@@ -221,6 +221,7 @@ class LocustVerification:
             "run_id": self.run_id,
             "topics": self.topics,
             "start": [[t, p, o] for (t, p), o in sorted(self.start_offsets.items())],
+            "cluster_id": self.process.cluster_id if self.process is not None else None,
             "kafka_bootstrap": self.settings.kafka.address,
             "envelope_field": self.settings.messages.envelope_field,
             "written_at": time.time(),

@@ -66,7 +66,9 @@ def main() -> int:
     except Exception as e:
         _emit(out, {"type": "error", "message": scrub(str(e), setup.get("config", {}))})
         return 1
-    _emit(out, {"type": "ready", "start": [[t, p, o] for (t, p), o in sorted(run.start.items())]})
+    cluster = run.consumer.list_topics(timeout=5.0).cluster_id  # recorded in the ledger file
+    start = [[t, p, o] for (t, p), o in sorted(run.start.items())]
+    _emit(out, {"type": "ready", "start": start, "cluster_id": cluster})
 
     commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
@@ -122,6 +124,8 @@ class VerifierProcess:
         self.run_id = run_id
         self.on_progress = on_progress
         self.start: Offsets = {}
+        self.cluster_id: str | None = None
+        """The Kafka cluster's id, as its metadata says (recorded in the ledger file)."""
         self.error: str | None = None
         self.verdict: dict[str, Any] | None = None
         self.report: str | None = None
@@ -158,6 +162,7 @@ class VerifierProcess:
             self.error = (message or {}).get("message", "the verifier process exited during startup")
             return False
         self.start = {(t, p): o for t, p, o in message["start"]}
+        self.cluster_id = message.get("cluster_id")
         return True
 
     def follow(self) -> None:

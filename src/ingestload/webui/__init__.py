@@ -116,7 +116,7 @@ def _on_quitting(environment: Any, session: Any, started: float) -> None:
     ``quitting`` run last-registered first, so judge the run here first (once per run) on a Ctrl-C."""
     from ingestload.webui.report import add_to_report_file, report_block
 
-    session.state.conclude_run()
+    session.state.conclude_on_quit()
     session.on_test_stop()
     path = getattr(environment.parsed_options, "html_file", None)
     if not path or not os.path.isfile(path) or os.path.getmtime(path) < started:
