@@ -66,3 +66,20 @@ def test_api_users_without_a_host_fail_the_run(kafka, root, tmp_path, prefix):
     assert load["paths"]["api"]["target"] > 0
     assert any(r.startswith("api: nothing sent of a target of") for r in load["reasons"])
     assert any(r.startswith("the run stopped after") for r in load["reasons"])
+
+
+def test_a_path_whose_worker_never_ran_fails_the_run(kafka, root, tmp_path):
+    """`ingestload run --no-api --processes 2`: the API users have no host and stop; the Kafka path
+    runs. Half the target was announced for the API path and nothing of it was sent: FAIL, exit 3 —
+    it used to end PASS with "api: target 0 offered 0 (100.00%)", the target counted from the
+    workers' own reports."""
+    prefix = f"noapi-{tmp_path.name[-8:]}-"
+    args = f"-t 8s --rate 2000 --processes 2 --no-api --kafka-bootstrap {kafka} --topic-prefix {prefix}"
+    done = ingestload_run(root, *args.split(), "--reports", str(tmp_path))
+    assert done.returncode == 3, describe_output(done)
+    load = verdict_of(tmp_path)["load"]
+    assert load["paths"]["api"]["sent"] == 0
+    assert load["paths"]["api"]["target"] > 0
+    assert load["paths"]["kafka"]["sent"] > 0
+    assert any(r.startswith("api: nothing sent of a target of") for r in load["reasons"])
+    assert done.stderr.count("ChildProcessError") == 0

@@ -109,11 +109,6 @@ class RateControl:
         self.worker_pace: dict[str, dict[str, PaceSnapshot]] = {}
         self._greenlets: list[gevent.Greenlet] = []
         self._division: dict[str, dict[str, float]] = {}
-        # What the schedule has asked of each path so far (the load verdict's targets): the curve's
-        # integral × the shares in force, accounted whenever the division may change.
-        self._planned: dict[str, float] = {}
-        self._plan_scales: dict[str, float] = {}
-        self._plan_at: float | None = None
 
     # -- init ---------------------------------------------------------------------------------
 
@@ -261,14 +256,12 @@ class RateControl:
         except ConfigError as e:
             log.error("ingestload: %s (keeping the previous rate)", e)
         self.worker_pace.clear()
-        self._planned, self._plan_scales, self._plan_at = {}, {}, None
         self.coordinator.begin(run_id)
         if self.role == "local":
             self.pacers.reset()
             if self.coordinator.clock_started:  # a constant rate: starts with the first send
                 plan = self.coordinator.local_plan()
                 self.pacers.follow(plan.curve, plan.scales, plan.curve_time, since=plan.since)
-                self._plan_account(plan.scales)
         else:
             self.distribute()
         self._spawn(self._plan_loop)
@@ -280,34 +273,18 @@ class RateControl:
         if self.role == "local":
             plan = self.coordinator.local_plan()
             self.pacers.follow(plan.curve, plan.scales, plan.curve_time, since=plan.since)
-            self._plan_account(plan.scales)
         else:
             self.distribute()
 
     def planned_targets(self) -> dict[str, float | None]:
-        """Master/local: messages the schedule has asked of each path so far — the curve's integral
-        times the shares in force (on a master: of the workers it planned for, alive or not, from the
-        moment they had users); ``None`` for as fast as possible."""
-        split = self.coordinator.split
-        if self.coordinator.curve is None:
+        """Master/local: messages the run has asked of each path so far — the curve's integral since
+        its clock started times the path's share, wherever the users are (a worker that never ran
+        its share still owes it); ``None`` for as fast as possible."""
+        curve, split = self.coordinator.curve, self.coordinator.split
+        if curve is None:
             return dict.fromkeys(split)
-        self._plan_account()
-        return {path: self._planned.get(path, 0.0) for path in split}
-
-    def _plan_account(self, scales: Mapping[str, float] | None = None) -> None:
-        """Add what the shares in force asked of each path since the last account; then, when
-        given, ``scales`` (share per path) are in force."""
-        curve = self.coordinator.curve
-        if curve is None or not self.coordinator.clock_started:
-            return
-        now = self.coordinator.curve_time()
-        if self._plan_at is not None:
-            due = curve.count_between(self._plan_at, min(now, curve.duration))
-            for path, scale in self._plan_scales.items():
-                self._planned[path] = self._planned.get(path, 0.0) + due * scale
-        self._plan_at = now
-        if scales is not None:
-            self._plan_scales = dict(scales)
+        due = curve.count_between(0.0, min(self.coordinator.curve_time(), curve.duration))
+        return {path: due * share for path, share in split.items()}
 
     def asked_duration(self) -> float | None:
         """Seconds a profile asks the run to last (``None`` without a profile)."""
@@ -342,15 +319,6 @@ class RateControl:
         workers = {w.id: dict(w.user_classes_count) for w in self._live_workers()}
         for worker_id, plan in self.coordinator.plans(workers, self.class_paths).items():
             self.runner.send_message(MSG_RATE, plan.to_wire(), client_id=worker_id)
-        # Shares count towards the load asked for once their worker has users of the path to send
-        # them (before the users are dispatched a path is divided equally, and nobody can send).
-        in_force: dict[str, float] = {}
-        for worker_id, scales in self.coordinator.division(workers).items():
-            for path, scale in scales.items():
-                users = sum(n for cls, n in workers[worker_id].items() if self.class_paths.get(cls) == path)
-                if users:
-                    in_force[path] = in_force.get(path, 0.0) + scale
-        self._plan_account(in_force)
         self._announce_division(workers)
 
     def _announce_division(self, workers: Mapping[str, Any]) -> None:
