@@ -390,6 +390,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         run_id,
         start=start,
         envelope_field=document.get("envelope_field") or settings.envelope_field,
+        body=document.get("body"),
         thresholds=Thresholds(
             settings.max_lost, settings.max_duplicated, settings.max_corrupted, settings.max_misrouted
         ),

@@ -209,7 +209,11 @@ class ProcessState:
                 self.catalogue, seed=s.seed * 1_000_003 + 500_009 + index, topic_prefix=s.topic_prefix
             )
             self.api_client = IngestApiClient(
-                factory, envelope_field=s.envelope_field, topic_map=s.api_topic_map
+                factory,
+                envelope_field=s.envelope_field,
+                topic_map=s.api_topic_map,
+                body=s.api_body,
+                envelope_in=s.envelope_in,
             )
 
     def set_producer_wrapper(self, wrapper: Callable[[KafkaProducerClient], Any]) -> None:

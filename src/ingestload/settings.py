@@ -323,6 +323,32 @@ OPTIONS: tuple[Option, ...] = (
         "Highest acceptable fan-out latency p99 over all subscribers (e.g. 500ms); default: not judged.",
         "DURATION",
     ),
+    # -- real ingest APIs (issue 17): how a message travels through an API of someone else's design.
+    # One block, ported as a whole; see docs/your-api.md and ingestload.verify.body.
+    Option(
+        "--api-body",
+        "json",
+        "How the ingest API user sends a message: json (a JSON object; an array per batch) or form "
+        "(application/x-www-form-urlencoded, one field per leaf named by its dotted path, all values "
+        "text, as seed 001's ab -T posted them; one message per request).",
+        "json|form",
+    ),
+    Option(
+        "--envelope-in",
+        None,
+        "Strict schemas: carry each message's identity and checksum as a UUID inside this existing "
+        "string field (dotted path, e.g. Header.MessageId) instead of adding the --envelope-field "
+        "member, so the message has exactly its template's fields.",
+        "FIELD",
+    ),
+    Option(
+        "--message-path",
+        None,
+        "Where the ingest API puts the message in its Kafka record, as a dotted path (e.g. data for "
+        '{"meta": …, "data": <message>}); there may be one message or an array. Default: the record '
+        "itself or an array of messages, else the wrapper is found by looking.",
+        "PATH",
+    ),
 )
 
 
@@ -452,6 +478,13 @@ class Settings:
     """Fan-out: deliveries outside a subscription tolerated."""
     max_fanout_p99_ms: float | None = None
     """Fan-out: highest acceptable latency p99 in ms; ``None``: not judged."""
+    # -- real ingest APIs (issue 17) ---------------------------------------------------------
+    api_body: str = "json"
+    """``json`` or ``form``: the body of an ingest API request."""
+    envelope_in: str | None = None
+    """Strict schemas: the dotted path of the field carrying the identity UUID; ``None``: the member."""
+    message_path: str | None = None
+    """Where the API puts the message in its record (dotted path); ``None``: found by looking."""
 
     @classmethod
     def from_options(cls, options: Any, environ: Mapping[str, str] | None = None) -> Settings:
@@ -582,6 +615,7 @@ class Settings:
                 "--api-timeout", raw["api_timeout"], float, minimum=0.001, what="seconds > 0"
             ),
             **_fanout_settings(raw),
+            **_real_api_settings(raw),
         )
 
     def for_run(self, run_id: str) -> Settings:
@@ -656,6 +690,28 @@ class Settings:
             + (f" kafka_config=[{props}]" if props else "")
             + (f" api_batch_size={self.api_batch_size}" if self.api_batch_size != 1 else "")
         )
+
+
+def _real_api_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The issue-17 block: --api-body, --envelope-in, --message-path."""
+    body = str(raw["api_body"] or "json").strip().lower()
+    if body not in ("json", "form"):
+        raise ConfigError(f"--api-body: {raw['api_body']!r} is not allowed; expected json or form")
+    if body == "form" and int(raw["api_batch_size"] or 1) != 1:
+        raise ConfigError(
+            f"--api-body form with --api-batch-size {raw['api_batch_size']}: a form carries one "
+            "message; use --api-batch-size 1 (or --api-body json for batches)"
+        )
+    paths = {}
+    for flag in ("--envelope-in", "--message-path"):
+        dest = flag.lstrip("-").replace("-", "_")
+        value = str(raw[dest]).strip() if raw[dest] else None
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*", value):
+            raise ConfigError(
+                f"{flag}: {value!r} is not a dotted path of member names (e.g. Header.MessageId, data)"
+            )
+        paths[dest] = value
+    return {"api_body": body, **paths}
 
 
 def _fanout_settings(raw: Mapping[str, Any]) -> dict[str, Any]:

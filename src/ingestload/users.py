@@ -150,7 +150,7 @@ class IngestApiUser(FastHttpUser):
         self.single_path, self.batch_path = settings.api_path, settings.api_batch_path
         self.batch_per_type = settings.api_batch_per_type
         self._single_paths: dict[str, str] = {}
-        self.headers = {"Content-Type": "application/json", **settings.api_headers}
+        self.headers = {"Content-Type": self.api.content_type, **settings.api_headers}
         if settings.api_token:
             self.headers["Authorization"] = f"Bearer {settings.api_token}"
 

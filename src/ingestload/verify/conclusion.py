@@ -26,6 +26,7 @@ import gevent
 import orjson
 
 from ingestload.messages.ledger import AckLedger
+from ingestload.verify.body import BodySpec
 from ingestload.verify.process import VerifierProcess
 from ingestload.verify.verdict import EXIT_CODES, INCONCLUSIVE, Thresholds
 
@@ -180,6 +181,7 @@ class RunVerification:
                 self.topics,
                 self.run_id,
                 envelope_field=self.settings.envelope_field,
+                body=BodySpec.of(self.settings).to_dict(),
                 thresholds=self.thresholds,
                 on_progress=self._on_progress,
             )
@@ -284,6 +286,7 @@ class RunVerification:
             "start": [[t, p, o] for (t, p), o in sorted(self.start_offsets.items())],
             "kafka_bootstrap": self.settings.kafka_bootstrap,
             "envelope_field": self.settings.envelope_field,
+            "body": BodySpec.of(self.settings).to_dict(),
             "written_at": time.time(),
             "missing_workers": sorted(missing_workers),
             "producers": ledger.to_json(),

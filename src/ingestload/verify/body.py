@@ -1,0 +1,282 @@
+"""The HTTP path's reader: finds each message of the run in a record an ingest API wrote, and checks it.
+
+An API we did not write may do many things to a message between our POST and its Kafka record:
+
+* re-serialise it (Node.js, Go, Python's ``json.dumps``): checked in canonical form
+  (:mod:`ingestload.messages.canonical`), so that this changes nothing;
+* add members of its own (``receivedAt``, ``source``): *enrichment*, not corruption — members
+  that no template of the catalogue writes are set aside, counted and named, and the message is
+  intact if the rest checks out; a member of ours removed or changed is corruption;
+* wrap it (``{"meta": {…}, "data": <message>}``): ``--message-path data`` names where it is;
+  without it the reader discovers it (the first object holding an envelope, at most 4 levels
+  down) and remembers the path for the next records;
+* put several in one record (a JSON array, or an object holding one): each counts on its own;
+* prefix it with a UTF-8 byte order mark or whitespace;
+* take it as a form (``--api-body form``): it then writes a flat object of strings, which is
+  what the form message's checksum is computed over (:mod:`ingestload.messages.forms`).
+
+Where the identity is: the ``_ingestload`` member (``--envelope-field``, 82 hex digits of the
+envelope), or — for strict schemas — a UUID in a field the message already has
+(``--envelope-in Header.MessageId``, :mod:`ingestload.messages.identity`).
+
+Example::
+
+    reader = BodyReader(BodySpec(members=catalogue.member_paths()), run_id)
+    for found in reader.read(record_value) or ():
+        producer, seq, sent_at_us, intact, meant, enriched, body = found
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from ingestload.errors import EnvelopeError
+from ingestload.messages import identity
+from ingestload.messages.canonical import checks_out
+from ingestload.messages.envelope import decode_text
+
+_BOM = b"\xef\xbb\xbf"
+_WHITESPACE = b" \t\r\n"
+#: How deep discovery looks for a wrapped message.
+DISCOVERY_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class BodySpec:
+    """How messages travel on the HTTP path, as the verifier needs to know it."""
+
+    envelope_field: str = "_ingestload"
+    """The member holding the envelope (ignored with :attr:`envelope_in`)."""
+    envelope_in: str | None = None
+    """Strict schemas: the dotted path of the field holding the identity UUID."""
+    message_path: str | None = None
+    """Where the API puts the message (or an array of them) in its record; ``None``: discover."""
+    members: frozenset[str] = field(default_factory=frozenset)
+    """Every member path the catalogue's templates write (dotted, and form field names);
+    members beyond these are enrichment."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "envelope_field": self.envelope_field,
+            "envelope_in": self.envelope_in,
+            "message_path": self.message_path,
+            "members": sorted(self.members),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, envelope_field: str = "_ingestload") -> BodySpec:
+        """Read :meth:`to_dict` output (``None``: today's defaults with ``envelope_field``)."""
+        data = data or {}
+        return cls(
+            envelope_field=str(data.get("envelope_field") or envelope_field),
+            envelope_in=data.get("envelope_in") or None,
+            message_path=data.get("message_path") or None,
+            members=frozenset(data.get("members") or ()),
+        )
+
+    @classmethod
+    def of(cls, settings: Any) -> BodySpec:
+        """The spec of a run from its settings (any object with the options' attributes)."""
+        from ingestload.messages.catalogue import Catalogue
+
+        members: frozenset[str] = frozenset()
+        try:
+            catalogue = Catalogue.load(getattr(settings, "catalogue", None))
+            paths = catalogue.member_paths()
+            # A form names a leaf by its dotted path at the top level: those names are ours too.
+            members = paths
+        except Exception:  # a catalogue that cannot load is reported where it is used
+            pass
+        return cls(
+            envelope_field=str(getattr(settings, "envelope_field", "_ingestload")),
+            envelope_in=getattr(settings, "envelope_in", None),
+            message_path=getattr(settings, "message_path", None),
+            members=members,
+        )
+
+
+class Found(NamedTuple):
+    """One message of the run found in a record."""
+
+    producer: int
+    seq: int
+    sent_at_us: int | None
+    """From the envelope; ``None`` in strict mode (the record's timestamp stands in)."""
+    intact: bool
+    meant: int
+    """The topic tag (32 bits; strict mode: its low 10 bits) of the topic it was meant for."""
+    enriched: tuple[str, ...]
+    """Members the API added (paths), set aside before the check."""
+    body: Any
+    """The message as found, envelope removed — kept only when it is not intact (for the report)."""
+
+
+def _path(text: str | None) -> tuple[str, ...] | None:
+    return tuple(text.split(".")) if text else None
+
+
+def get_path(obj: Any, path: str, parts: tuple[str, ...]) -> tuple[dict[str, Any], str] | None:
+    """(the object holding the field, its key) for a dotted ``path``: a member named by the whole path
+    first (a form's flat field), else the nested member."""
+    if not isinstance(obj, dict):
+        return None
+    if path in obj:
+        return obj, path
+    for part in parts[:-1]:
+        obj = obj.get(part)
+        if not isinstance(obj, dict):
+            return None
+    return (obj, parts[-1]) if parts[-1] in obj else None
+
+
+def strip_unknown(
+    obj: dict[str, Any], known: frozenset[str], prefix: str = ""
+) -> tuple[dict[str, Any], list[str]]:
+    """``obj`` without the members whose path is not in ``known``, and those paths."""
+    kept: dict[str, Any] = {}
+    removed: list[str] = []
+    for key, value in obj.items():
+        path = prefix + key
+        if path not in known:
+            removed.append(path)
+        elif isinstance(value, dict):
+            inner, gone = strip_unknown(value, known, path + ".")
+            kept[key] = inner
+            removed += gone
+        else:
+            kept[key] = value
+    return kept, removed
+
+
+class BodyReader:
+    """Finds and checks the run's messages in JSON record values (one per verifier; not thread-safe)."""
+
+    def __init__(self, spec: BodySpec, run_id: str) -> None:
+        self.spec = spec
+        self.run_id = run_id
+        self.strict = spec.envelope_in is not None
+        self._field = spec.envelope_field
+        self._in = spec.envelope_in or ""
+        self._in_parts = _path(spec.envelope_in) or ()
+        self._run_mark = identity.run_prefix(run_id)
+        self.marker = identity.run_marker(run_id) if self.strict else f'"{spec.envelope_field}"'.encode()
+        """Bytes every record holding one of the run's messages contains (a cheap pre-filter)."""
+        self._where = _path(spec.message_path)
+        self._found_at: tuple[str, ...] | None = None
+        """Discovery: where the last wrapped message was."""
+        self.members = spec.members
+        self.tag_mask = identity.TAG_MASK if self.strict else 0xFFFFFFFF
+        """Mask to apply to a topic tag before comparing it with :attr:`Found.meant`."""
+
+    def read(self, value: bytes | None) -> list[Found] | None:
+        """The run's messages in one record value (``None``: none, the record is foreign)."""
+        if not value or self.marker not in value:
+            return None
+        first = value[:1]
+        if first != b"{" and first != b"[":
+            if value.startswith(_BOM):
+                value = value[3:]
+            value = value.lstrip(_WHITESPACE)
+        try:
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        found = []
+        for message in self._messages(doc):
+            one = self._check(message)
+            if one is not None:
+                found.append(one)
+        return found or None
+
+    # -- where the messages are --------------------------------------------------------
+
+    def _has_identity(self, obj: Any) -> bool:
+        if not isinstance(obj, dict):
+            return False
+        if not self.strict:
+            return self._field in obj
+        return get_path(obj, self._in, self._in_parts) is not None
+
+    def _messages(self, doc: Any) -> list[Any]:
+        if self._where is not None:
+            return _elements(_descend(doc, self._where))
+        if isinstance(doc, list):
+            return doc
+        if self._has_identity(doc):
+            return [doc]
+        if self._found_at is not None:
+            inner = _elements(_descend(doc, self._found_at))
+            if inner and self._has_identity(inner[0]):
+                return inner
+        at = self._discover(doc, (), DISCOVERY_DEPTH)
+        if at is None:
+            return []
+        self._found_at = at
+        return _elements(_descend(doc, at))
+
+    def _discover(self, obj: Any, at: tuple[str, ...], depth: int) -> tuple[str, ...] | None:
+        """The path of the first member holding a message (or an array of them), breadth first."""
+        if not isinstance(obj, dict) or depth == 0:
+            return None
+        for key, value in obj.items():
+            if self._has_identity(value) or (
+                isinstance(value, list) and any(self._has_identity(v) for v in value[:8])
+            ):
+                return (*at, key)
+        for key, value in obj.items():
+            if isinstance(value, dict):
+                found = self._discover(value, (*at, key), depth - 1)
+                if found is not None:
+                    return found
+        return None
+
+    # -- one message -----------------------------------------------------------------
+
+    def _check(self, message: Any) -> Found | None:
+        if not isinstance(message, dict):
+            return None
+        if self.strict:
+            where = get_path(message, self._in, self._in_parts)
+            if where is None:
+                return None
+            holder, key = where
+            ident = identity.unpack(holder[key], self._run_mark)
+            if ident is None:
+                return None
+            holder[key] = ""  # the checksum covers the message with the identity field empty
+            producer, seq, meant, crc = ident
+            sent_at_us: int | None = None
+        else:
+            try:
+                envelope = decode_text(message.pop(self._field, None))
+            except EnvelopeError:
+                return None
+            if envelope.run_id != self.run_id:
+                return None
+            producer, seq, sent_at_us = envelope.producer_id, envelope.seq, envelope.sent_at_us
+            meant, crc = envelope.topic_tag, envelope.checksum
+        if checks_out(message, crc):
+            return Found(producer, seq, sent_at_us, True, meant, (), None)
+        if self.members:
+            kept, added = strip_unknown(message, self.members)
+            if added and checks_out(kept, crc):
+                return Found(producer, seq, sent_at_us, True, meant, tuple(added), None)
+        return Found(producer, seq, sent_at_us, False, meant, (), message)
+
+
+def _descend(obj: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _elements(obj: Any) -> list[Any]:
+    if isinstance(obj, list):
+        return obj
+    return [obj] if isinstance(obj, dict) else []
