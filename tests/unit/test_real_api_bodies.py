@@ -233,5 +233,5 @@ def test_strict_mode_misrouting_is_told_by_the_topic_tag():
 
 def test_envelope_in_must_name_a_field_of_every_template():
     """--envelope-in naming a field a template lacks is refused up front, naming the message types."""
-    with pytest.raises(ConfigError, match="Param.AlarmCode"):
+    with pytest.raises(ConfigError, match=r"Param\.AlarmCode"):
         IngestApiClient(MessageFactory(CATALOGUE), envelope_in="Param.AlarmCode")
