@@ -27,17 +27,17 @@ CATALOGUE = Catalogue.load()
 MEMBERS = CATALOGUE.member_paths()
 
 
-def sent(n=200, **kwargs):
+def sent(n=200, run=RUN, **kwargs):
     """n messages as IngestApiClient renders them: [(topic, seq, body bytes)]."""
     client = IngestApiClient(MessageFactory(CATALOGUE, seed=3), **kwargs)
-    client.begin_run(RUN)
+    client.begin_run(run)
     rendered = list(client._render(n))
     return client, rendered
 
 
-def verify(records, **spec):
+def verify(records, run=RUN, **spec):
     """Records as [(topic, value bytes)] → the verifier's summary."""
-    v = Verifier(RUN, body=BodySpec(members=MEMBERS, **spec))
+    v = Verifier(run, body=BodySpec(members=MEMBERS, **spec))
     v.process([Msg(topic, 0, offset, value) for offset, (topic, value) in enumerate(records)])
     return v.summary()
 
@@ -235,3 +235,17 @@ def test_envelope_in_must_name_a_field_of_every_template():
     """--envelope-in naming a field a template lacks is refused up front, naming the message types."""
     with pytest.raises(ConfigError, match=r"Param\.AlarmCode"):
         IngestApiClient(MessageFactory(CATALOGUE), envelope_in="Param.AlarmCode")
+
+
+def test_strict_mode_identity_in_capitals_is_found():
+    """An API that writes UUIDs in capitals (some .NET and Java stacks) does not hide the messages."""
+    run = "abcdef0123456789"
+    _, messages = sent(20, run=run, envelope_in="Header.MessageId")
+
+    def upper(value):
+        doc = json.loads(value)
+        doc["Header"]["MessageId"] = doc["Header"]["MessageId"].upper()
+        return json.dumps(doc).encode()
+
+    s = verify([(t, upper(v)) for t, _, v in messages], run=run, envelope_in="Header.MessageId")
+    assert (s.records, s.foreign, s.corrupted) == (20, 0, 0)

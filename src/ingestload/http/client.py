@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import zlib
@@ -60,6 +61,8 @@ from ingestload.messages.envelope import checksum
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.forms import flatten
 from ingestload.messages.sender import EnvelopeSender
+
+log = logging.getLogger("ingestload")
 
 OUTCOME_ACKED, OUTCOME_FAILED, OUTCOME_UNKNOWN = "acked", "failed", "unknown"
 #: Statuses after which the fate of the message is unknown (a gateway timed out, not the API).
@@ -125,6 +128,12 @@ class IngestApiClient(EnvelopeSender):
         """The Content-Type of a request."""
         if envelope_in:
             lacking = sorted({c.msg_type for c in factory.cells if envelope_in not in c.template.paths()})
+            if not identity.tags_distinct(set(self.tags.values())):
+                log.warning(
+                    "ingestload: two of the run's topics share the 10-bit tag of --envelope-in's identity: "
+                    "a message written to the other one of them is not told misrouted (rename a topic to "
+                    "make it exact)"
+                )
             if lacking:
                 raise ConfigError(
                     f"--envelope-in: {envelope_in!r} is not a field of the template of "

@@ -325,7 +325,10 @@ class Verifier:
                 state.corrupted += 1
             if record_latency:
                 if sent_at_us is None:  # strict mode: the API's produce time stands in
-                    sent_at_us = message.timestamp()[1] * 1000
+                    stamp = message.timestamp()[1]
+                    if stamp <= 0:
+                        continue
+                    sent_at_us = stamp * 1000
                 ms = (now_us - sent_at_us) // 1000
                 latency[ms] = latency.get(ms, 0) + 1
         return filed

@@ -4,11 +4,14 @@
 //
 //   node tests/e2e/apis/node_api.js --port P --bootstrap HOST:PORT --prefix gov- --truth truth.json
 //        [--mode forward|enrich|wrap|batch] [--drop-every N] [--duplicate-every N] [--corrupt-every N]
+//        [--topic NAME]
 //
 //   forward  POST /ingest/:type, one message → JSON.stringify(message) to <prefix><type>
 //   enrich   the same with members of its own: {...message, receivedAt, source}
 //   wrap     {"meta": {"receivedAt", "requestId"}, "data": message}
 //   batch    POST /batch/:type, an array → one Kafka record {"count": n, "records": [...]}
+//
+// --topic writes every type to that one topic instead of <prefix><type>.
 //
 // Faults, by a counter of accepted messages: every Nth is dropped (answered 202, never written),
 // duplicated (written twice — in batch mode, twice in its record), or corrupted (one field changed:
@@ -72,7 +75,7 @@ async function main() {
 
   app.post('/ingest/:type', async (req, res) => {
     const message = req.body;
-    const topic = args.prefix + req.params.type;
+    const topic = args.topic || args.prefix + req.params.type;
     const f = fate(message);
     let record = message;
     if (mode === 'enrich') record = { ...message, receivedAt: new Date().toISOString(), source: 'node-api' };
@@ -93,7 +96,7 @@ async function main() {
     const records = [];
     req.body.forEach((message, i) => { for (let c = 0; c < fates[i].copies; c++) records.push(message); });
     try {
-      if (records.length) await send(args.prefix + req.params.type, [JSON.stringify({ count: records.length, records })]);
+      if (records.length) await send(args.topic || args.prefix + req.params.type, [JSON.stringify({ count: records.length, records })]);
       file(fates);
       res.status(202).json({ queued: req.body.length });
     } catch (e) {
