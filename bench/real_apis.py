@@ -1,5 +1,6 @@
 """The verdict against ingest APIs of other people's design, as issue 17 tried them: at --rate msg/s for
---time, with 1 % of messages dropped (every 100th) and 0.5 % duplicated (every 201st) by the API, one whole headless run per API.
+--time, with 1 % of messages dropped (every 100th) and 0.5 % duplicated (every 201st) by the API, one
+whole headless run per API.
 Prints, per API, its own account (what it dropped and duplicated) beside the verdict.
 
 The APIs are the tests' (tests/e2e/apis/): a Python server that forwards our bytes, the Node.js
@@ -97,7 +98,8 @@ def run_row(row: Row, args: argparse.Namespace, bootstrap: str, prefix: str, por
     api = subprocess.Popen(
         row.start, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env={**os.environ, **row.env}
     )
-    assert api.stdout is not None and api.stdout.readline().strip() == b"ready", row.name
+    assert api.stdout is not None
+    assert api.stdout.readline().strip() == b"ready", row.name
     seed001 = bool(row.env)
     verdict_file = folder / "verdict.json"
     command = [

@@ -218,9 +218,8 @@ class BodyBench:
                     )
                 )
                 print(f"  {verdict.line()}", flush=True)
-        print(
-            f"\n{'ingest API':<56} {'verified':>9} {'seconds':>8} {'msg/s':>9}  status       corrupted enriched"
-        )
+        head = f"{'ingest API':<56} {'verified':>9} {'seconds':>8} {'msg/s':>9}"
+        print(f"\n{head}  status       corrupted enriched")
         for label, count, elapsed, status, corrupted, enrich in rows:
             print(
                 f"{label:<56} {count:>9,} {elapsed:>8.2f} {count / elapsed:>9,.0f}  {status:<12} "
