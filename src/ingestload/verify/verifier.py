@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 from pyroaring import BitMap64
 
 from ingestload.messages.envelope import HEADER, RUN_ID, SIZE, header_of, topic_tag
-from ingestload.verify.body import BodyReader, BodySpec
+from ingestload.verify.body import BodyReader, BodySpec, Found
 
 #: producer, seq, sent_at_us, crc, topic tag — at offset 9 of the header value.
 _BODY = struct.Struct(">QQqII")
@@ -203,6 +203,7 @@ class Verifier:
         unpack = _BODY.unpack_from
         crc32 = zlib.crc32
         file_body = self._file_body
+        read_body = self._body.read
         current: PartitionState | None = None
         current_topic = ""
         current_partition = -1
@@ -243,10 +244,19 @@ class Verifier:
                 producer, seq, sent_at_us, crc, meant = unpack(header, 9)
                 intact = crc32(message.value() or b"") == crc
             else:  # the HTTP path: in the JSON body, one or several messages per record
-                filed = file_body(current, producers, latency, message, offset, record_latency, now_us)
-                records += filed
-                total += filed
-                continue
+                found = read_body(message.value())
+                if found is None:
+                    current.foreign += 1
+                    continue
+                producer, seq, sent_at_us, intact, meant, enriched, _ = found[0]
+                if len(found) > 1 or enriched or not intact or sent_at_us is None:
+                    filed = file_body(
+                        current, producers, latency, message, offset, record_latency, now_us, found
+                    )
+                    records += filed
+                    total += filed
+                    continue
+                # One intact message with its envelope member: filed below, as a Kafka-path record.
             total += 1
             state = producers.get(producer)
             if state is None:
@@ -285,13 +295,11 @@ class Verifier:
         offset: int,
         record_latency: bool,
         now_us: int,
+        found: list[Found],
     ) -> int:
-        """File the run's messages found in a JSON record value (HTTP path, :mod:`.body`); returns how
-        many of them were meant for this partition's topic (``state.foreign`` counts a record with none)."""
-        found = self._body.read(message.value())
-        if found is None:
-            state.foreign += 1
-            return 0
+        """File the run's messages ``found`` in a JSON record value (HTTP path, :mod:`.body`) when they
+        are more than one, enriched, corrupted or without a send time; returns how many of them were
+        meant for this partition's topic."""
         tag = state.tag & self._body.tag_mask
         filed = 0
         for producer, seq, sent_at_us, intact, meant, enriched, body in found:
