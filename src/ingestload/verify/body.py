@@ -291,7 +291,14 @@ class BodyReader:
         # RFC 8785 proper: an enriched message costs one orjson pass more, not an rfc8785 call.
         if quick_checks_out(message, crc):
             return (producer, seq, sent_at_us, True, meant, (), None)
-        kept, added = strip_unknown(message, self.members) if self.members else (message, [])
+        members = self.members
+        # Most APIs enrich at the top: try that alone before walking the whole message.
+        added = [key for key in message if key not in members] if members else []
+        if added:
+            kept = {key: value for key, value in message.items() if key in members}
+            if quick_checks_out(kept, crc):
+                return (producer, seq, sent_at_us, True, meant, tuple(added), None)
+        kept, added = strip_unknown(message, members) if members else (message, [])
         if added and quick_checks_out(kept, crc):
             return (producer, seq, sent_at_us, True, meant, tuple(added), None)
         if slow_checks_out(message, crc):
