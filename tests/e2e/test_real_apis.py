@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestload.testing import describe_output, free_port, locust_command, processes_args
+from ingestload.testing import describe_output, free_port, judge_again, locust_command, processes_args
 from tests.oracle import _strict_identity, read_copies, tally
 
 pytestmark = pytest.mark.e2e
@@ -161,7 +161,8 @@ def test_seed001_pipeline_form_strict_schema(kafka, prefix, root, tmp_path, mode
         done = run_locust(
             root, kafka, prefix, port, verdict_file,
             "--catalogue", str(SEED001 / "catalogue.yaml"), "--api-path", "/{msgType}",
-            "--api-body", "form", "--envelope-in", "test01", *extra, rate="40",
+            "--api-body", "form", "--envelope-in", "test01", "--ledger-file", str(tmp_path / "ledger.json"),
+            *extra, rate="40",
         )  # fmt: skip
     finally:
         truth = api.stop()
@@ -179,6 +180,15 @@ def test_seed001_pipeline_form_strict_schema(kafka, prefix, root, tmp_path, mode
     ), describe_output(done)
     assert {s["seq"] for s in v["lost_samples"]} <= {seq for _, seq in kinds["lost"]}
     assert all(s["detail"] == "test02 changed" for s in v["corrupted_samples"]), v["corrupted_samples"]
+    # Judged again later from its ledger file (which records how messages travel): the same verdict.
+    later = judge_again(tmp_path / "ledger.json", tmp_path / "later.json", cwd=root)
+    assert later.returncode == 3, describe_output(later)
+    again = json.loads((tmp_path / "later.json").read_text())
+    assert (again["lost"], again["duplicated"], again["corrupted"]) == (
+        v["lost"],
+        v["duplicated"],
+        v["corrupted"],
+    )
 
     # Its own consumer, as the seed wrote it: every message has exactly its endpoint's field count.
     out = tmp_path / "handler"
