@@ -40,29 +40,149 @@ class Copy:
     """The value matches the checksum in its envelope."""
     timestamp_ms: int = -1
     """The record's timestamp (the producer's clock when it was handed to its client)."""
+    tag_mask: int = 0xFFFFFFFF
+    """The bits of the topic tag the envelope carries (strict mode: 10)."""
 
     @property
     def misrouted(self) -> bool:
-        return zlib.crc32(self.topic.encode()) != self.meant_for
+        return zlib.crc32(self.topic.encode()) & self.tag_mask != self.meant_for
 
 
-def _envelope_of(message, run: bytes, field: str):
+def jcs(value) -> bytes:
+    """RFC 8785 written here from the RFC, sharing nothing with ingestload's canonical form."""
+    return _jcs(value).encode()
+
+
+def _jcs(value) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        out = ['"']
+        for ch in value:
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif ch in _SHORT:
+                out.append(_SHORT[ch])
+            elif ord(ch) < 0x20:
+                out.append(f"\\u{ord(ch):04x}")
+            else:
+                out.append(ch)
+        return "".join(out) + '"'
+    if isinstance(value, int | float):
+        return _number(float(value) if isinstance(value, float) else value)
+    if isinstance(value, list):
+        return "[" + ",".join(_jcs(v) for v in value) + "]"
+    keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+    return "{" + ",".join(_jcs(k) + ":" + _jcs(value[k]) for k in keys) + "}"
+
+
+_SHORT = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _number(x) -> str:
+    """ECMAScript's Number.prototype.toString for a double (RFC 8785 section 3.2.2.3)."""
+    if isinstance(x, int):
+        x = float(x)
+    if x == 0:
+        return "0"
+    if x < 0:
+        return "-" + _number(-x)
+    digits_text, _, exp_text = f"{x!r}".partition("e")  # repr: the shortest digits that round-trip
+    whole, _, frac = digits_text.partition(".")
+    digits = (whole + frac).lstrip("0")
+    n = len(whole.lstrip("0")) + int(exp_text or 0)  # value = 0.DIGITS × 10**n
+    if not whole.lstrip("0"):  # 0.000123 → digits 123, n = -3
+        n = int(exp_text or 0) - (len(frac) - len(frac.lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    e = n - 1
+    return digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e >= 0 else "-") + str(abs(e))
+
+
+def _strict_identity(text, run: bytes):
+    """(producer, seq, 10-bit tag, crc) of a strict-mode identity UUID of the run (layout in the docs)."""
+    try:
+        value = uuid.UUID(text).int
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if (value >> 76) & 0xF != 8:
+        return None
+    bits = ((value >> 80) << 74) | (((value >> 64) & 0xFFF) << 62) | (value & ((1 << 62) - 1))
+    if bits >> 102 != int.from_bytes(run, "big") >> 44:
+        return None
+    return (bits >> 78) & 0xFFFFFF, (bits >> 42) & 0xFFFFFFFFF, (bits >> 32) & 0x3FF, bits & 0xFFFFFFFF
+
+
+def _bodies(doc, path):
+    """The message objects of one record: at ``path``, else the record, its array, or one level down."""
+    if path:
+        for part in path.split("."):
+            doc = doc.get(part) if isinstance(doc, dict) else None
+    if isinstance(doc, list):
+        return [d for d in doc if isinstance(d, dict)]
+    if not isinstance(doc, dict):
+        return []
+    if path:
+        return [doc]
+    found = [doc]
+    for value in doc.values():
+        if isinstance(value, list):
+            found += [d for d in value if isinstance(d, dict)]
+        elif isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+def _envelope_of(message, run: bytes, field: str, envelope_in=None, message_path=None, added=()):
+    """[(producer, seq, meant, intact)] of the run's messages in one record."""
     for key, value in message.headers() or []:
         if key == "ingestload":
             if len(value) != _ENVELOPE.size or value[1:9] != run:
-                return None
+                return []
             _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(value)
-            return producer, seq, meant, zlib.crc32(message.value() or b"") == crc
+            return [(producer, seq, meant, zlib.crc32(message.value() or b"") == crc)]
+    raw = (message.value() or b"").removeprefix(b"\xef\xbb\xbf").strip()
     try:
-        body = json.loads(message.value())
-        raw = bytes.fromhex(body.pop(field))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    if len(raw) != _ENVELOPE.size or raw[1:9] != run:
-        return None
-    _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(raw)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return producer, seq, meant, zlib.crc32(canonical) == crc
+        doc = json.loads(raw)
+    except ValueError:
+        return []
+    found = []
+    for body in _bodies(doc, message_path):
+        if envelope_in is None:
+            try:
+                env = bytes.fromhex(body.pop(field))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue
+            if len(env) != _ENVELOPE.size or env[1:9] != run:
+                continue
+            _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(env)
+        else:
+            holder, key = body, envelope_in
+            if key not in holder:
+                *parents, key = envelope_in.split(".")
+                for part in parents:
+                    holder = holder.get(part) if isinstance(holder, dict) else None
+            if not isinstance(holder, dict) or key not in holder:
+                continue
+            ident = _strict_identity(holder[key], run)
+            if ident is None:
+                continue
+            producer, seq, meant, crc = ident
+            holder[key] = ""
+        for member in added:
+            body.pop(member, None)
+        found.append((producer, seq, meant, zlib.crc32(jcs(body)) == crc))
+    return found
 
 
 def read_copies(
@@ -72,9 +192,16 @@ def read_copies(
     *,
     field: str = "_ingestload",
     stall_after: float = 60.0,
+    envelope_in: str | None = None,
+    message_path: str | None = None,
+    added: tuple[str, ...] = (),
 ) -> list[Copy]:
-    """Every record of ``run_id`` on every partition of ``topics``, read from the beginning to the end
-    of each partition (call it once nothing writes any more). Raises if the reading stalls."""
+    """Every copy of a message of ``run_id`` on every partition of ``topics``, read from the beginning
+    to the end of each partition (call it once nothing writes any more). Raises if the reading stalls.
+
+    HTTP path: the message may be in the ``field`` member or (strict mode) an identity UUID in the
+    ``envelope_in`` field; at ``message_path``, else the record, an array, or one level down; the
+    members in ``added`` (what the API says it adds) are left out of the checksum."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -110,9 +237,9 @@ def read_copies(
                         open_.discard((message.topic(), message.partition()))
                         continue
                     raise AssertionError(f"oracle: {error}")
-                found = _envelope_of(message, run, field)
-                if found is not None:
-                    producer, seq, meant, intact = found
+                for producer, seq, meant, intact in _envelope_of(
+                    message, run, field, envelope_in, message_path, added
+                ):
                     copies.append(
                         Copy(
                             message.topic(),
@@ -123,6 +250,7 @@ def read_copies(
                             meant,
                             intact,
                             message.timestamp()[1],
+                            1023 if envelope_in else 0xFFFFFFFF,
                         )
                     )
     finally:

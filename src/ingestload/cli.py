@@ -155,6 +155,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         run_id,
         start=start,
         envelope_field=document.get("envelope_field") or settings.messages.envelope_field,
+        body=document.get("body"),
         thresholds=settings.verify.thresholds,
         record_latency=False,
     )

@@ -39,6 +39,7 @@ from ingestload.options import Option, Values, boolean, number, option, settings
 from ingestload.rate import settings as rate
 from ingestload.rate.settings import RateSettings
 from ingestload.verify import settings as verify
+from ingestload.verify.body import BodySpec
 from ingestload.verify.settings import VerifySettings
 
 
@@ -178,6 +179,15 @@ class Settings:
     def defaults(cls) -> Settings:
         """Every option at its default (no command line, no environment)."""
         return cls.from_options(None, environ={})
+
+    def body_spec(self) -> BodySpec:
+        """How messages travel through the ingest API, for the verifier (:mod:`ingestload.verify.body`)."""
+        return BodySpec.of(
+            catalogue=self.messages.catalogue,
+            envelope_field=self.messages.envelope_field,
+            envelope_in=self.messages.envelope_in,
+            message_path=self.verify.message_path,
+        )
 
     def for_run(self, run_id: str) -> Settings:
         """These settings for one test run: ``{run_id}`` in ``--verdict-file`` and ``--ledger-file``

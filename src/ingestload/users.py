@@ -150,7 +150,7 @@ class IngestApiUser(FastHttpUser):
         self.single_path, self.batch_path = settings.path, settings.batch_path
         self.batch_per_type = settings.batch_per_type
         self._single_paths: dict[str, str] = {}
-        self.headers = {"Content-Type": "application/json", **settings.headers}
+        self.headers = {"Content-Type": self.api.content_type, **settings.headers}
         if settings.token:
             self.headers["Authorization"] = f"Bearer {settings.token}"
 

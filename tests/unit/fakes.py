@@ -42,6 +42,9 @@ class Msg:
     def headers(self):
         return self._headers or None
 
+    def timestamp(self):
+        return (1, 0)  # TIMESTAMP_CREATE_TIME, the epoch
+
 
 def kafka_msg(
     producer,

@@ -6,6 +6,15 @@ not write will not copy our Kafka headers. The payload is rendered with sorted k
 checksum of the message *without* that member is the CRC-32 of the factory's bytes, and
 the verifier's canonical check holds even when the API re-serialises what it forwards.
 
+How a message travels (for ingest APIs of other designs; see docs/your-api.md):
+
+* ``body="json"`` (default): one JSON object per request (a JSON array per batch);
+  ``body="form"``: ``application/x-www-form-urlencoded`` fields, one per leaf, named by its
+  dotted path (:mod:`ingestload.messages.forms`), as seed 001's ``ab -T`` posted them;
+* the identity in the ``envelope_field`` member (default), or — ``envelope_in="Header.MessageId"``,
+  for strict schemas — as a UUID inside that existing field (:mod:`ingestload.messages.identity`),
+  so that the message has exactly its template's members. The producer id then has 24 bits.
+
 Every message is filed in the ledger from the answer to its request:
 
 ==================================  ====================================================
@@ -32,17 +41,28 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
+import zlib
 from binascii import hexlify
 from collections.abc import Collection, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
 
 import gevent
 import orjson
 
+from ingestload.errors import ConfigError
+from ingestload.messages import identity
+from ingestload.messages.canonical import canonical
 from ingestload.messages.catalogue import routed_topic
 from ingestload.messages.envelope import checksum
 from ingestload.messages.factory import MessageFactory
+from ingestload.messages.forms import flatten
 from ingestload.messages.sender import EnvelopeSender
+
+log = logging.getLogger("ingestload")
 
 OUTCOME_ACKED, OUTCOME_FAILED, OUTCOME_UNKNOWN = "acked", "failed", "unknown"
 #: Statuses after which the fate of the message is unknown (a gateway timed out, not the API).
@@ -88,6 +108,8 @@ class IngestApiClient(EnvelopeSender):
         *,
         envelope_field: str = "_ingestload",
         topic_map: Mapping[str, str] | None = None,
+        body: str = "json",
+        envelope_in: str | None = None,
     ) -> None:
         prefix = factory.topic_prefix if factory.topic_prefix is not None else factory.catalogue.topic_prefix
         msg_types = {topic: topic[len(prefix) :] for topic in factory.topics}
@@ -97,6 +119,37 @@ class IngestApiClient(EnvelopeSender):
         self.envelope_field = envelope_field
         self._member = b'{"' + envelope_field.encode() + b'":"'
         self._msg_type = msg_types
+        if body not in ("json", "form"):
+            raise ValueError(f"body must be json or form, not {body!r}")
+        self.form = body == "form"
+        self.envelope_in = envelope_in
+        self._in_parts = tuple(envelope_in.split(".")) if envelope_in else ()
+        self.content_type = "application/x-www-form-urlencoded" if self.form else "application/json"
+        """The Content-Type of a request."""
+        if envelope_in:
+            lacking = sorted({c.msg_type for c in factory.cells if envelope_in not in c.template.paths()})
+            if not identity.tags_distinct(set(self.tags.values())):
+                log.warning(
+                    "ingestload: two of the run's topics share the 10-bit tag of --envelope-in's identity: "
+                    "a message written to the other one of them is not told misrouted (rename a topic to "
+                    "make it exact)"
+                )
+            if lacking:
+                raise ConfigError(
+                    f"--envelope-in: {envelope_in!r} is not a field of the template of "
+                    f"{', '.join(lacking)}; name a string field every template has (e.g. Header.MessageId)"
+                )
+
+    def begin_run(
+        self,
+        run_id: str,
+        producer_id: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        first_seq: int = 0,
+    ) -> None:
+        if self.envelope_in and producer_id is None:  # it travels in 24 bits of the identity UUID
+            producer_id = secrets.randbits(identity.PRODUCER_BITS)
+        super().begin_run(run_id, producer_id, meta, first_seq)
 
     def new_run(self) -> None:
         super().new_run()
@@ -115,6 +168,9 @@ class IngestApiClient(EnvelopeSender):
         writer = self.writer
         if not self.accepting or writer is None:
             return
+        if self.form or self.envelope_in:
+            yield from self._render_reshaped(count)
+            return
         head = self._member + hexlify(writer.prefix)
         pack_tail, next_message, tags = writer.pack_tail, self.factory.next, self.tags
         now_ns = time.time_ns()
@@ -126,6 +182,38 @@ class IngestApiClient(EnvelopeSender):
             topic, value = next_message(now_ns)
             tail = pack_tail(seq, sent_at_us, checksum(value), tags[topic])
             yield topic, seq, head + hexlify(tail) + b'",' + value[1:]
+
+    def _render_reshaped(self, count: int) -> Iterator[tuple[str, int, bytes]]:
+        """:meth:`_render` for forms and strict schemas: the message is reshaped, then checksummed in
+        canonical form (RFC 8785) — of the flat object of strings for a form."""
+        writer = self.writer
+        assert writer is not None
+        next_message, tags, run_id = self.factory.next, self.tags, writer.run_id
+        producer, field, where = writer.producer_id, self.envelope_in, self._in_parts
+        now_ns = time.time_ns()
+        sent_at_us = now_ns // 1000
+        first = self.seq
+        self.seq += count
+        self.unanswered += count
+        for seq in range(first, first + count):
+            topic, value = next_message(now_ns)
+            message: dict[str, Any] = orjson.loads(value)
+            if self.form:
+                message = flatten(message)
+            if field is None:
+                crc = zlib.crc32(canonical(message))
+                tail = writer.pack_tail(seq, sent_at_us, crc, tags[topic])
+                message[self.envelope_field] = (writer.prefix + tail).hex()
+            else:
+                holder, key = message, field
+                if not self.form:
+                    for part in where[:-1]:
+                        holder = holder[part]
+                    key = where[-1]
+                holder[key] = ""
+                crc = zlib.crc32(canonical(message))
+                holder[key] = identity.pack(run_id, producer, seq, tags[topic], crc)
+            yield topic, seq, urlencode(message).encode() if self.form else orjson.dumps(message)
 
     def take(self, count: int) -> list[tuple[str, int, bytes]]:
         """The next ``count`` messages as (message type, seq, JSON body with the envelope)."""

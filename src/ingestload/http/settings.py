@@ -55,6 +55,13 @@ def _headers(flag: str, value: Any) -> dict[str, str]:
     return headers
 
 
+def _body(flag: str, value: Any) -> str:
+    body = str(value).strip().lower()
+    if body not in ("json", "form"):
+        raise ConfigError(f"{flag}: {value!r} is not allowed; expected json or form")
+    return body
+
+
 @settings_class
 class HttpSettings:
     """How the ingest API user talks to the API."""
@@ -124,10 +131,28 @@ class HttpSettings:
     )
     """Seconds before a request's outcome is unknown."""
 
+    body: str = option(
+        "--api-body",
+        "json",
+        _body,
+        "How the ingest API user sends a message: json (a JSON object; an array per batch) or form "
+        "(application/x-www-form-urlencoded, one field per leaf named by its dotted path, all values "
+        "text, as seed 001's ab -T posted them; one message per request).",
+        "json|form",
+    )
+    """``json`` or ``form``: the body of an ingest API request."""
+
     @classmethod
     def from_values(cls, values: Values) -> HttpSettings:
-        """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`."""
-        return build(cls, values)
+        """The settings from :func:`~ingestload.options.read`'s values of :data:`OPTIONS`; a form body
+        with batches is refused (a form carries one message)."""
+        settings = build(cls, values)
+        if settings.body == "form" and settings.batch_size != 1:
+            raise ConfigError(
+                f"--api-body form with --api-batch-size {settings.batch_size}: a form carries one "
+                "message; use --api-batch-size 1 (or --api-body json for batches)"
+            )
+        return settings
 
     @property
     def batch_per_type(self) -> bool:

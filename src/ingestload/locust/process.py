@@ -251,7 +251,11 @@ class SendingProcess(ProcessState):
                 topic_prefix=s.messages.topic_prefix,
             )
             self.api_client = IngestApiClient(
-                factory, envelope_field=s.messages.envelope_field, topic_map=s.http.topic_map
+                factory,
+                envelope_field=s.messages.envelope_field,
+                topic_map=s.http.topic_map,
+                body=s.http.body,
+                envelope_in=s.messages.envelope_in,
             )
 
     def _ensure_client(self) -> KafkaProducerClient:

@@ -126,6 +126,7 @@ class LocustVerification:
                 self.topics,
                 self.run_id,
                 envelope_field=self.settings.messages.envelope_field,
+                body=self.settings.body_spec().to_dict(),
                 thresholds=self.thresholds,
                 on_progress=self._on_progress,
             )
@@ -224,6 +225,7 @@ class LocustVerification:
             "cluster_id": self.process.cluster_id if self.process is not None else None,
             "kafka_bootstrap": self.settings.kafka.address,
             "envelope_field": self.settings.messages.envelope_field,
+            "body": self.settings.body_spec().to_dict(),
             "written_at": time.time(),
             "missing_workers": sorted(missing_workers),
             "producers": ledger.to_json(),

@@ -31,7 +31,7 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,12 +158,23 @@ class Template:
         """A new payload object; ``$timestamp`` leaves hold :data:`TIMESTAMP_SENTINEL`."""
         return _render(self._tree, draw)
 
+    def paths(self) -> set[str]:
+        """Every member this template writes, as dotted paths (``Header``, ``Header.MessageId``)."""
+        return set(_paths(self._tree, ""))
+
 
 class _Gen:
     __slots__ = ("fn",)
 
     def __init__(self, fn: Generator) -> None:
         self.fn = fn
+
+
+def _paths(node: Any, prefix: str) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield prefix + str(key)
+            yield from _paths(value, f"{prefix}{key}.")
 
 
 def _render(node: Any, draw: Draw) -> Any:
@@ -247,6 +258,11 @@ class Catalogue:
         for i in order[:short]:
             floors[i] += 1
         return {(c.controller.name, c.msg_type): n for c, n in zip(self.cells, floors, strict=True)}
+
+    def member_paths(self) -> frozenset[str]:
+        """Every member any template writes, as dotted paths: what an API may not remove, and
+        beyond which whatever it adds is enrichment."""
+        return frozenset(path for cell in self.cells for path in cell.template.paths())
 
     def type_shares(self) -> dict[str, float]:
         """Each message type's share of all messages (0…1, summing to 1)."""

@@ -35,9 +35,8 @@ import struct
 import zlib
 from typing import NamedTuple
 
-import orjson
-
 from ingestload.errors import EnvelopeError
+from ingestload.messages.canonical import canonical_checksum
 
 HEADER = "ingestload"
 VERSION = 2
@@ -116,12 +115,13 @@ def decode_text(text: object) -> Envelope:
 
 
 def body_checksum(message: object) -> int:
-    """CRC-32 of a JSON message *without* its envelope member, in canonical form (sorted keys).
+    """CRC-32 of a JSON message *without* its envelope member, in canonical form (RFC 8785).
 
     Canonical, so that an ingest API may re-serialise or reorder the JSON it forwards and the
-    message still checks out; any change to a value is caught.
+    message still checks out (see :mod:`ingestload.messages.canonical`); any change to a value is
+    caught.
     """
-    return zlib.crc32(orjson.dumps(message, option=orjson.OPT_SORT_KEYS))
+    return canonical_checksum(message)
 
 
 def seq_of(value: bytes) -> int:

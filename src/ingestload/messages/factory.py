@@ -30,8 +30,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
+from ingestload.messages.canonical import canonical
 from ingestload.messages.catalogue import TIMESTAMP_SENTINEL, Catalogue, Cell, Draw
 
 _SENTINEL_BYTES = TIMESTAMP_SENTINEL.encode()
@@ -94,12 +93,10 @@ class MessageFactory:
     def _render(self, cell: Cell, variants: int) -> list[list[bytes]]:
         rng = random.Random(f"{self.seed}:{cell.controller.name}:{cell.msg_type}")
         draw = Draw(rng, cell.controller, cell.msg_type)
-        # Sorted keys: the payload is in canonical form, so on the HTTP path its plain CRC-32 is
-        # the envelope checksum (see envelope.body_checksum) without re-serialising anything.
-        return [
-            orjson.dumps(cell.template.render(draw), option=orjson.OPT_SORT_KEYS).split(_SENTINEL_BYTES)
-            for _ in range(variants)
-        ]
+        # In canonical form (RFC 8785): on the HTTP path the plain CRC-32 of the payload is the
+        # envelope checksum (see messages/canonical.py) without re-serialising anything, and an API
+        # that re-serialises (59.0 → 59) writes exactly these bytes back.
+        return [canonical(cell.template.render(draw)).split(_SENTINEL_BYTES) for _ in range(variants)]
 
     def _schedule_for(self, block_no: int) -> list[int]:
         """Block ``block_no``'s order: one of :data:`SHUFFLES` seeded shuffles, rotated.
@@ -123,18 +120,20 @@ class MessageFactory:
             "block": self.block,
             "catalogue": self.catalogue.source,
             "topic_prefix": self.topic_prefix,
+            "variants": self._n_variants,
         }
 
     @classmethod
-    def rebuild(cls, description: Mapping[str, Any]) -> MessageFactory:
-        """A factory equal to the one :meth:`describe` described (same cells in the same order)."""
+    def rebuild(cls, description: Mapping[str, Any], *, payloads: bool = False) -> MessageFactory:
+        """A factory equal to the one :meth:`describe` described (same cells in the same order);
+        with ``payloads`` also the same payloads (message ``i`` byte for byte, given its send time)."""
         source = description.get("catalogue")
         catalogue = Catalogue.load(source if source and source != "<catalogue>" else None)
         return cls(
             catalogue,
             seed=int(description.get("seed", 0)),
             block=int(description.get("block", 10_000)),
-            variants=1,
+            variants=int(description.get("variants", 64)) if payloads else 1,
             topic_prefix=description.get("topic_prefix"),
         )
 

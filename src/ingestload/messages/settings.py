@@ -38,6 +38,21 @@ def _envelope_field(flag: str, value: Any) -> str:
     return name
 
 
+_DOTTED = re.compile(r"[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*")
+
+
+def dotted_path(flag: str, value: Any) -> str | None:
+    """A dotted path of JSON member names (``Header.MessageId``, ``data``); empty: ``None``."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    if not _DOTTED.fullmatch(text):
+        raise ConfigError(
+            f"{flag}: {text!r} is not a dotted path of member names (e.g. Header.MessageId, data)"
+        )
+    return text
+
+
 @settings_class
 class MessageSettings:
     """What the message factory makes and where it goes."""
@@ -74,6 +89,16 @@ class MessageSettings:
         "NAME",
     )
     """JSON member carrying the envelope on the HTTP path."""
+    envelope_in: str | None = option(
+        "--envelope-in",
+        None,
+        dotted_path,
+        "Strict schemas: carry each message's identity and checksum as a UUID inside this existing "
+        "string field (dotted path, e.g. Header.MessageId) instead of adding the --envelope-field "
+        "member, so the message has exactly its template's fields.",
+        "FIELD",
+    )
+    """Strict schemas: the field carrying the identity UUID; ``None``: the envelope member."""
 
     @classmethod
     def from_values(cls, values: Values) -> MessageSettings:

@@ -61,6 +61,7 @@ def main() -> int:
             setup["topics"],
             setup["run_id"],
             envelope_field=setup.get("envelope_field", "_ingestload"),
+            body=setup.get("body"),
             thresholds=Thresholds(**setup.get("thresholds", {})),
         )
     except Exception as e:
@@ -118,6 +119,7 @@ class VerifierProcess:
         *,
         envelope_field: str,
         thresholds: Thresholds,
+        body: Mapping[str, Any] | None = None,
         on_progress: Callable[[dict[str, Any]], None],
         interval: float = 1.0,
     ) -> None:
@@ -139,6 +141,7 @@ class VerifierProcess:
             "topics": sorted(set(topics)),
             "run_id": run_id,
             "envelope_field": envelope_field,
+            "body": dict(body) if body else None,
             "thresholds": thresholds.__dict__,
             "interval": interval,
         }

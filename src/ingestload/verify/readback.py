@@ -52,6 +52,8 @@ from ingestload.kafka.admin import (
 from ingestload.kafka.config import scrub
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
+from ingestload.verify.body import BodySpec
+from ingestload.verify.explain import Explainer
 from ingestload.verify.verdict import Thresholds, Verdict, classify
 from ingestload.verify.verifier import Verifier
 
@@ -119,6 +121,7 @@ class Readback:
         *,
         start: Offsets | None = None,
         envelope_field: str = "_ingestload",
+        body: BodySpec | Mapping[str, Any] | None = None,
         thresholds: Thresholds | None = None,
         batch: int = 10_000,
         record_latency: bool = True,
@@ -132,7 +135,9 @@ class Readback:
         self.batch = batch
         self.record_latency = record_latency
         """False when judging after the fact: "sent → consumed" would then measure our delay."""
-        self.verifier = Verifier(run_id, envelope_field=envelope_field)
+        self.body = body if isinstance(body, BodySpec) else BodySpec.from_dict(body, envelope_field)
+        """How messages travel on the HTTP path (``--envelope-in``, ``--message-path``, members)."""
+        self.verifier = Verifier(run_id, envelope_field=envelope_field, body=self.body)
         self.start: Offsets = dict(start) if start is not None else high_watermarks(self.config, self.topics)
         """Where the run begins in each partition; 0 for a partition that appeared during the run."""
         self.errors: list[str] = []
@@ -347,10 +352,19 @@ class Readback:
         return verdict
 
     def _judge(self, ledger: AckLedger, reached_end: bool, missing_workers: list[str]) -> Verdict:
+        summary = self.verifier.summary()
+        if summary.corrupted_bodies:  # name what changed in the first corrupted messages shown
+            explainer = Explainer(ledger, self.body)
+            summary.corrupted_samples = [
+                i._replace(detail=explainer.explain(i.producer_id, i.seq, *summary.corrupted_bodies[i]))
+                if i in summary.corrupted_bodies
+                else i
+                for i in summary.corrupted_samples
+            ]
         return classify(
             self.run_id,
             ledger,
-            self.verifier.summary(),
+            summary,
             reached_end=reached_end,
             thresholds=self.thresholds,
             missing_workers=missing_workers,

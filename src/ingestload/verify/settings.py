@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from ingestload.messages.settings import dotted_path
 from ingestload.options import (
     Option,
     Values,
@@ -98,6 +99,17 @@ class VerifySettings:
         "PATH",
     )
     """Where to write the ledger JSON (may hold ``{run_id}``)."""
+
+    message_path: str | None = option(
+        "--message-path",
+        None,
+        dotted_path,
+        "Where the ingest API puts the message in its Kafka record, as a dotted path (e.g. data for "
+        '{"meta": …, "data": <message>}); there may be one message or an array. Default: the record '
+        "itself or an array of messages, else the wrapper is found by looking.",
+        "PATH",
+    )
+    """Where the API puts the message in its record (dotted path); ``None``: found by looking."""
 
     @classmethod
     def from_values(cls, values: Values) -> VerifySettings:

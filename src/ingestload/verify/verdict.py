@@ -10,6 +10,8 @@ misrouted      a copy found on a topic other than the one it was meant for (each
 recovered      reported failed or unknown by the client, but found in Kafka
 reordered      a producer's seq went backwards within a partition (informational)
 foreign        messages on the topics that are not of this run (ignored, counted)
+enriched       intact messages to which the ingest API added members of its own (not an
+               anomaly: counted, and the members named)
 =============  ===========================================================================
 
 Status: **FAIL** when lost, duplicated, corrupted or misrouted exceed their thresholds
@@ -91,6 +93,10 @@ class Verdict:
     seen_by_topic: Mapping[str, int] = field(default_factory=dict)
     latency_ms: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per topic: end-to-end latency percentiles (sent → consumed) in ms."""
+    enriched: int = 0
+    """Intact messages with members the ingest API added (HTTP path; not an anomaly)."""
+    enriched_members: Mapping[str, int] = field(default_factory=dict)
+    """Each member the API added → how many messages."""
 
     @property
     def exit_code(self) -> int:
@@ -119,6 +125,9 @@ class Verdict:
             ("producers", self.producers),
         ]
         lines.append("  also: " + " ".join(f"{name}={value:,}" for name, value in details))
+        if self.enriched:
+            members = ", ".join(sorted(self.enriched_members))
+            lines.append(f"  enriched: {self.enriched:,} messages, members {members} (added by the API)")
         for name, ids in (
             ("lost", self.lost_samples),
             ("duplicated", self.duplicated_samples),
@@ -274,4 +283,6 @@ def classify(
         anomalies_by_topic={t: dict(a) for t, a in summary.anomalies_by_topic.items()},
         seen_by_topic=dict(summary.seen_by_topic),
         latency_ms=dict(latency_ms or {}),
+        enriched=summary.enriched,
+        enriched_members=dict(summary.enriched_members),
     )

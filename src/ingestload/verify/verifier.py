@@ -46,19 +46,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, NamedTuple
 
-import orjson
 from pyroaring import BitMap64
 
-from ingestload.errors import EnvelopeError
-from ingestload.messages.envelope import (
-    HEADER,
-    RUN_ID,
-    SIZE,
-    body_checksum,
-    decode_text,
-    header_of,
-    topic_tag,
-)
+from ingestload.messages.envelope import HEADER, RUN_ID, SIZE, header_of, topic_tag
+from ingestload.verify.body import BodyReader, BodySpec, Found
 
 #: producer, seq, sent_at_us, crc, topic tag — at offset 9 of the header value.
 _BODY = struct.Struct(">QQqII")
@@ -77,6 +68,8 @@ class MessageId(NamedTuple):
     """Partition, when known."""
     offset: int | None
     """Offset, when known."""
+    detail: str | None = None
+    """What is wrong with it, when known (a corrupted message: the members that differ)."""
 
     def describe(self) -> str:
         where = f" {self.topic}" if self.topic else ""
@@ -84,6 +77,8 @@ class MessageId(NamedTuple):
             where += f"[{self.partition}]"
         if self.offset is not None:
             where += f"@{self.offset}"
+        if self.detail:
+            where += f" ({self.detail})"
         return f"{self.producer_id:016x}#{self.seq}{where}"
 
 
@@ -126,6 +121,13 @@ class PartitionState:
     misrouted_samples: list[MessageId] = field(default_factory=list)
     tag: int = 0
     """The envelope tag of this partition's topic."""
+    enriched: int = 0
+    """Intact messages to which the API added members of its own (HTTP path)."""
+    enriched_members: dict[str, int] = field(default_factory=dict)
+    """Each member the API added → how many messages."""
+    corrupted_bodies: dict[MessageId, tuple[Any, int | None]] = field(default_factory=dict)
+    """HTTP path: the corrupted samples' messages as found (envelope removed) and their send time
+    (for the report to name what changed)."""
 
     def __post_init__(self) -> None:
         self.tag = topic_tag(self.topic)
@@ -155,16 +157,29 @@ class SeenSummary:
     """Distinct messages of the run found on each topic (meant for it or not)."""
     anomalies_by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per topic where found: duplicated, corrupted, misrouted (each sums to its total)."""
+    enriched: int = 0
+    """Intact messages with members the API added."""
+    enriched_members: dict[str, int] = field(default_factory=dict)
+    """Member the API added → messages."""
+    corrupted_bodies: dict[MessageId, tuple[Any, int | None]] = field(default_factory=dict)
+    """HTTP path: corrupted samples' messages as found (envelope removed) and their send time."""
 
 
 class Verifier:
     """Accumulates what the run's topics contain; not thread-safe."""
 
-    def __init__(self, run_id: str, *, envelope_field: str = "_ingestload", sample_limit: int = 20) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        *,
+        envelope_field: str = "_ingestload",
+        body: BodySpec | None = None,
+        sample_limit: int = 20,
+    ) -> None:
         self.run_id = run_id
         self._run = bytes.fromhex(run_id)
         self.envelope_field = envelope_field
-        self._field_bytes = f'"{envelope_field}"'.encode()
+        self._body = BodyReader(body or BodySpec(envelope_field=envelope_field), run_id)
         self.sample_limit = sample_limit
         self.partitions: dict[tuple[str, int], PartitionState] = {}
         self.latency: dict[str, dict[int, int]] = {}
@@ -187,7 +202,8 @@ class Verifier:
         run = self._run
         unpack = _BODY.unpack_from
         crc32 = zlib.crc32
-        from_body = self._from_body
+        file_body = self._file_body
+        read_body = self._body.read
         current: PartitionState | None = None
         current_topic = ""
         current_partition = -1
@@ -227,12 +243,20 @@ class Verifier:
                     continue
                 producer, seq, sent_at_us, crc, meant = unpack(header, 9)
                 intact = crc32(message.value() or b"") == crc
-            else:
-                found = from_body(message.value())
+            else:  # the HTTP path: in the JSON body, one or several messages per record
+                found = read_body(message.value())
                 if found is None:
                     current.foreign += 1
                     continue
-                producer, seq, sent_at_us, intact, meant = found
+                producer, seq, sent_at_us, intact, meant, enriched, _ = found[0]
+                if len(found) > 1 or enriched or not intact or sent_at_us is None:
+                    filed = file_body(
+                        current, producers, latency, message, offset, record_latency, now_us, found
+                    )
+                    records += filed
+                    total += filed
+                    continue
+                # One intact message with its envelope member: filed below, as a Kafka-path record.
             total += 1
             state = producers.get(producer)
             if state is None:
@@ -262,20 +286,60 @@ class Verifier:
             current.last_message = previous
         self.seen_records += total
 
-    def _from_body(self, value: bytes | None) -> tuple[int, int, int, bool, int] | None:
-        """The HTTP path: (producer, seq, sent_at_us, intact, topic tag) of an envelope inside a JSON
-        object of this run, or ``None`` when the value is not one of ours."""
-        if not value or value[:1] != b"{" or self._field_bytes not in value:
-            return None
-        try:
-            body = orjson.loads(value)
-            envelope = decode_text(body.pop(self.envelope_field))
-        except (orjson.JSONDecodeError, EnvelopeError, AttributeError, KeyError):
-            return None
-        if envelope.run_id != self.run_id:
-            return None
-        intact = body_checksum(body) == envelope.checksum
-        return envelope.producer_id, envelope.seq, envelope.sent_at_us, intact, envelope.topic_tag
+    def _file_body(
+        self,
+        state: PartitionState,
+        producers: dict[int, _ProducerInPartition],
+        latency: dict[int, int],
+        message: Any,
+        offset: int,
+        record_latency: bool,
+        now_us: int,
+        found: list[Found],
+    ) -> int:
+        """File the run's messages ``found`` in a JSON record value (HTTP path, :mod:`.body`) when they
+        are more than one, enriched, corrupted or without a send time; returns how many of them were
+        meant for this partition's topic."""
+        tag = state.tag & self._body.tag_mask
+        filed = 0
+        for producer, seq, sent_at_us, intact, meant, enriched, body in found:
+            entry = producers.get(producer)
+            if entry is None:
+                entry = producers[producer] = _ProducerInPartition()
+            if meant == tag:
+                filed += 1
+                try:
+                    entry.seen.add_checked(seq)
+                except KeyError:
+                    self._sample(state, state.duplicate_samples, producer, seq, offset)
+                    state.duplicates += 1
+                if seq < entry.last:
+                    state.reordered += 1
+                entry.last = seq
+            else:
+                entry.strays.add(seq)
+                self._sample(state, state.misrouted_samples, producer, seq, offset)
+                state.misrouted += 1
+            if enriched:
+                state.enriched += 1
+                counts = state.enriched_members
+                for member in enriched:
+                    counts[member] = counts.get(member, 0) + 1
+            if not intact:
+                samples = state.corrupted_samples
+                if len(samples) < self.sample_limit:
+                    self._sample(state, samples, producer, seq, offset)
+                    state.corrupted_bodies[samples[-1]] = (body, sent_at_us)
+                state.corrupted += 1
+            if record_latency:
+                if sent_at_us is None:  # strict mode: the API's produce time stands in
+                    stamp = message.timestamp()[1]
+                    if stamp <= 0:
+                        continue
+                    sent_at_us = stamp * 1000
+                ms = (now_us - sent_at_us) // 1000
+                latency[ms] = latency.get(ms, 0) + 1
+        return filed
 
     def _sample(
         self, state: PartitionState, samples: list[MessageId], producer: int, seq: int, offset: int
@@ -305,6 +369,9 @@ class Verifier:
         duplicate_samples: list[MessageId] = []
         corrupted_samples: list[MessageId] = []
         misrouted_samples: list[MessageId] = []
+        corrupted_bodies: dict[MessageId, tuple[Any, int | None]] = {}
+        enriched = 0
+        enriched_members: dict[str, int] = {}
         for topic, states in sorted(by_topic.items()):
             right: dict[int, list[BitMap64]] = {}
             anywhere: dict[int, list[BitMap64]] = {}
@@ -318,6 +385,10 @@ class Verifier:
                 duplicate_samples.extend(state.duplicate_samples)
                 corrupted_samples.extend(state.corrupted_samples)
                 misrouted_samples.extend(state.misrouted_samples)
+                corrupted_bodies.update(state.corrupted_bodies)
+                enriched += state.enriched
+                for member, count in state.enriched_members.items():
+                    enriched_members[member] = enriched_members.get(member, 0) + count
                 for producer, entry in state.producers.items():
                     topics_of.setdefault(producer, set()).add(topic)
                     right.setdefault(producer, []).append(entry.seen)
@@ -353,6 +424,11 @@ class Verifier:
             topics_of=topics_of,
             seen_by_topic=seen_by_topic,
             anomalies_by_topic=anomalies,
+            enriched=enriched,
+            enriched_members=enriched_members,
+            corrupted_bodies={
+                i: corrupted_bodies[i] for i in corrupted_samples[:limit] if i in corrupted_bodies
+            },
         )
 
     def _cross_partition_samples(self, states: list[PartitionState], producer: int) -> list[MessageId]:
