@@ -1,5 +1,12 @@
 """An independent reader for the tests: what of a run is in Kafka, found by code that shares nothing
-with ingestload's verifier or readers — its own consumer loop and its own envelope parsing.
+with ingestload's verifier or readers — its own consumer loop, its own envelope parsing and building,
+its own CRC-32 and its own canonical JSON, written from the envelope's description in docs/paths.md
+(version 2, run id, producer id, seq, sent-at µs, CRC-32 of the value, CRC-32 of the meant-for topic;
+on the HTTP path the same 41 bytes as 82 hex digits in a JSON member, the CRC over the message without
+that member with sorted keys).
+
+Unit tests build their messages with :func:`envelope` and :func:`crc32` here (tests/unit/fakes.py),
+so that the verifier is checked against an envelope it did not write.
 
 Tests that judge the verdict know the truth from what they injected; where they need what the
 broker holds (a broker that lost its log, a count to compare with `acked`), they read it here.
@@ -14,7 +21,6 @@ import json
 import struct
 import time
 import uuid
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -23,6 +29,42 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 # The envelope, as documented in docs/paths.md: version 2, run id, producer id, seq, sent-at (µs),
 # CRC-32 of the value, CRC-32 of the name of the topic the message was meant for.
 _ENVELOPE = struct.Struct(">B8sQQqII")
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32(data: bytes) -> int:
+    """CRC-32 (IEEE 802.3, reflected, as in zip and Ethernet), computed here byte by byte."""
+    crc = 0xFFFFFFFF
+    table = _CRC_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def canonical(document) -> bytes:
+    """A JSON document in the form the HTTP path's CRC covers: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def topic_tag(topic: str) -> int:
+    return crc32(topic.encode())
+
+
+def envelope(run_id: str, producer: int, seq: int, sent_at_us: int, crc: int, meant_for: str) -> bytes:
+    """The 41-byte envelope of one message, built from the documented layout."""
+    return _ENVELOPE.pack(2, bytes.fromhex(run_id), producer, seq, sent_at_us, crc, topic_tag(meant_for))
 
 
 @dataclass(frozen=True)
@@ -43,7 +85,7 @@ class Copy:
 
     @property
     def misrouted(self) -> bool:
-        return zlib.crc32(self.topic.encode()) != self.meant_for
+        return topic_tag(self.topic) != self.meant_for
 
 
 def _envelope_of(message, run: bytes, field: str):
@@ -52,7 +94,7 @@ def _envelope_of(message, run: bytes, field: str):
             if len(value) != _ENVELOPE.size or value[1:9] != run:
                 return None
             _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(value)
-            return producer, seq, meant, zlib.crc32(message.value() or b"") == crc
+            return producer, seq, meant, crc32(message.value() or b"") == crc
     try:
         body = json.loads(message.value())
         raw = bytes.fromhex(body.pop(field))
@@ -61,8 +103,7 @@ def _envelope_of(message, run: bytes, field: str):
     if len(raw) != _ENVELOPE.size or raw[1:9] != run:
         return None
     _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(raw)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return producer, seq, meant, zlib.crc32(canonical) == crc
+    return producer, seq, meant, crc32(canonical(body)) == crc
 
 
 def read_copies(

@@ -88,9 +88,12 @@ class MessageId(NamedTuple):
 
 
 class _ProducerInPartition:
-    __slots__ = ("last", "seen", "strays")
+    __slots__ = ("duplicates", "last", "seen", "strays")
 
     def __init__(self) -> None:
+        self.duplicates = 0
+        """Copies of seqs already in :attr:`seen` (counted per producer: a producer-id clash must be
+        told apart from real duplicates)."""
         self.seen = BitMap64()
         """Seqs on this partition, meant for its topic."""
         self.strays = BitMap64()
@@ -155,6 +158,8 @@ class SeenSummary:
     """Distinct messages of the run found on each topic (meant for it or not)."""
     anomalies_by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per topic where found: duplicated, corrupted, misrouted (each sums to its total)."""
+    duplicated_by_producer: dict[int, int] = field(default_factory=dict)
+    """Duplicated copies per producer id (sums to :attr:`duplicated`)."""
 
 
 class Verifier:
@@ -244,6 +249,7 @@ class Verifier:
                 except KeyError:
                     self._sample(current, current.duplicate_samples, producer, seq, offset)
                     current.duplicates += 1
+                    state.duplicates += 1
                 if seq < state.last:
                     current.reordered += 1
                 state.last = seq
@@ -305,6 +311,7 @@ class Verifier:
         duplicate_samples: list[MessageId] = []
         corrupted_samples: list[MessageId] = []
         misrouted_samples: list[MessageId] = []
+        by_producer: dict[int, int] = {}
         for topic, states in sorted(by_topic.items()):
             right: dict[int, list[BitMap64]] = {}
             anywhere: dict[int, list[BitMap64]] = {}
@@ -328,6 +335,13 @@ class Verifier:
             for producer, bitmaps in right.items():
                 union = BitMap64.union(*bitmaps) if len(bitmaps) > 1 else bitmaps[0]
                 distinct += len(union)
+                extra = (
+                    sum(map(len, bitmaps))
+                    - len(union)
+                    + sum(s.producers[producer].duplicates for s in states if producer in s.producers)
+                )
+                if extra:
+                    by_producer[producer] = by_producer.get(producer, 0) + extra
                 if len(bitmaps) > 1 and sum(map(len, bitmaps)) > len(union):
                     duplicate_samples.extend(self._cross_partition_samples(states, producer))
             records += topic_records
@@ -353,6 +367,7 @@ class Verifier:
             topics_of=topics_of,
             seen_by_topic=seen_by_topic,
             anomalies_by_topic=anomalies,
+            duplicated_by_producer=by_producer,
         )
 
     def _cross_partition_samples(self, states: list[PartitionState], producer: int) -> list[MessageId]:
