@@ -471,10 +471,16 @@ class MasterProcess(JudgingProcess):
         super().listen()
         self.runner.register_message(MSG_DRAINED, self._on_drained_message)
         self.environment.events.worker_report.add_listener(self.on_worker_report)
+        self.environment.events.worker_connect.add_listener(self.on_worker_connect)
 
     def start_run(self, run_id: str) -> None:
+        from locust.runners import STATE_MISSING
+
         self.start_verification(run_id)
-        self.workers.clear()
+        self.workers.clear(c.id for c in self.runner.clients.values() if c.state != STATE_MISSING)
+
+    def on_worker_connect(self, client_id: str, **_: Any) -> None:
+        self.workers.on_connect(client_id)
 
     def conclude_run(self) -> None:
         if self.run_id is None or self._concluded == self.run_id:
