@@ -44,9 +44,10 @@ def _crc_table() -> list[int]:
 _CRC_TABLE = _crc_table()
 
 
-def crc32(data: bytes) -> int:
-    """CRC-32 (IEEE 802.3, reflected, as in zip and Ethernet), computed here byte by byte."""
-    crc = 0xFFFFFFFF
+def crc32(data: bytes, start: int = 0) -> int:
+    """CRC-32 (IEEE 802.3, reflected, as in zip and Ethernet), computed here byte by byte; ``start``
+    continues from an earlier CRC (as ``zlib.crc32(data, start)`` is documented to)."""
+    crc = start ^ 0xFFFFFFFF
     table = _CRC_TABLE
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)

@@ -219,9 +219,10 @@ class FanoutRun:
         except IngestloadError as e:
             return {}, scrub(str(e), config)
 
-    def conclude(self) -> FanoutVerdict | None:
+    def conclude(self, sender_hosts: Iterable[str] | None = None) -> FanoutVerdict | None:
         """Master/local: every subscriber drains to Kafka's end and finishes; then the verdict (not
-        yet published, see :meth:`publish`). ``None`` when verification is off."""
+        yet published, see :meth:`publish`). ``None`` when verification is off. ``sender_hosts``: the
+        hosts whose clocks stamped the envelopes (the latency is exact when they are the subscribers')."""
         end, problem = self._end_offsets()
         if problem:
             log.error("fan-out: cannot read Kafka's end offsets: %s", problem)
@@ -257,7 +258,9 @@ class FanoutRun:
             expected = Expected({}, {}, {}, [f"reading Kafka failed: {scrub(str(e), config)}"])
         if problem:
             expected.incomplete.append(f"end offsets at stop: {problem}")
-        self.verdict = judge(ledgers, expected, self.thresholds(), missing_reports=missing)
+        self.verdict = judge(
+            ledgers, expected, self.thresholds(), missing_reports=missing, sender_hosts=sender_hosts
+        )
         self._add_failures(self.verdict)
         return self.verdict
 

@@ -391,7 +391,9 @@ class JudgingProcess(ProcessState):
         """Every hop's verdict on the run, once every sender drained."""
         self._concluded = self.run_id
         # The subscribers drain to Kafka's end now that every producer has drained.
-        fanout = self.fanout.conclude() if self.fanout is not None else None
+        # The senders' hosts: fan-out latency is measured on one clock only when they are the subscribers'.
+        hosts = {str(p.meta.get("host")) for p in ledger if p.meta.get("host")}
+        fanout = self.fanout.conclude(sender_hosts=hosts) if self.fanout is not None else None
         if self.verification is not None:
             self.verdict = self.verification.conclude(ledger, missing)
         if self.fanout is not None and fanout is not None:
