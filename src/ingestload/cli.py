@@ -364,6 +364,18 @@ def _run_child(command: list[str], env: Mapping[str, str]) -> int:
 # -- verify ------------------------------------------------------------------------------
 
 
+def _verify_thresholds(
+    args: argparse.Namespace, settings: Settings, recorded: Mapping[str, object]
+) -> Thresholds:
+    """The run's thresholds as its ledger file recorded them (one command re-judges a run as it was
+    judged), each overridden by a ``--max-…`` given on this command line."""
+    values = {name: int(str(recorded[name])) for name in Thresholds.__dataclass_fields__ if name in recorded}
+    for name in ("max_lost", "max_duplicated", "max_corrupted", "max_misrouted"):
+        if getattr(args, name, None) is not None or name not in values:
+            values[name] = int(getattr(settings, name))
+    return Thresholds(**values)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Judge a finished run from its ledger file and what is in Kafka now."""
     path = Path(args.ledger)
@@ -390,9 +402,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         run_id,
         start=start,
         envelope_field=document.get("envelope_field") or settings.envelope_field,
-        thresholds=Thresholds(
-            settings.max_lost, settings.max_duplicated, settings.max_corrupted, settings.max_misrouted
-        ),
+        thresholds=_verify_thresholds(args, settings, document.get("thresholds") or {}),
         record_latency=False,
     )
     # Long after the run, nothing is late any more: read to the end as it is now.

@@ -79,3 +79,19 @@ def test_workers_of_a_previous_test_owe_nothing_to_the_next():
     runner = _Runner(accounts, [_Client("worker-a")], answering={"worker-a"})
     accounts.drain(runner, "00112233445566ff", timeout=0.0)
     assert accounts.unanswered() == set()
+
+
+def test_the_verdict_says_how_to_judge_the_run_again_in_one_command():
+    """Issue 18 item 7: the verdict block ends with how long the verifier watched after the last
+    acknowledgement and the one command that judges the run again (its ledger file named)."""
+    from types import SimpleNamespace
+
+    from ingestload.locust.verification import LocustVerification
+
+    verification = LocustVerification.__new__(LocustVerification)
+    verification.settings = SimpleNamespace(ledger_file="reports/r1/ledger.json")
+    hint = verification.rejudge_hint({"watched_s": 5.25})
+    assert "more than 5.2 s after the last acknowledgement" in hint
+    assert "`ingestload verify --ledger reports/r1/ledger.json`" in hint
+    verification.settings = SimpleNamespace(ledger_file=None)
+    assert "write one with --ledger-file" in verification.rejudge_hint({})

@@ -208,3 +208,61 @@ def test_a_clash_does_not_hide_real_duplicates_of_other_producers():
     messages = [(1, s) for s in range(10)] + [(1, 3)] + [(7, 0), (7, 1), (7, 0), (7, 1)]
     verdict = classify(RUN, AckLedger([ledger(producer=1), *clash]), seen(*messages), reached_end=True)
     assert (verdict.status, verdict.duplicated) == ("FAIL", 1)
+
+
+def test_messages_missing_where_records_were_deleted_are_unseen_not_lost():
+    """Issue 18 item 8: 40 offsets of t[0] were deleted (retention) before the verifier read them;
+    the 3 acknowledged messages not found, all meant for t, are unseen: INCONCLUSIVE naming the
+    partition and how many offsets were gone — not FAIL lost 3."""
+    verdict = judge(
+        ledger(),
+        seen(*[(1, s) for s in range(7)]),
+        topic_of=lambda p, s: "t",
+        deleted={("t", 0): 40},
+    )
+    assert (verdict.status, verdict.lost, verdict.unseen) == ("INCONCLUSIVE", 0, 3)
+    assert verdict.deleted == {"t[0]": 40}
+    assert "t[0] 40" in next(r for r in verdict.reasons if "deleted" in r)
+
+
+def test_losses_on_other_topics_than_the_deleted_ones_still_fail():
+    """Deletion on topic u says nothing of topic t: messages missing on t are lost (FAIL)."""
+    verdict = judge(
+        ledger(),
+        seen(*[(1, s) for s in range(7)]),
+        topic_of=lambda p, s: "t",
+        deleted={("u", 0): 5},
+    )
+    assert (verdict.status, verdict.lost) == ("FAIL", 3)
+
+
+def test_a_deleted_run_offset_is_known_from_the_log_start_and_the_first_record_read(monkeypatch):
+    """Readback: the run started at offset 100 of t[0]; the log now starts at 140 and the first record
+    the verifier read there was 140 → 40 offsets deleted before they were read. Where the verifier read
+    from 99 on (deleted later) or the log still starts at the run's start, nothing is claimed."""
+    from ingestload.verify import readback
+
+    class Probe:
+        def __init__(self, lows):
+            self.lows = lows
+
+        def get_watermark_offsets(self, tp, timeout, cached):
+            return self.lows[(tp.topic, tp.partition)], 10_000
+
+        def close(self):
+            pass
+
+    lows = {("t", 0): 140, ("t", 1): 140, ("t", 2): 0}
+    monkeypatch.setattr(readback, "reader", lambda config, purpose, **kw: Probe(lows))
+    run = readback.Readback.__new__(readback.Readback)
+    run.config, run.assigned = {}, set(lows)
+    run.start = {("t", 0): 100, ("t", 1): 100, ("t", 2): 0}
+    run.verifier = Verifier(RUN)
+    run.verifier.process(
+        [
+            kafka_msg(1, 0, topic="t", partition=0, offset=140),
+            kafka_msg(1, 1, topic="t", partition=1, offset=99),
+            kafka_msg(1, 2, topic="t", partition=2, offset=3),
+        ]
+    )
+    assert run._deleted() == {("t", 0): 40}

@@ -141,7 +141,7 @@ def read_expected(
     from confluent_kafka import Consumer, KafkaError
     from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-    from ingestload.kafka.config import CONSUMER_DEFAULTS, scrub
+    from ingestload.kafka.config import COMMITTED_ONLY, CONSUMER_DEFAULTS, scrub
 
     keys, start = read_plan(ledgers)
     index = MatchIndex(keys)
@@ -152,6 +152,7 @@ def read_expected(
         {
             **CONSUMER_DEFAULTS,
             **config,
+            **COMMITTED_ONLY,  # what a subscriber may be expected to get: committed records only
             "group.id": f"ingestload-fanout-expected-{uuid.uuid4().hex}",
             "enable.auto.commit": "false",
             "enable.partition.eof": "true",
