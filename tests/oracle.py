@@ -180,16 +180,26 @@ def group(copies: list[Copy]) -> dict[tuple[int, int], list[Copy]]:
     return dict(grouped)
 
 
-def tally(copies: list[Copy]) -> dict[str, int]:
+def tally(copies: list[Copy], sent: dict[int, tuple[int, int]] | None = None) -> dict[str, int]:
     """The anomalies as docs/verdict.md defines them, counted from the records themselves: every copy on a
     topic other than the one it was meant for is misrouted; every copy on its own topic beyond the first
-    is duplicated; every copy whose value fails its checksum is corrupted."""
+    is duplicated; every copy whose value fails its checksum is corrupted. With ``sent`` (producer →
+    (first seq, how many it sent), what the test knows), a distinct message whose seq its producer never
+    sent is phantom, and not seen."""
     misrouted = sum(1 for c in copies if c.misrouted)
     right = [c for c in copies if not c.misrouted]
     distinct_right = {(c.producer, c.seq) for c in right}
+    distinct = {(c.producer, c.seq) for c in copies}
+    phantom = set()
+    if sent is not None:
+        for producer, seq in distinct:
+            first, count = sent.get(producer, (0, 0))
+            if not first <= seq < first + count:
+                phantom.add((producer, seq))
     return {
         "records": len(copies),
-        "seen": len({(c.producer, c.seq) for c in copies}),
+        "seen": len(distinct - phantom),
+        "phantom": len(phantom),
         "misrouted": misrouted,
         "duplicated": len(right) - len(distinct_right),
         "corrupted": sum(1 for c in copies if not c.intact),

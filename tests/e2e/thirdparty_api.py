@@ -15,7 +15,8 @@ applied to accepted messages, model what real pipelines do:
 * ``--plan``: the same by the message's seq (read from its envelope member), relative to
   ``first``: ``lost``, ``duplicated``, ``corrupted``, ``misrouted`` (lists of offsets from
   ``first``), ``late`` ({"delay": S, "duplicated": […], "corrupted": […]}: an extra copy, changed
-  for ``corrupted``, written S seconds after the original).
+  for ``corrupted``, written S seconds after the original), ``phantom`` (an extra copy whose envelope
+  names a seq its producer never sent: the seq with bit 62 set).
 
 On SIGTERM it writes ``--truth``: every message it dropped and every copy it wrote on purpose that
 Kafka acknowledged, as [producer, seq] pairs by kind — what the tests compare the verdict with.
@@ -40,7 +41,7 @@ class Truth:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.kinds: dict[str, list[list[int]]] = {
-            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "late")
+            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "late", "phantom")
         }
 
     def add(self, kind: str, ident: tuple[int, int]) -> None:
@@ -86,6 +87,15 @@ def envelope_of(body: dict) -> tuple[int, int] | None:
         return None
     raw = bytes.fromhex(text)
     return int.from_bytes(raw[9:17], "big"), int.from_bytes(raw[17:25], "big")
+
+
+def phantom(value: bytes) -> bytes:
+    """The message again, its envelope naming a seq its producer never sends (bit 62 set)."""
+    body = json.loads(value)
+    raw = bytearray(bytes.fromhex(body["_ingestload"]))
+    raw[17] |= 0x40
+    body["_ingestload"] = raw.hex()
+    return json.dumps(body).encode()
 
 
 def corrupt(value: bytes) -> bytes:
@@ -138,7 +148,7 @@ def main() -> int:
             kinds.add("misrouted")
         if plan is not None and ident is not None:
             i = ident[1] - plan["first"]
-            for kind in ("lost", "duplicated", "corrupted", "misrouted"):
+            for kind in ("lost", "duplicated", "corrupted", "misrouted", "phantom"):
                 if i in plan.get(kind, []):
                     kinds.add(kind)
             late = plan.get("late", {})
@@ -199,6 +209,10 @@ def main() -> int:
                     copy = kafka.write(topic, value)
                     if copy.wait(30) and copy.result.get("ok"):  # type: ignore[attr-defined]
                         truth.add("duplicated", ident)
+            if "phantom" in kinds:
+                copy = kafka.write(args.prefix + msg_type, phantom(raw))
+                if copy.wait(30) and copy.result.get("ok"):  # type: ignore[attr-defined]
+                    truth.add("phantom", ident)
             delay = (plan or {}).get("late", {}).get("delay", 0.0)
             own = args.prefix + msg_type  # a late copy goes where the message belongs
             if "late-duplicated" in kinds:

@@ -393,7 +393,11 @@ class JudgingProcess(ProcessState):
         # The subscribers drain to Kafka's end now that every producer has drained.
         # The senders' hosts: fan-out latency is measured on one clock only when they are the subscribers'.
         hosts = {str(p.meta.get("host")) for p in ledger if p.meta.get("host")}
-        fanout = self.fanout.conclude(sender_hosts=hosts) if self.fanout is not None else None
+        # Workers known since they connected owe their subscriber ledgers too (issue 18 item 6).
+        known = set(self.workers.known) if isinstance(self, MasterProcess) else set()
+        fanout = (
+            self.fanout.conclude(sender_hosts=hosts, known_workers=known) if self.fanout is not None else None
+        )
         if self.verification is not None:
             self.verdict = self.verification.conclude(ledger, missing)
         if self.fanout is not None and fanout is not None:
