@@ -124,6 +124,7 @@ def read_copies(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",  # what anyone reading committed data gets
         }
     )
     run = bytes.fromhex(run_id)
@@ -170,6 +171,42 @@ def read_copies(
     finally:
         consumer.close()
     return copies
+
+
+def partition_ends(bootstrap: str, topics: list[str], *, committed: bool, timeout: float = 30.0) -> dict:
+    """Each partition's end as ``topic[p]`` → offset: for a committed reader (its last stable offset)
+    or, with ``committed=False``, the high watermark — from the end-of-partition event of a consumer
+    of the oracle's own that reads from the end (not from a ListOffsets answer)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"oracle-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+        }
+    )
+    ends: dict[str, int] = {}
+    try:
+        metadata = consumer.list_topics(timeout=20)
+        wanted = [
+            TopicPartition(topic, p, OFFSET_END)
+            for topic in topics
+            if topic in metadata.topics
+            for p in metadata.topics[topic].partitions
+        ]
+        consumer.assign(wanted)
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(wanted):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"oracle: no end for some of {topics} within {timeout:g}s")
+            for message in consumer.consume(1000, 0.2):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    ends[f"{message.topic()}[{message.partition()}]"] = message.offset()
+    finally:
+        consumer.close()
+    return ends
 
 
 def group(copies: list[Copy]) -> dict[tuple[int, int], list[Copy]]:

@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 from ingestload.kafka.admin import ensure_topics
 from ingestload.messages.catalogue import Catalogue
 from ingestload.testing import describe_output, free_port, locust_command, processes_args, worker_processes
-from tests.oracle import group, read_copies, tally
+from tests.oracle import group, partition_ends, read_copies, tally
 
 pytestmark = pytest.mark.e2e
 
@@ -70,10 +70,10 @@ def prefill(bootstrap: str, topics: list[str]) -> None:
 
 
 def start_api(
-    root: Path, bootstrap: str, prefix: str, plan: dict, truth: Path
+    root: Path, bootstrap: str, prefix: str, plan: dict, truth: Path, api_plan: dict | None = None
 ) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    api_plan = {
+    api_plan = api_plan or {
         "first": FIRST,
         "misroute_to": plan["misroute_to"],
         **{kind: plan[kind] for kind in KINDS},
@@ -211,6 +211,65 @@ def test_every_anomaly_at_every_edge_is_counted_exactly(kafka, prefix, root, tmp
         assert max(stamps) > drained_ms, (producer, seq, stamps, drained_ms)
 
 
+@pytest.mark.parametrize("mode", ["local", "master + 2 workers"])
+def test_records_acknowledged_before_their_commit_are_not_yet_visible_never_lost(
+    kafka, prefix, root, tmp_path, mode
+):
+    """The not-yet-visible column: the test's API acknowledges one message per producer (near the end
+    of the run) before committing the Kafka transaction it wrote it in, and never commits. That record
+    and everything after it on its partition stay invisible to a committed reader: the verdict is
+    INCONCLUSIVE with nothing lost, names exactly the partitions and offsets the oracle finds between
+    their last stable offset and high watermark, and every acknowledged message it cannot see is
+    unseen. Before issue 18: FAIL, those messages lost."""
+    topics = Catalogue.load().topics(prefix)
+    ensure_topics({"bootstrap.servers": kafka}, topics, partitions=3)
+    producers = 1 if mode == "local" else 2
+    rate, seconds = 100, 6
+    n = rate * seconds // producers
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(f"name: pending\nstages:\n  - {{kind: hold, rate: {rate}, duration: {seconds}s}}\n")
+    verdict_file, truth_dir = tmp_path / "verdict.json", tmp_path / "truth"
+    truth_dir.mkdir()
+    locustfile = root / "tests" / "e2e" / "locustfiles" / "matrix_api.py"
+    env = {**os.environ, "INGESTLOAD_TEST_TRUTH_DIR": str(truth_dir), "INGESTLOAD_TEST_FIRST_SEQ": str(FIRST)}
+    api_plan = {"first": FIRST, "pending": [n - 40]}
+    api, port = start_api(root, kafka, prefix, {}, truth_dir / "api.json", api_plan=api_plan)
+    args = (
+        f"--headless --only-summary --rate-profile {profile} --kafka-bootstrap {kafka} "
+        f"--topic-prefix {prefix} --create-topics false --verdict-file {verdict_file} "
+        f"--host http://127.0.0.1:{port} --api-path /ingest/{{msgType}}"
+    ).split()
+    try:
+        # The oracle's view is taken while the transactions are still open (the API aborts them when
+        # it stops).
+        if mode == "master + 2 workers":
+            with worker_processes(locustfile, 2, cwd=root, env=env) as master_port:
+                master = ["--master", "--master-bind-port", str(master_port), "--expect-workers", "2"]
+                done = run(locustfile, [*args, *master], env, root)
+        else:
+            done = run(locustfile, args, env, root)
+        committed = partition_ends(kafka, topics, committed=True)
+        written = partition_ends(kafka, topics, committed=False)
+        copies = read_copies(kafka, topics, json.loads(verdict_file.read_text())["run_id"])
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(60)
+    assert done.returncode == 4, describe_output(done)
+    verdict = json.loads(verdict_file.read_text())
+    truth = read_truth(truth_dir)
+    assert len(truth["pending"]) == producers
+
+    behind = {tp: written[tp] - committed[tp] for tp in written if written[tp] > committed[tp]}
+    assert behind  # the open transactions hold partitions back
+    assert verdict["not_visible"] == behind
+    assert (verdict["status"], verdict["lost"]) == ("INCONCLUSIVE", 0)
+    visible = {(c.producer, c.seq) for c in copies}
+    assert verdict["seen"] == len(visible)
+    assert verdict["unseen"] == verdict["acked"] - len(visible)
+    assert all(tuple(pair) not in visible for pair in truth["pending"])
+    assert any("not yet visible" in r for r in verdict["reasons"])
+
+
 def run(locustfile: Path, args: list[str], env: dict, root: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         locust_command(locustfile, *args), capture_output=True, text=True, timeout=240, cwd=root, env=env
@@ -220,7 +279,7 @@ def run(locustfile: Path, args: list[str], env: dict, root: Path) -> subprocess.
 def read_truth(folder: Path) -> dict[str, list[tuple[int, int]]]:
     """What the injectors did, as (producer, seq) pairs by kind: the Kafka path's truth files
     (one per producer, seqs) or the test API's (pairs)."""
-    truth: dict[str, list[tuple[int, int]]] = {kind: [] for kind in (*KINDS, "late")}
+    truth: dict[str, list[tuple[int, int]]] = {kind: [] for kind in (*KINDS, "late", "pending")}
     for file in folder.glob("*.json"):
         data = json.loads(file.read_text())
         if file.name.startswith("truth-"):

@@ -16,7 +16,9 @@ applied to accepted messages, model what real pipelines do:
   ``first``: ``lost``, ``duplicated``, ``corrupted``, ``misrouted`` (lists of offsets from
   ``first``), ``late`` ({"delay": S, "duplicated": […], "corrupted": […]}: an extra copy, changed
   for ``corrupted``, written S seconds after the original), ``phantom`` (an extra copy whose envelope
-  names a seq its producer never sent: the seq with bit 62 set).
+  names a seq its producer never sent: the seq with bit 62 set), ``pending`` (written in a Kafka
+  transaction it acknowledges before committing — and never commits: the record and everything after
+  it on its partition stay invisible to a committed reader; aborted at SIGTERM).
 
 On SIGTERM it writes ``--truth``: every message it dropped and every copy it wrote on purpose that
 Kafka acknowledged, as [producer, seq] pairs by kind — what the tests compare the verdict with.
@@ -30,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from confluent_kafka import Producer
@@ -41,7 +44,7 @@ class Truth:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.kinds: dict[str, list[list[int]]] = {
-            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "late", "phantom")
+            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "late", "phantom", "pending")
         }
 
     def add(self, kind: str, ident: tuple[int, int]) -> None:
@@ -117,6 +120,21 @@ def main() -> int:
     plan = json.loads(args.plan) if args.plan else None
     kafka = Kafka(args.bootstrap)
     truth = Truth()
+    transactions: list[Producer] = []
+    transactions_lock = threading.Lock()
+
+    def pending_write(topic: str, value: bytes) -> bool:
+        """Write ``value`` in a transaction of its own, left open (acknowledged before its commit)."""
+        producer = Producer(
+            {"bootstrap.servers": args.bootstrap, "transactional.id": f"api-{uuid.uuid4().hex}"}
+        )
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce(topic, value)
+        with transactions_lock:
+            transactions.append(producer)
+        return producer.flush(30) == 0
+
     counter = {"n": 0}
     counter_lock = threading.Lock()
 
@@ -148,7 +166,7 @@ def main() -> int:
             kinds.add("misrouted")
         if plan is not None and ident is not None:
             i = ident[1] - plan["first"]
-            for kind in ("lost", "duplicated", "corrupted", "misrouted", "phantom"):
+            for kind in ("lost", "duplicated", "corrupted", "misrouted", "phantom", "pending"):
                 if i in plan.get(kind, []):
                     kinds.add(kind)
             late = plan.get("late", {})
@@ -195,6 +213,13 @@ def main() -> int:
                 if elsewhere is None or elsewhere == topic:
                     elsewhere = args.prefix + TYPES[(TYPES.index(msg_type) + 1) % len(TYPES)]
                 topic = elsewhere
+            if "pending" in kinds:
+                if not pending_write(topic, value):
+                    self.answer(503, b'{"error":"kafka"}')
+                    return
+                truth.add("pending", ident)
+                self.answer(202, b'{"queued":true}')
+                return
             done = kafka.write(topic, value)
             if not done.wait(30) or not done.result.get("ok"):  # type: ignore[attr-defined]
                 self.answer(503, b'{"error":"kafka"}')
@@ -232,6 +257,8 @@ def main() -> int:
     server.serve_forever()
     kafka.producer.flush(30)
     kafka.running = False
+    for producer in transactions:
+        producer.abort_transaction(30)
     with open(args.truth, "w") as out:
         json.dump(truth.kinds, out)
     return 0
