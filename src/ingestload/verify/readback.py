@@ -445,10 +445,17 @@ class Readback:
         except Exception as e:  # pragma: no cover - a consumer that cannot be created
             log.debug("log starts not known: %s", e)
             return deleted
+        deadline = time.monotonic() + 10.0  # a broker that does not answer costs 10 s, not 5 s a partition
         try:
             for key in sorted(self.assigned):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.debug("log starts not known for every partition: Kafka too slow to answer")
+                    break
                 try:
-                    low, _ = probe.get_watermark_offsets(TopicPartition(*key), timeout=5.0, cached=False)
+                    low, _ = probe.get_watermark_offsets(
+                        TopicPartition(*key), timeout=min(5.0, left), cached=False
+                    )
                 except Exception as e:  # Kafka did not say: nothing is claimed
                     log.debug("log start of %s[%d] not known: %s", key[0], key[1], e)
                     continue
