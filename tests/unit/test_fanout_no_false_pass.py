@@ -232,3 +232,20 @@ def test_content_digests_survive_the_trip_to_the_master():
     verdict = judge([restored], log.expected())
     assert (verdict.totals["altered"], verdict.status) == (1, FAIL)
     assert restored.contradictions
+
+
+def test_a_merge_with_offsets_received_twice_leaves_that_partition_unchecked_not_altered():
+    """Two records of one subscription that both hold offset 1 (a duplicate across reports): the
+    duplicate counts, but the doubled digest cannot be undone — that partition's content is left
+    unchecked rather than called altered; the untouched partition is still checked."""
+    log = Log({0: {i: doc(i) for i in range(3)}, 1: {i: doc(i) for i in range(2)}})
+    first = subscribe("split", {(TOPIC, 0): 0, (TOPIC, 1): 0})
+    first.feed(*log.frame(0, [0, 1]))
+    second = SubscriberLedger("split", (TOPIC,))
+    second.feed(*log.frame(0, [1, 2]))
+    second.feed(*log.frame(1, [0, 1], replace={1: doc(9)}))
+    first.merge(second)
+    unsubscribe(first, {(TOPIC, 0): 3, (TOPIC, 1): 2})
+    verdict = judge([first], log.expected())
+    assert (verdict.totals["duplicated"], verdict.totals["altered"]) == (1, 1)  # partition 1 only
+    assert first.unchecked == {(TOPIC, 0)}

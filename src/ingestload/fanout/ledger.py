@@ -149,6 +149,9 @@ class SubscriberLedger:
         """Error frames the gateway sent (first 20)."""
         self.content: dict[TopicPartition, int] = {}
         """Per partition: the sum (mod 2**64) of :func:`content_digest` over first arrivals."""
+        self.unchecked: set[TopicPartition] = set()
+        """Partitions whose content cannot be checked: two merged records of the subscription both
+        received an offset there, and its digest cannot be taken out of the sums again."""
         self.contradictions: list[str] = []
         """What the gateway said that contradicts what it vouched for before (first 20)."""
         self.min_latency_us: int | None = None
@@ -231,7 +234,7 @@ class SubscriberLedger:
             self.duplicates[key] += 1
             return
         seen.add(offset)
-        if value is not None:
+        if value is not None and key not in self.unchecked:
             self.content[key] = (self.content.get(key, 0) + zlib.crc32(value, offset & 0xFFFFFFFF)) & _MASK64
         if offset < self.highest.get(key, -1):
             self.out_of_order[key] += 1
@@ -306,6 +309,7 @@ class SubscriberLedger:
             "no_envelope": self.no_envelope,
             "errors": list(self.errors),
             "content": positions_json(self.content),
+            "unchecked": [[t, p] for t, p in sorted(self.unchecked)],
             "contradictions": list(self.contradictions),
             "min_latency_us": self.min_latency_us,
             "host": self.host,
@@ -342,6 +346,7 @@ class SubscriberLedger:
         ledger.no_envelope = int(data.get("no_envelope", 0))
         ledger.errors = [str(e) for e in data.get("errors", [])]
         ledger.content = positions_from_json(data.get("content", []))
+        ledger.unchecked = {(str(t), int(p)) for t, p in data.get("unchecked", [])}
         ledger.contradictions = [str(e) for e in data.get("contradictions", [])]
         minimum = data.get("min_latency_us")
         ledger.min_latency_us = None if minimum is None else int(minimum)
@@ -354,18 +359,25 @@ class SubscriberLedger:
             raise ValueError(
                 f"cannot merge ledgers of different subscriptions: {self.subscriber} / {other.subscriber}"
             )
+        overlapping = set(self.unchecked | other.unchecked)
         for tp, bitmap in other.received.items():
             mine = self.received.get(tp)
             if mine is None:
                 self.received[tp] = BitMap64(bitmap)
                 continue
-            self.duplicates[tp] += mine.intersection_cardinality(bitmap)
+            both = mine.intersection_cardinality(bitmap)
+            self.duplicates[tp] += both
+            if both:
+                overlapping.add(tp)
             mine |= bitmap
         for tp, offset in other.highest.items():
             self.highest[tp] = max(offset, self.highest.get(tp, -1))
         for tp, digest in other.content.items():
-            # Offsets received in both parts were digested twice: such a merge cannot be checked.
             self.content[tp] = (self.content.get(tp, 0) + digest) & _MASK64
+        # Offsets received in both parts were digested twice: those partitions cannot be checked.
+        for tp in overlapping:
+            self.content.pop(tp, None)
+        self.unchecked = overlapping
         if other.min_latency_us is not None and (
             self.min_latency_us is None or other.min_latency_us < self.min_latency_us
         ):
