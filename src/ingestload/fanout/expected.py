@@ -93,7 +93,7 @@ class MatchIndex:
         tp = (topic, partition)
         found = expected.digests.get(tp)
         if found is None:
-            found = expected.digests[tp] = (offset, array("L"))
+            found = expected.digests[tp] = (offset, array("I"))
         base, values = found
         index = offset - base
         if index < 0:

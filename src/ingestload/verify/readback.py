@@ -129,7 +129,7 @@ class TopicNamer:
 def deleted_before_read(start: int, first_read: int | None, log_start: int) -> int:
     """How many of a partition's run offsets ``[start, …)`` were deleted before the verifier read them.
 
-    None when the log still starts at or before the run's start, or when the verifier's first record
+    0 when the log still starts at or before the run's start, or when the verifier's first record
     there was at or before it (it read on from there: a later deletion takes nothing from the
     verdict). Otherwise the offsets from the run's start to the first record read (or to the log's
     start, when nothing was read): a gap that the log's start proves deleted, not skipped over
