@@ -195,3 +195,27 @@ def test_with_an_api_topic_map_the_second_read_reads_the_topic_messages_were_mea
     verdict = run.finish(ledger, drain_timeout=15, late_grace=0.5)
     assert len(skipping.skipped) == 7
     assert (verdict.status, verdict.lost, verdict.seen) == ("PASS", 0, 200), verdict.report()
+
+
+def test_messages_missing_on_a_compacted_topic_are_unseen_not_lost(kafka, prefix):
+    """Item 8 (compaction): on a topic with cleanup.policy=compact, compaction may remove any record
+    without moving the log's start, so 5 acknowledged messages not found there are unseen and the
+    verdict INCONCLUSIVE naming the topic — not FAIL lost 5 (before). The same on a plain topic
+    stays FAIL lost 5."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    compacted, plain = f"{prefix}compacted", f"{prefix}plain"
+    admin = AdminClient({"bootstrap.servers": kafka})
+    topics = [NewTopic(compacted, 1, 1, config={"cleanup.policy": "compact"}), NewTopic(plain, 1, 1)]
+    for future in admin.create_topics(topics).values():
+        future.result(15)
+    verdicts = {}
+    for topic in (compacted, plain):
+        start = high_watermarks({"bootstrap.servers": kafka}, [topic])
+        committed(kafka, topic, range(10))  # the ledger says 15 were acknowledged
+        run = Readback({"bootstrap.servers": kafka}, [topic], RUN, start=start, record_latency=False)
+        verdicts[topic] = run.finish(acked(15), drain_timeout=15, late_grace=0.5)
+    v = verdicts[compacted]
+    assert (v.status, v.lost, v.unseen) == ("INCONCLUSIVE", 0, 5), v.report()
+    assert any(f"compacted topic(s) {compacted}" in r for r in v.reasons)
+    assert (verdicts[plain].status, verdicts[plain].lost) == ("FAIL", 5)

@@ -57,7 +57,7 @@ from ingestload.kafka.admin import (
     records_at,
     topic_partitions,
 )
-from ingestload.kafka.config import COMMITTED_ONLY, scrub
+from ingestload.kafka.config import COMMITTED_ONLY, CONSUMER_DEFAULTS, scrub
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
 from ingestload.verify.verdict import Thresholds, Verdict, classify
@@ -70,6 +70,8 @@ log = logging.getLogger("ingestload.verify")
 LATE_GRACE = 5.0
 #: Seconds between looks for partitions and topics that appeared since the last look.
 REFRESH_INTERVAL = 1.0
+#: Consumer properties of ours that an AdminClient would only warn about.
+_CONSUMER_ONLY = frozenset(CONSUMER_DEFAULTS) | frozenset(COMMITTED_ONLY)
 #: Latency histograms cover 0 ms … 1 hour at 3 significant digits.
 _HIST_MAX_MS = 3_600_000
 
@@ -204,6 +206,9 @@ class Readback:
         """Partitions whose last stable offset stayed below their high watermark, and by how much."""
         self.watched_s: float | None = None
         """Seconds after the final ledger until the end offsets were taken (what the verdict covers)."""
+        self.compacted: set[str] = set()
+        """Topics of the missing messages whose cleanup policy compacts (looked up when messages are
+        missing)."""
         self.consumer = reader(self.config, "verifier", logger=logging.getLogger("ingestload.librdkafka"))
         # Each partition is read from one record before the run's start where there is one: that
         # record (not processed) is the first the log must still hold at the end.
@@ -417,6 +422,10 @@ class Readback:
         self.consumer.close()
         missing_workers = list(missing_workers)
         verdict = self._judge(ledger, reached_end, missing_workers)
+        if reached_end and verdict.lost:
+            self.compacted = self._compacted(set(verdict.lost_by_topic) - {"?"} or set(self.topics))
+            if self.compacted:
+                verdict = self._judge(ledger, reached_end, missing_workers)
         if reached_end and verdict.lost and self._confirm_losses(verdict.lost_by_topic, verdict.seen):
             verdict = self._judge(ledger, True, missing_workers)
         elif reached_end and verdict.lost:
@@ -475,6 +484,32 @@ class Readback:
             )
         return deleted
 
+    def _compacted(self, topics: Iterable[str]) -> set[str]:
+        """Those of ``topics`` whose ``cleanup.policy`` includes ``compact`` (compaction removes records
+        anywhere in the log, not only at its start). Empty when Kafka does not tell."""
+        from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+        wanted = sorted(t for t in topics if t in self.topics)
+        if not wanted:
+            return set()
+        admin_config: dict[str, str | int | float | bool] = {
+            k: v for k, v in self.config.items() if k not in _CONSUMER_ONLY
+        }
+        try:
+            admin = AdminClient(admin_config)
+            futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
+            found = set()
+            for resource, future in futures.items():
+                entry = future.result(10).get("cleanup.policy")
+                if entry is not None and "compact" in str(entry.value):
+                    found.add(resource.name)
+        except Exception as e:  # Kafka did not say: nothing is claimed
+            log.debug("cleanup policies not known: %s", scrub(str(e), self.config))
+            return set()
+        if found:
+            log.warning("compacted topics among those of the missing messages: %s", ", ".join(sorted(found)))
+        return found
+
     def _judge(self, ledger: AckLedger, reached_end: bool, missing_workers: list[str]) -> Verdict:
         return classify(
             self.run_id,
@@ -489,6 +524,7 @@ class Readback:
             deleted=self.deleted,
             not_visible=self.not_visible,
             watched_s=self.watched_s,
+            compacted=self.compacted,
         )
 
     def _confirm_losses(self, lost_by_topic: Mapping[str, int], seen_before: int) -> bool:

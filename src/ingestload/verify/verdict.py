@@ -9,7 +9,9 @@ misrouted      a copy found on a topic other than the one it was meant for (each
                the message is not lost, and not a duplicate, for it)
 phantom        a record of the run from a known producer with a seq that producer never sent
 deleted        offsets of the run's partitions removed (retention, compaction, DeleteRecords)
-               before the verifier read them: messages missing there are unseen, not lost
+               before the verifier read them: messages missing there are unseen, not lost; on a
+               compacted topic (``cleanup.policy=compact``) any record may have been removed
+               without moving the log's start: messages missing there are unseen too
 not visible    offsets above a partition's last stable offset (an open transaction) when the
                verifier stopped: messages missing there are unseen, not lost
 recovered      reported failed or unknown by the client, but found in Kafka
@@ -203,6 +205,7 @@ def classify(
     deleted: Mapping[tuple[str, int], int] | None = None,
     not_visible: Mapping[tuple[str, int], int] | None = None,
     watched_s: float | None = None,
+    compacted: Iterable[str] = (),
 ) -> Verdict:
     """Compare what the producers acknowledged with what the verifier saw.
 
@@ -211,11 +214,13 @@ def classify(
     ``not_visible`` name partitions (with how many offsets) whose records the verifier could not
     read: acknowledged messages missing on their topics are *unseen*, never lost.
     ``watched_s`` is how long after the final ledger the verifier read (shown in the report).
+    ``compacted`` names compacted topics: messages missing there are unseen too.
     """
     thresholds = thresholds or Thresholds()
     deleted = dict(deleted or {})
     not_visible = dict(not_visible or {})
-    unreadable_topics = {t for t, _ in deleted} | {t for t, _ in not_visible}
+    compacted = sorted(set(compacted))
+    unreadable_topics = {t for t, _ in deleted} | {t for t, _ in not_visible} | set(compacted)
     reasons: list[str] = []
     acked_total = lost_total = recovered = failed = unknown = phantom = 0
     unseen_unreadable = 0
@@ -317,6 +322,12 @@ def classify(
                 if unseen_unreadable
                 else ""
             )
+        )
+    if compacted:
+        reasons.append(
+            f"compacted topic(s) {', '.join(compacted)} (cleanup.policy=compact): compaction may have "
+            "removed records of the run without moving the log's start; acknowledged messages not "
+            "found there are unseen, not lost"
         )
     if not_visible:
         reasons.append(
