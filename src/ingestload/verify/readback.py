@@ -525,6 +525,11 @@ class Readback:
             not_visible=self.not_visible,
             watched_s=self.watched_s,
             compacted=self.compacted,
+            read_to={
+                (state.topic, state.partition): state.last_offset + 1
+                for state in self.verifier.partitions.values()
+                if state.last_offset >= 0
+            },
         )
 
     def _confirm_losses(self, lost_by_topic: Mapping[str, int], seen_before: int) -> bool:

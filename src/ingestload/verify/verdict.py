@@ -112,6 +112,9 @@ class Verdict:
     watched_s: float | None = None
     """How long after the final ledger (the last acknowledgement) the verifier kept reading: copies
     that land later are not in this verdict (judge again with ``ingestload verify``)."""
+    read_to: Mapping[str, int] = field(default_factory=dict)
+    """Per partition (``topic[p]``): the offset after the last record the verdict read — what it
+    covers, so that a record can be told in or out of it without a clock."""
 
     @property
     def exit_code(self) -> int:
@@ -206,6 +209,7 @@ def classify(
     not_visible: Mapping[tuple[str, int], int] | None = None,
     watched_s: float | None = None,
     compacted: Iterable[str] = (),
+    read_to: Mapping[tuple[str, int], int] | None = None,
 ) -> Verdict:
     """Compare what the producers acknowledged with what the verifier saw.
 
@@ -407,4 +411,5 @@ def classify(
         deleted=named,
         not_visible={f"{t}[{p}]": n for (t, p), n in not_visible.items()},
         watched_s=watched_s,
+        read_to={f"{t}[{p}]": o for (t, p), o in sorted((read_to or {}).items())},
     )
