@@ -1,5 +1,12 @@
 """An independent reader for the tests: what of a run is in Kafka, found by code that shares nothing
-with ingestload's verifier or readers — its own consumer loop and its own envelope parsing.
+with ingestload's verifier or readers — its own consumer loop, its own envelope parsing and building,
+its own CRC-32 and its own canonical JSON, written from the envelope's description in docs/paths.md
+(version 2, run id, producer id, seq, sent-at µs, CRC-32 of the value, CRC-32 of the meant-for topic;
+on the HTTP path the same 41 bytes as 82 hex digits in a JSON member, the CRC over the message without
+that member with sorted keys).
+
+Unit tests build their messages with :func:`envelope` and :func:`crc32` here (tests/unit/fakes.py),
+so that the verifier is checked against an envelope it did not write.
 
 Tests that judge the verdict know the truth from what they injected; where they need what the
 broker holds (a broker that lost its log, a count to compare with `acked`), they read it here.
@@ -14,7 +21,6 @@ import json
 import struct
 import time
 import uuid
-import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -23,6 +29,44 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 # The envelope, as documented in docs/paths.md: version 2, run id, producer id, seq, sent-at (µs),
 # CRC-32 of the value, CRC-32 of the name of the topic the message was meant for.
 _ENVELOPE = struct.Struct(">B8sQQqII")
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc32(data: bytes, start: int = 0) -> int:
+    """CRC-32 (IEEE 802.3, reflected, as in zip and Ethernet), computed here byte by byte; ``start``
+    continues from an earlier CRC (as ``zlib.crc32(data, start)`` is documented to)."""
+    crc = start ^ 0xFFFFFFFF
+    table = _CRC_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def canonical(document) -> bytes:
+    """A JSON document in the form the HTTP path's CRC covers: RFC 8785 (:func:`jcs`, this module's
+    own implementation)."""
+    return jcs(document)
+
+
+def topic_tag(topic: str) -> int:
+    return crc32(topic.encode())
+
+
+def envelope(run_id: str, producer: int, seq: int, sent_at_us: int, crc: int, meant_for: str) -> bytes:
+    """The 41-byte envelope of one message, built from the documented layout."""
+    return _ENVELOPE.pack(2, bytes.fromhex(run_id), producer, seq, sent_at_us, crc, topic_tag(meant_for))
 
 
 @dataclass(frozen=True)
@@ -45,7 +89,7 @@ class Copy:
 
     @property
     def misrouted(self) -> bool:
-        return zlib.crc32(self.topic.encode()) & self.tag_mask != self.meant_for
+        return topic_tag(self.topic) & self.tag_mask != self.meant_for
 
 
 def jcs(value) -> bytes:
@@ -150,7 +194,7 @@ def _envelope_of(message, run: bytes, field: str, envelope_in=None, message_path
             if len(value) != _ENVELOPE.size or value[1:9] != run:
                 return []
             _, _, producer, seq, _, crc, meant = _ENVELOPE.unpack(value)
-            return [(producer, seq, meant, zlib.crc32(message.value() or b"") == crc)]
+            return [(producer, seq, meant, crc32(message.value() or b"") == crc)]
     raw = (message.value() or b"").removeprefix(b"\xef\xbb\xbf").strip()
     try:
         doc = json.loads(raw)
@@ -181,7 +225,7 @@ def _envelope_of(message, run: bytes, field: str, envelope_in=None, message_path
             holder[key] = ""
         for member in added:
             body.pop(member, None)
-        found.append((producer, seq, meant, zlib.crc32(jcs(body)) == crc))
+        found.append((producer, seq, meant, crc32(jcs(body)) == crc))
     return found
 
 
@@ -209,6 +253,7 @@ def read_copies(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",  # what anyone reading committed data gets
         }
     )
     run = bytes.fromhex(run_id)
@@ -258,6 +303,42 @@ def read_copies(
     return copies
 
 
+def partition_ends(bootstrap: str, topics: list[str], *, committed: bool, timeout: float = 30.0) -> dict:
+    """Each partition's end as ``topic[p]`` → offset: for a committed reader (its last stable offset)
+    or, with ``committed=False``, the high watermark — from the end-of-partition event of a consumer
+    of the oracle's own that reads from the end (not from a ListOffsets answer)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"oracle-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+        }
+    )
+    ends: dict[str, int] = {}
+    try:
+        metadata = consumer.list_topics(timeout=20)
+        wanted = [
+            TopicPartition(topic, p, OFFSET_END)
+            for topic in topics
+            if topic in metadata.topics
+            for p in metadata.topics[topic].partitions
+        ]
+        consumer.assign(wanted)
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(wanted):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"oracle: no end for some of {topics} within {timeout:g}s")
+            for message in consumer.consume(1000, 0.2):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    ends[f"{message.topic()}[{message.partition()}]"] = message.offset()
+    finally:
+        consumer.close()
+    return ends
+
+
 def group(copies: list[Copy]) -> dict[tuple[int, int], list[Copy]]:
     """The copies of each message, by (producer, seq)."""
     grouped: dict[tuple[int, int], list[Copy]] = defaultdict(list)
@@ -266,16 +347,26 @@ def group(copies: list[Copy]) -> dict[tuple[int, int], list[Copy]]:
     return dict(grouped)
 
 
-def tally(copies: list[Copy]) -> dict[str, int]:
+def tally(copies: list[Copy], sent: dict[int, tuple[int, int]] | None = None) -> dict[str, int]:
     """The anomalies as docs/verdict.md defines them, counted from the records themselves: every copy on a
     topic other than the one it was meant for is misrouted; every copy on its own topic beyond the first
-    is duplicated; every copy whose value fails its checksum is corrupted."""
+    is duplicated; every copy whose value fails its checksum is corrupted. With ``sent`` (producer →
+    (first seq, how many it sent), what the test knows), a distinct message whose seq its producer never
+    sent is phantom, and not seen."""
     misrouted = sum(1 for c in copies if c.misrouted)
     right = [c for c in copies if not c.misrouted]
     distinct_right = {(c.producer, c.seq) for c in right}
+    distinct = {(c.producer, c.seq) for c in copies}
+    phantom = set()
+    if sent is not None:
+        for producer, seq in distinct:
+            first, count = sent.get(producer, (0, 0))
+            if not first <= seq < first + count:
+                phantom.add((producer, seq))
     return {
         "records": len(copies),
-        "seen": len({(c.producer, c.seq) for c in copies}),
+        "seen": len(distinct - phantom),
+        "phantom": len(phantom),
         "misrouted": misrouted,
         "duplicated": len(right) - len(distinct_right),
         "corrupted": sum(1 for c in copies if not c.intact),

@@ -30,7 +30,7 @@ import argparse
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -57,6 +57,7 @@ from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, Settings
 from ingestload.verdicts import INCONCLUSIVE, exit_code
 from ingestload.verify import settings as verify
 from ingestload.verify.readback import Readback
+from ingestload.verify.verdict import Thresholds
 
 #: The options of ``ingestload verify`` (the others do not apply to a finished run).
 VERIFY_OPTIONS = {
@@ -119,6 +120,18 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
 # -- verify ------------------------------------------------------------------------------
 
 
+def _verify_thresholds(
+    args: argparse.Namespace, settings: Settings, recorded: Mapping[str, object]
+) -> Thresholds:
+    """The run's thresholds as its ledger file recorded them (one command re-judges a run as it was
+    judged), each overridden by a ``--max-…`` given on this command line."""
+    values = {name: int(str(recorded[name])) for name in Thresholds.__dataclass_fields__ if name in recorded}
+    for name in ("max_lost", "max_duplicated", "max_corrupted", "max_misrouted"):
+        if getattr(args, name, None) is not None or name not in values:
+            values[name] = int(getattr(settings.verify, name))
+    return Thresholds(**values)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Judge a finished run from its ledger file and what is in Kafka now."""
     path = Path(args.ledger)
@@ -156,7 +169,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         start=start,
         envelope_field=document.get("envelope_field") or settings.messages.envelope_field,
         body=document.get("body"),
-        thresholds=settings.verify.thresholds,
+        thresholds=_verify_thresholds(args, settings, document.get("thresholds") or {}),
         record_latency=False,
     )
     # Long after the run, nothing is late any more: read to the end as it is now.

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from ingestload.kafka.admin import Offsets, read_to_end, run_messages
 from ingestload.kafka.broker import EmbeddedBroker
-from ingestload.messages.envelope import Envelope, checksum, find
+from ingestload.messages.envelope import HEADER, Envelope, checksum, encode, find
 
 #: Set this to use an existing Kafka instead of starting the embedded broker.
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
@@ -282,6 +282,10 @@ def _fake_ack(topic: str, value: bytes, headers: Any) -> Any:
     return Message(topic=topic, value=value, headers=headers, partition=-1, offset=-1, latency=0.001)
 
 
+#: Set in the seq of a phantom copy: no producer of a test gets anywhere near 2**62 seqs.
+PHANTOM_BIT = 1 << 62
+
+
 def corrupt_value(value: bytes) -> bytes:
     """The same message with one field's value changed (still valid JSON when it was)."""
     changed = value.replace(b'"Param":{', b'"Param":{"Tampered":true,', 1)
@@ -296,6 +300,8 @@ class FaultyProducer:
     * ``corrupt``: send a changed value under the original checksum (→ *corrupted*);
     * ``misroute``: send to another topic of the run, ``misroute_to`` or the next one (→ *misrouted*);
     * ``fail``: report a definite delivery error without sending (→ *failed*, not lost);
+    * ``phantom``: besides the message, send a copy whose envelope names a seq the producer never
+      sends (:data:`PHANTOM_BIT` set in it) (→ *phantom*; :attr:`truth` lists the original seqs);
     * ``late_duplicate`` / ``late_corrupt``: after the process has drained (:meth:`release_late`,
       called by :func:`inject_faults` :data:`LATE_AFTER_DRAIN` seconds later), send one more copy —
       changed for ``late_corrupt`` — of those messages (→ *duplicated*, and *corrupted*, after the
@@ -319,8 +325,10 @@ class FaultyProducer:
         late_corrupt: Iterable[int] = (),
         topics: Iterable[str] = (),
         misroute_to: str | None = None,
+        phantom: Iterable[int] = (),
     ) -> None:
         self._producer = producer
+        self.phantom = set(phantom)
         self.lose, self.duplicate, self.corrupt, self.fail = (
             set(lose),
             set(duplicate),
@@ -337,7 +345,7 @@ class FaultyProducer:
         self._fake_acks: list[tuple[Any, _FakeError | None, Any]] = []
         self._late: list[tuple[str, str, bytes, Any]] = []
         self.truth: dict[str, list[int]] = {
-            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "failed", "late")
+            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "failed", "late", "phantom")
         }
         self.producer_id: int | None = None
 
@@ -389,6 +397,14 @@ class FaultyProducer:
         if seq in self.duplicate:
             self._producer.produce(
                 topic, value, *args, headers=headers, on_delivery=self._filed(("duplicated",), seq)
+            )
+        if seq in self.phantom and envelope is not None:
+            invented = envelope._replace(seq=seq | PHANTOM_BIT)
+            self._producer.produce(
+                topic,
+                value,
+                headers=[(HEADER, encode(invented))],
+                on_delivery=self._filed(("phantom",), seq),
             )
         if seq in self.late_duplicate:
             self._late.append(("dup", topic, value, headers))
@@ -445,9 +461,11 @@ def inject_faults(
     late_corrupt: Iterable[int] = (),
     misroute_to: str | None = None,
     events: Any = None,
+    phantom: Iterable[int] = (),
 ) -> None:
     """In a locustfile: make every producer of the run lose, duplicate, corrupt, misroute or fail
-    these seqs, or send late copies of them after the drain (see :class:`FaultyProducer`).
+    these seqs, send phantom copies of them (a seq never sent) or late copies after the drain (see
+    :class:`FaultyProducer`).
 
     With ``$INGESTLOAD_TEST_TRUTH_DIR`` set, each producer writes what it really injected to
     ``truth-<producer id>.json`` there when its process quits — the truth a test compares with.
@@ -476,6 +494,7 @@ def inject_faults(
         "misroute": set(misroute),
         "late_duplicate": set(late_duplicate),
         "late_corrupt": set(late_corrupt),
+        "phantom": set(phantom),
     }
     made: list[FaultyProducer] = []
 

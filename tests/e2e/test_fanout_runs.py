@@ -58,10 +58,13 @@ def run_views(root, kafka, prefix, tmp_path, mode, url, users, extra="", views_e
 
 
 @contextlib.contextmanager
-def own_gateway(kafka, topic, skip_every=0, port=None):
-    """The test's own gateway (tests/integration/own_gateway.py) on ``port``; yields (url, process)."""
+def own_gateway(kafka, topic, skip_every=0, port=None, fault="", truth=""):
+    """The test's own gateway (tests/integration/own_gateway.py) on ``port``; yields (url, process).
+    ``truth``: a file where it says what it did (else stdout)."""
     port = port or free_port()
-    command = [sys.executable, str(OWN_GATEWAY), str(port), kafka, topic, str(skip_every)]
+    command = [
+        sys.executable, str(OWN_GATEWAY), str(port), kafka, topic, str(skip_every), "victim", fault, truth
+    ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert process.stdout.readline().strip() == "ready"
@@ -143,6 +146,72 @@ def test_a_gateway_that_skips_pushes_to_one_subscriber_is_an_exact_miss_for_it_o
     assert ws_rows[topic]["num_failures"] == len(skipped)  # the misses are failures of the WS row
     assert "missed" in done.stderr
     assert "FANOUT VERDICT: FAIL" in done.stderr
+
+
+def said(truth: Path, word) -> list[tuple[str, int, int]]:
+    """What the test's own gateway said it did to the victim (its truth file, read after it was killed):
+    (topic, partition, offset) of each ``word`` line (offset -1 for ``omitted``)."""
+    found = []
+    for line in truth.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] == word:
+            found.append((parts[2], int(parts[3]), int(parts[4]) if len(parts) > 4 else -1))
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fault", ["shrink:40", "garble:9", "omit:1"])
+def test_a_gateway_that_lies_to_one_subscriber_is_caught_for_it_only(
+    kafka, prefix, root, tmp_path, mode, fault
+):
+    """The fan-out columns of the anomaly matrix (issue 18 items 1-3), through a gateway of the test's
+    own that lies to the victim only, in local and distributed runs. The truth is what the gateway
+    printed it did:
+
+    * window (``shrink:40``): after 40 pushes it withholds the rest while its progress frames vouch for
+      them, and ends the window just after the last push → the victim missed exactly the withheld
+      messages, the contradiction named; FAIL, exit 3;
+    * content (``garble:9``): every 9th push carries another value at the right offset → altered =
+      the victim's partitions with a garbled push; FAIL, exit 3;
+    * partition (``omit:1``): partition 1 is left out of the victim's window (its progress vouching for
+      it all the same, so the window closes cleanly) and never pushed → the window is not known whole,
+      INCONCLUSIVE naming it, exit 4 — never PASS.
+
+    Every other view: nothing missed, nothing altered."""
+    kind = fault.split(":")[0]
+    topic = f"{prefix}movementData"
+    ensure_topics({"bootstrap.servers": kafka}, Catalogue.load().topics(prefix), 3)
+    truth_file = tmp_path / "gateway-truth.txt"
+    truth_file.touch()
+    with own_gateway(kafka, topic, fault=fault, truth=str(truth_file)) as (url, gateway):
+        done, verdict, _ = run_views(
+            root, kafka, prefix, tmp_path, mode, url, users=3, extra=f"--ws-topics {topic}",
+            views_env={"victim": 1},
+        )  # fmt: skip
+        os.killpg(gateway.pid, signal.SIGKILL)
+    truth = said(truth_file, {"shrink": "withheld", "garble": "garbled", "omit": "omitted"}[kind])
+    fanout = verdict["fanout"]
+    victim, others = by_label(verdict, "victim"), by_label(verdict, "view")
+    print(f"{mode}: {fault}: the gateway said {len(truth)}; victim {victim and victim[0]}")
+    assert len(victim) == 1
+    assert truth, describe_output(done)
+    assert all(r["missed"] == 0 and r.get("altered", 0) == 0 and not r["unknown"] for r in others)
+    assert verdict["status"] == "PASS"  # Kafka itself is fine
+    if kind == "shrink":
+        assert (done.returncode, fanout["status"]) == (3, "FAIL"), describe_output(done)
+        assert victim[0]["missed"] == len(truth)
+        assert victim[0]["window"] == "closed"
+        assert any("below progress" in r for r in fanout["reasons"])
+    elif kind == "garble":
+        assert (done.returncode, fanout["status"]) == (3, "FAIL"), describe_output(done)
+        assert victim[0]["missed"] == 0
+        assert victim[0]["altered"] == len({(t, p) for t, p, _ in truth})
+        assert fanout["totals"]["altered"] == victim[0]["altered"]
+    else:
+        assert (done.returncode, fanout["status"]) == (4, "INCONCLUSIVE"), describe_output(done)
+        assert truth == [(topic, 1, -1)]
+        assert victim[0]["window"] == "closed"
+        assert any(f"{topic}[1]: left out of its window" in u for u in victim[0]["unknown"])
 
 
 def test_a_slow_subscriber_loses_what_the_policy_dropped_and_the_run_fails(kafka, prefix, root, tmp_path):

@@ -225,3 +225,38 @@ def test_a_worker_that_leaves_mid_run(kafka, prefix, root, tmp_path, signal_, ou
         in_kafka = read_copies(kafka, topics, v["run_id"])
         assert (v["status"], v["producers"]) == ("PASS", 2)
         assert v["acked"] == v["seen"] == len(in_kafka) == len({(c.producer, c.seq) for c in in_kafka})
+
+
+def test_a_worker_killed_before_its_first_report_is_named_not_forgotten(kafka, prefix, root, tmp_path):
+    """Issue 18 item 6: a worker that connected and was killed the moment the test started — before its
+    first stats report, before any message — is known to the master from its connection: the verdict
+    is INCONCLUSIVE, naming a worker that never reported, whatever Locust's heartbeat made of it by the
+    stop. Before: the master knew workers from their first report, so the run passed with no word of it."""
+    verdict_file = tmp_path / "v.json"
+    port = str(free_port())
+    locustfile = root / "tests" / "e2e" / "locustfiles" / "dies_at_start.py"
+    worker = locust_command(locustfile, "--worker", "--master-port", port)
+    doomed = subprocess.Popen(
+        worker, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "INGESTLOAD_TEST_DIE_AT_START": "1"},
+    )  # fmt: skip
+    survivor = subprocess.Popen(worker, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        done = run_locust(
+            locustfile,
+            root,
+            f"--master --master-bind-port {port} --expect-workers 2 --headless -u 2 -r 2 -t 8s "
+            f"--only-summary --rate 500 --kafka-bootstrap {kafka} --topic-prefix {prefix} "
+            f"--verdict-file {verdict_file} --drain-timeout 5",
+        )
+    finally:
+        for w in (doomed, survivor):
+            if w.poll() is None:
+                w.wait(20)
+    assert doomed.returncode == -signal.SIGKILL
+    v = verdict_of(verdict_file)
+    assert done.returncode == 4, describe_output(done)
+    assert v["status"] == "INCONCLUSIVE"
+    assert any("never reported their final ledger" in r for r in v["reasons"]), v["reasons"]
+    assert v["acked"] > 0  # the survivor's messages were judged all the same
+    assert v["lost"] == 0

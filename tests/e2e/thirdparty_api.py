@@ -15,7 +15,10 @@ applied to accepted messages, model what real pipelines do:
 * ``--plan``: the same by the message's seq (read from its envelope member), relative to
   ``first``: ``lost``, ``duplicated``, ``corrupted``, ``misrouted`` (lists of offsets from
   ``first``), ``late`` ({"delay": S, "duplicated": […], "corrupted": […]}: an extra copy, changed
-  for ``corrupted``, written S seconds after the original).
+  for ``corrupted``, written S seconds after the original), ``phantom`` (an extra copy whose envelope
+  names a seq its producer never sent: the seq with bit 62 set), ``pending`` (written in a Kafka
+  transaction it acknowledges before committing — and never commits: the record and everything after
+  it on its partition stay invisible to a committed reader; aborted at SIGTERM).
 
 On SIGTERM it writes ``--truth``: every message it dropped and every copy it wrote on purpose that
 Kafka acknowledged, as [producer, seq] pairs by kind — what the tests compare the verdict with.
@@ -29,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from confluent_kafka import Producer
@@ -40,7 +44,7 @@ class Truth:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.kinds: dict[str, list[list[int]]] = {
-            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "late")
+            k: [] for k in ("lost", "duplicated", "corrupted", "misrouted", "late", "phantom", "pending")
         }
 
     def add(self, kind: str, ident: tuple[int, int]) -> None:
@@ -88,6 +92,15 @@ def envelope_of(body: dict) -> tuple[int, int] | None:
     return int.from_bytes(raw[9:17], "big"), int.from_bytes(raw[17:25], "big")
 
 
+def phantom(value: bytes) -> bytes:
+    """The message again, its envelope naming a seq its producer never sends (bit 62 set)."""
+    body = json.loads(value)
+    raw = bytearray(bytes.fromhex(body["_ingestload"]))
+    raw[17] |= 0x40
+    body["_ingestload"] = raw.hex()
+    return json.dumps(body).encode()
+
+
 def corrupt(value: bytes) -> bytes:
     return value.replace(b'"Header":{', b'"Header":{"Tampered":true,', 1)
 
@@ -107,6 +120,21 @@ def main() -> int:
     plan = json.loads(args.plan) if args.plan else None
     kafka = Kafka(args.bootstrap)
     truth = Truth()
+    transactions: list[Producer] = []
+    transactions_lock = threading.Lock()
+
+    def pending_write(topic: str, value: bytes) -> bool:
+        """Write ``value`` in a transaction of its own, left open (acknowledged before its commit)."""
+        producer = Producer(
+            {"bootstrap.servers": args.bootstrap, "transactional.id": f"api-{uuid.uuid4().hex}"}
+        )
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce(topic, value)
+        with transactions_lock:
+            transactions.append(producer)
+        return producer.flush(30) == 0
+
     counter = {"n": 0}
     counter_lock = threading.Lock()
 
@@ -138,7 +166,7 @@ def main() -> int:
             kinds.add("misrouted")
         if plan is not None and ident is not None:
             i = ident[1] - plan["first"]
-            for kind in ("lost", "duplicated", "corrupted", "misrouted"):
+            for kind in ("lost", "duplicated", "corrupted", "misrouted", "phantom", "pending"):
                 if i in plan.get(kind, []):
                     kinds.add(kind)
             late = plan.get("late", {})
@@ -185,6 +213,13 @@ def main() -> int:
                 if elsewhere is None or elsewhere == topic:
                     elsewhere = args.prefix + TYPES[(TYPES.index(msg_type) + 1) % len(TYPES)]
                 topic = elsewhere
+            if "pending" in kinds:
+                if not pending_write(topic, value):
+                    self.answer(503, b'{"error":"kafka"}')
+                    return
+                truth.add("pending", ident)
+                self.answer(202, b'{"queued":true}')
+                return
             done = kafka.write(topic, value)
             if not done.wait(30) or not done.result.get("ok"):  # type: ignore[attr-defined]
                 self.answer(503, b'{"error":"kafka"}')
@@ -199,6 +234,10 @@ def main() -> int:
                     copy = kafka.write(topic, value)
                     if copy.wait(30) and copy.result.get("ok"):  # type: ignore[attr-defined]
                         truth.add("duplicated", ident)
+            if "phantom" in kinds:
+                copy = kafka.write(args.prefix + msg_type, phantom(raw))
+                if copy.wait(30) and copy.result.get("ok"):  # type: ignore[attr-defined]
+                    truth.add("phantom", ident)
             delay = (plan or {}).get("late", {}).get("delay", 0.0)
             own = args.prefix + msg_type  # a late copy goes where the message belongs
             if "late-duplicated" in kinds:
@@ -218,6 +257,8 @@ def main() -> int:
     server.serve_forever()
     kafka.producer.flush(30)
     kafka.running = False
+    for producer in transactions:
+        producer.abort_transaction(30)
     with open(args.truth, "w") as out:
         json.dump(truth.kinds, out)
     return 0

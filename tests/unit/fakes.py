@@ -1,18 +1,16 @@
-"""Stand-ins for confluent-kafka Message objects, for pure verifier logic."""
+"""Stand-ins for confluent-kafka Message objects, for pure verifier logic.
 
+The envelopes are built by the tests' own oracle (tests/oracle.py: its own layout, CRC-32 and
+canonical JSON, from the docs), never by the product's ``encode``/``body_checksum``/``topic_tag``:
+a verifier that misreads the envelope cannot agree with a message built by the same mistake.
+"""
+
+import json
 from dataclasses import dataclass, field
 
-import orjson
+from tests.oracle import canonical, crc32, envelope
 
-from ingestload.messages.envelope import (
-    HEADER,
-    Envelope,
-    body_checksum,
-    checksum,
-    encode,
-    encode_text,
-    topic_tag,
-)
+HEADER = "ingestload"
 
 RUN = "00112233445566ff"
 
@@ -59,9 +57,8 @@ def kafka_msg(
     crc=None,
     meant_for=None,
 ):
-    tag = topic_tag(topic if meant_for is None else meant_for)
-    env = Envelope(run, producer, seq, sent_at_us, checksum(value) if crc is None else crc, tag)
-    return Msg(topic, partition, offset, value, [(HEADER, encode(env))])
+    env = envelope(run, producer, seq, sent_at_us, crc32(value) if crc is None else crc, meant_for or topic)
+    return Msg(topic, partition, offset, value, [(HEADER, env)])
 
 
 def http_msg(
@@ -76,6 +73,6 @@ def http_msg(
     sent_at_us=0,
     meant_for=None,
 ):
-    tag = topic_tag(topic if meant_for is None else meant_for)
-    env = Envelope(RUN, producer, seq, sent_at_us, body_checksum(body), tag)
-    return Msg(topic, partition, offset, orjson.dumps({field_name: encode_text(env), **body}))
+    env = envelope(RUN, producer, seq, sent_at_us, crc32(canonical(body)), meant_for or topic)
+    document = {field_name: env.hex(), **body}
+    return Msg(topic, partition, offset, json.dumps(document, separators=(",", ":")).encode())

@@ -36,3 +36,62 @@ def test_a_sender_whose_drain_raises_reports_what_it_still_holds():
             raise RuntimeError("boom")
 
     assert drain_all([Broken("x", [])], timeout=1.0) == [3]
+
+
+class _Client:
+    def __init__(self, id_, state="running"):
+        self.id, self.state = id_, state
+
+
+class _Runner:
+    """The part of Locust's MasterRunner the drain uses: its clients and send_message."""
+
+    def __init__(self, accounts, clients, answering):
+        self.clients = {c.id: c for c in clients}
+        self.accounts, self.answering = accounts, answering
+
+    def send_message(self, kind, data, client_id):
+        if client_id in self.answering:
+            self.accounts.on_drained(client_id, {"run_id": data["run_id"], "counters": {}, "ledgers": []})
+
+
+def test_a_worker_killed_before_its_first_report_is_named_missing():
+    """Issue 18 item 6: worker-b connected (Locust's worker_connect) and was killed before its first
+    stats report, so Locust has already dropped it from its clients; worker-a drains. The master still
+    names worker-b as missing (the verdict will be INCONCLUSIVE), instead of knowing nothing of it."""
+    from ingestload.locust.drain import WorkerAccounts
+
+    accounts = WorkerAccounts()
+    accounts.clear(connected=["worker-a"])
+    accounts.on_connect("worker-b")
+    runner = _Runner(accounts, [_Client("worker-a")], answering={"worker-a"})
+    accounts.drain(runner, "00112233445566ff", timeout=0.0)
+    assert accounts.unanswered() == {"worker-b"}
+
+
+def test_workers_of_a_previous_test_owe_nothing_to_the_next():
+    """A new test knows only the workers connected at its start (and those connecting during it)."""
+    from ingestload.locust.drain import WorkerAccounts
+
+    accounts = WorkerAccounts()
+    accounts.on_connect("gone")
+    accounts.clear(connected=["worker-a"])
+    runner = _Runner(accounts, [_Client("worker-a")], answering={"worker-a"})
+    accounts.drain(runner, "00112233445566ff", timeout=0.0)
+    assert accounts.unanswered() == set()
+
+
+def test_the_verdict_says_how_to_judge_the_run_again_in_one_command():
+    """Issue 18 item 7: the verdict block ends with how long the verifier watched after the last
+    acknowledgement and the one command that judges the run again (its ledger file named)."""
+    from types import SimpleNamespace
+
+    from ingestload.locust.verification import LocustVerification
+
+    verification = LocustVerification.__new__(LocustVerification)
+    verification.settings = SimpleNamespace(verify=SimpleNamespace(ledger_file="reports/r1/ledger.json"))
+    hint = verification.rejudge_hint({"watched_s": 5.25})
+    assert "more than 5.2 s after the last acknowledgement" in hint
+    assert "`ingestload verify --ledger reports/r1/ledger.json`" in hint
+    verification.settings = SimpleNamespace(verify=SimpleNamespace(ledger_file=None))
+    assert "write one with --ledger-file" in verification.rejudge_hint({})

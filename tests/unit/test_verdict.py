@@ -155,7 +155,7 @@ def test_two_ledgers_for_one_producer_id_are_inconclusive_never_replaced():
     assert (len(clashing), len(clashing.clashes)) == (1, 1)
     verdict = classify(RUN, clashing, seen(*[(1, s) for s in range(10)]), reached_end=True)
     assert verdict.status == "INCONCLUSIVE"
-    assert any("more ledger(s) for producer id(s)" in r for r in verdict.reasons)
+    assert any("2 ledgers claim producer id 0000000000000001" in r for r in verdict.reasons)
     assert len(AckLedger.from_json(clashing.to_json()).clashes) == 1
 
 
@@ -166,3 +166,103 @@ def test_ledgers_past_2_32():
     verdict = judge(led, seen(*[(1, s) for s in range(edge - 3, edge + 3) if s != edge]))
     assert (verdict.status, verdict.acked, verdict.lost) == ("FAIL", 6, 1)
     assert [i.seq for i in verdict.lost_samples] == [edge]
+
+
+def test_records_of_a_known_producer_with_seqs_it_never_sent_are_phantom_and_fail():
+    """Issue 18 item 4: 500 records of producer 1 with seqs it never sent, beside its 10 real ones, are
+    counted as phantom (FAIL), not silently accepted; seen counts only the 10 it sent."""
+    real = [(1, s) for s in range(10)]
+    invented = [(1, s) for s in range(10, 510)]
+    verdict = judge(ledger(producer=1, sent=10), seen(*real, *invented))
+    assert (verdict.status, verdict.phantom, verdict.seen, verdict.acked) == ("FAIL", 500, 10, 10)
+    assert any(r.startswith("phantom 500 > 0") for r in verdict.reasons)
+    assert [(i.producer_id, i.seq) for i in verdict.phantom_samples[:2]] == [(1, 10), (1, 11)]
+    assert "phantom=500" in verdict.line()
+
+
+def test_seqs_below_a_producers_first_seq_are_phantom_too():
+    """A producer that started at seq 100 never sent seq 5: a record with it is phantom."""
+    led = ProducerLedger(1, first=100, sent=3, acked_count=3)
+    verdict = judge(led, seen((1, 100), (1, 101), (1, 102), (1, 5)))
+    assert (verdict.status, verdict.phantom, verdict.lost) == ("FAIL", 1, 0)
+
+
+def test_a_producer_id_clash_is_inconclusive_naming_both_senders_not_duplicated():
+    """Issue 18 item 11: two senders that drew one producer id both send seqs 0…9; the second copies
+    are not duplicates of anything: INCONCLUSIVE, naming both senders (host, pid, worker), and no
+    duplicate counted against the run."""
+    first = ProducerLedger(7, sent=10, acked_count=10, meta={"host": "node-a", "pid": 11, "worker": 0})
+    second = ProducerLedger(7, sent=10, acked_count=10, meta={"host": "node-b", "pid": 22, "worker": 1})
+    both = [(7, s) for s in range(10)] * 2
+    verdict = classify(RUN, AckLedger([first, second]), seen(*both), reached_end=True)
+    assert (verdict.status, verdict.duplicated, verdict.lost) == ("INCONCLUSIVE", 0, 0)
+    reason = next(r for r in verdict.reasons if "claim producer id" in r)
+    assert "host node-a, pid 11, worker 0" in reason
+    assert "host node-b, pid 22, worker 1" in reason
+    assert "10 copies" in reason
+
+
+def test_a_clash_does_not_hide_real_duplicates_of_other_producers():
+    """Producer 1 duplicates seq 3 while producer 7's id clashes: FAIL duplicated 1 (producer 1's)."""
+    clash = [ProducerLedger(7, sent=2, acked_count=2), ProducerLedger(7, sent=2, acked_count=2)]
+    messages = [(1, s) for s in range(10)] + [(1, 3)] + [(7, 0), (7, 1), (7, 0), (7, 1)]
+    verdict = classify(RUN, AckLedger([ledger(producer=1), *clash]), seen(*messages), reached_end=True)
+    assert (verdict.status, verdict.duplicated) == ("FAIL", 1)
+
+
+def test_messages_missing_where_records_were_deleted_are_unseen_not_lost():
+    """Issue 18 item 8: 40 offsets of t[0] were deleted (retention) before the verifier read them;
+    the 3 acknowledged messages not found, all meant for t, are unseen: INCONCLUSIVE naming the
+    partition and how many offsets were gone — not FAIL lost 3."""
+    verdict = judge(
+        ledger(),
+        seen(*[(1, s) for s in range(7)]),
+        topic_of=lambda p, s: "t",
+        deleted={("t", 0): 40},
+    )
+    assert (verdict.status, verdict.lost, verdict.unseen) == ("INCONCLUSIVE", 0, 3)
+    assert verdict.deleted == {"t[0]": 40}
+    assert "t[0] 40" in next(r for r in verdict.reasons if "deleted" in r)
+
+
+def test_losses_on_other_topics_than_the_deleted_ones_still_fail():
+    """Deletion on topic u says nothing of topic t: messages missing on t are lost (FAIL)."""
+    verdict = judge(
+        ledger(),
+        seen(*[(1, s) for s in range(7)]),
+        topic_of=lambda p, s: "t",
+        deleted={("u", 0): 5},
+    )
+    assert (verdict.status, verdict.lost) == ("FAIL", 3)
+
+
+def test_a_deleted_run_offset_is_known_from_the_log_start_and_the_first_record_read(monkeypatch):
+    """Readback: the run started at offset 100 of t[0]; the log now starts at 140 and the first record
+    the verifier read there was 140 → 40 offsets deleted before they were read. Where the verifier read
+    from 99 on (deleted later) or the log still starts at the run's start, nothing is claimed."""
+    from ingestload.verify import readback
+
+    class Probe:
+        def __init__(self, lows):
+            self.lows = lows
+
+        def get_watermark_offsets(self, tp, timeout, cached):
+            return self.lows[(tp.topic, tp.partition)], 10_000
+
+        def close(self):
+            pass
+
+    lows = {("t", 0): 140, ("t", 1): 140, ("t", 2): 0}
+    monkeypatch.setattr(readback, "reader", lambda config, purpose, **kw: Probe(lows))
+    run = readback.Readback.__new__(readback.Readback)
+    run.config, run.assigned = {}, set(lows)
+    run.start = {("t", 0): 100, ("t", 1): 100, ("t", 2): 0}
+    run.verifier = Verifier(RUN)
+    run.verifier.process(
+        [
+            kafka_msg(1, 0, topic="t", partition=0, offset=140),
+            kafka_msg(1, 1, topic="t", partition=1, offset=99),
+            kafka_msg(1, 2, topic="t", partition=2, offset=3),
+        ]
+    )
+    assert run._deleted() == {("t", 0): 40}

@@ -1,5 +1,7 @@
 """The verifier core on hand-made messages: seen sets, anomalies, the HTTP-path envelope."""
 
+import json
+
 import orjson
 
 from ingestload.verify.verifier import Verifier
@@ -58,9 +60,10 @@ def test_http_envelope_in_json_body_with_canonical_checksum():
     """The HTTP-path envelope is read from the body; re-serialised JSON passes, a changed value is corrupt."""
     v = Verifier(RUN)
     good = http_msg(7, 0, {"b": 2, "a": {"x": 1}})
-    reordered = Msg(
-        "t", 0, 1, orjson.dumps({**orjson.loads(http_msg(7, 1, {"a": {"x": 1}, "b": 2}).value())})
-    )
+    # Re-serialised as another stack would: keys in another order, spaces, with the standard library
+    # (not the orjson the verifier parses with).
+    document = json.loads(http_msg(7, 1, {"a": {"x": 1}, "b": 2}).value())
+    reordered = Msg("t", 0, 1, json.dumps(dict(reversed(list(document.items()))), indent=2).encode())
     tampered_body = orjson.loads(http_msg(7, 2, {"a": 1}).value())
     tampered_body["a"] = 2
     tampered = Msg("t", 0, 2, orjson.dumps(tampered_body))

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,7 @@ import orjson
 from pyroaring import BitMap64
 
 from ingestload.fanout.filters import FieldFilter, extract, value_key
-from ingestload.fanout.ledger import SubscriberLedger
+from ingestload.fanout.ledger import SubscriberLedger, normalised_value
 from ingestload.fanout.protocol import Positions, TopicPartition
 
 Key = tuple[tuple[str, ...], FieldFilter | None]
@@ -48,6 +50,26 @@ class Expected:
     """Per partition, Kafka's end offset (next offset) when the read reached it."""
     incomplete: list[str] = field(default_factory=list)
     """Why some partition could not be read to its end (empty when every one was)."""
+    digests: dict[TopicPartition, tuple[int, array[int]]] = field(default_factory=dict)
+    """Per partition: (first offset, the :func:`~ingestload.fanout.ledger.content_digest` of each
+    offset from it) — what Kafka holds, to check what subscribers received (0: no record there)."""
+    partitions: dict[str, set[int]] = field(default_factory=dict)
+    """Per topic of any subscription: every partition Kafka has (a window that leaves one out is not
+    known whole)."""
+
+    def content_sum(self, tp: TopicPartition, offsets: Iterable[int]) -> int | None:
+        """The sum (mod 2**64) of Kafka's content digests at ``offsets`` of ``tp`` (``None``: not read)."""
+        found = self.digests.get(tp)
+        if found is None:
+            return None
+        base, values = found
+        size = len(values)
+        total = 0
+        for offset in offsets:
+            index = offset - base
+            if 0 <= index < size:
+                total += values[index]
+        return total & (2**64 - 1)
 
 
 class MatchIndex:
@@ -65,6 +87,20 @@ class MatchIndex:
     def needs_document(self, topic: str) -> bool:
         """True when some key of ``topic`` has a filter (so values must be parsed)."""
         return any(k[1] is not None for k in self._by_topic.get(topic, ()))
+
+    def digest(self, expected: Expected, topic: str, partition: int, offset: int, value: bytes) -> None:
+        """File the content digest of one record (``value`` normalised) in ``expected.digests``."""
+        tp = (topic, partition)
+        found = expected.digests.get(tp)
+        if found is None:
+            found = expected.digests[tp] = (offset, array("I"))
+        base, values = found
+        index = offset - base
+        if index < 0:
+            return
+        if index >= len(values):
+            values.extend([0] * (index + 1 - len(values)))
+        values[index] = zlib.crc32(value, offset & 0xFFFFFFFF)
 
     def add(self, topic: str, partition: int, offset: int, document: Any) -> None:
         """One message; ``document`` is its parsed JSON (``None`` when not JSON or not needed)."""
@@ -105,7 +141,7 @@ def read_expected(
     from confluent_kafka import Consumer, KafkaError
     from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-    from ingestload.kafka.config import CONSUMER_DEFAULTS, scrub
+    from ingestload.kafka.config import COMMITTED_ONLY, CONSUMER_DEFAULTS, scrub
 
     keys, start = read_plan(ledgers)
     index = MatchIndex(keys)
@@ -116,6 +152,7 @@ def read_expected(
         {
             **CONSUMER_DEFAULTS,
             **config,
+            **COMMITTED_ONLY,  # what a subscriber may be expected to get: committed records only
             "group.id": f"ingestload-fanout-expected-{uuid.uuid4().hex}",
             "enable.auto.commit": "false",
             "enable.partition.eof": "true",
@@ -123,9 +160,21 @@ def read_expected(
         }
     )
     try:
+        # Every partition of the subscribed topics, also those a gateway left out of every window:
+        # read from their beginning, so that a window that omits one can be told not whole.
+        topics = sorted({t for key in keys for t in key[0]})
+        metadata = consumer.list_topics(timeout=10)
+        for topic in topics:
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                continue
+            expected.partitions[topic] = set(found.partitions)
+            for partition in found.partitions:
+                if (topic, partition) not in start:
+                    start[(topic, partition)] = 0
+                    expected.read_from[(topic, partition)] = 0
         consumer.assign([KafkaTopicPartition(t, p, o) for (t, p), o in sorted(start.items())])
         pending = set(start)
-        parse = {t: index.needs_document(t) for t, _ in start}
         last_progress = time.monotonic()
         while pending and time.monotonic() - last_progress < idle_timeout:
             messages = consumer.consume(batch, 0.5)
@@ -136,12 +185,14 @@ def read_expected(
                 tp = (str(message.topic()), int(message.partition() or 0))
                 offset = int(message.offset() or 0)
                 if error is None:
-                    document = None
-                    if parse[tp[0]]:
-                        try:
-                            document = orjson.loads(message.value() or b"")
-                        except orjson.JSONDecodeError:
-                            document = None
+                    # Every value is parsed once: for the filters and for the content digest.
+                    raw = message.value()
+                    try:
+                        document = orjson.loads(raw if raw is not None else b"null")
+                        value = orjson.dumps(document)
+                    except orjson.JSONDecodeError:
+                        document, value = None, normalised_value(raw)
+                    index.digest(expected, tp[0], tp[1], offset, value)
                     index.add(tp[0], tp[1], offset, document)
                 elif error.code() == KafkaError._PARTITION_EOF:
                     expected.end[tp] = offset

@@ -5,8 +5,10 @@ gateway confirmed (``subscribed.from``, later ``partitions``), the end it confir
 (``unsubscribed.to``), the last ``progress`` it vouched for, every (partition, offset) it
 received (64-bit roaring bitmaps, so a ledger of millions of messages stays small),
 duplicates, first arrivals below an offset already received (out of order, per partition),
-drops the gateway announced, and a latency histogram per topic (envelope send time →
-received). Its state:
+drops the gateway announced, a content digest per partition (what each first arrival held, to be
+compared with what Kafka holds at those offsets: :func:`content_digest`), and a latency histogram
+per topic (envelope send time → received) with the lowest latency measured (a bound on the clock
+skew between sender and subscriber). Its state:
 
 =============  =================================================================================
 pending        subscribe sent, never confirmed: no window
@@ -15,6 +17,10 @@ closed         a clean ``unsubscribed``: the window is ``[from, to)``
 broken         the connection ended without ``unsubscribed``: the end is unknown; the last
                ``progress`` is the most the gateway vouched for
 =============  =================================================================================
+
+A gateway that contradicts itself — an ``unsubscribed.to`` below an offset it already vouched for
+with ``progress`` — does not shrink the window: the window ends at the higher of the two, and the
+contradiction is kept (:attr:`SubscriberLedger.contradictions`) for the verdict to name.
 
 Ledgers serialise to JSON-friendly dicts (:meth:`SubscriberLedger.to_dict`) and merge
 (:meth:`SubscriberLedgers.merge`), so that Locust workers can send theirs to the master at
@@ -33,9 +39,11 @@ from __future__ import annotations
 
 import base64
 import collections
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import orjson
 from pyroaring import BitMap64
 
 from ingestload.fanout.filters import FieldFilter
@@ -48,6 +56,44 @@ STATES = (PENDING, OPEN, CLOSED, BROKEN)
 ENVELOPE_FIELD = "_ingestload"
 #: Latency buckets keep this many significant bits (≤ 3.1% relative error), like HdrHistogram.
 _BUCKET_BITS = 5
+
+
+_MASK64 = 2**64 - 1
+
+
+def content_digest(offset: int, value: bytes) -> int:
+    """The digest of one message's content at its offset: CRC-32 of the value seeded with the offset,
+    so that two values swapped between offsets do not cancel out. A partition's digest is the sum
+    (mod 2**64) over the offsets received; the verdict sums Kafka's values at the same offsets.
+
+    ``value`` is the normalised value: for JSON, ``orjson.dumps`` of the parsed document (both sides
+    parse and re-render it, so a gateway may forward it byte for byte or re-serialise it), else the
+    raw bytes."""
+    return zlib.crc32(value, offset & 0xFFFFFFFF)
+
+
+def normalised_value(raw: bytes | None) -> bytes:
+    """Kafka's side of :func:`content_digest`: a JSON value re-rendered, anything else as it is."""
+    if raw is None:
+        return b"null"
+    try:
+        return orjson.dumps(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return raw
+
+
+def _received_value(message: Mapping[str, Any]) -> bytes:
+    """The subscriber's side of :func:`content_digest`: the value of a ``messages`` entry."""
+    raw = message.get("value_base64")
+    if raw is not None and message.get("value") is None:
+        try:
+            return base64.b64decode(raw)
+        except (ValueError, TypeError):
+            return b"\x00invalid base64"
+    try:
+        return orjson.dumps(message.get("value"))
+    except TypeError:
+        return b"\x00not renderable"
 
 
 def latency_bucket(us: int) -> int:
@@ -101,6 +147,18 @@ class SubscriberLedger:
         """Messages received without an envelope (no latency for them)."""
         self.errors: list[str] = []
         """Error frames the gateway sent (first 20)."""
+        self.content: dict[TopicPartition, int] = {}
+        """Per partition: the sum (mod 2**64) of :func:`content_digest` over first arrivals."""
+        self.unchecked: set[TopicPartition] = set()
+        """Partitions whose content cannot be checked: two merged records of the subscription both
+        received an offset there, and its digest cannot be taken out of the sums again."""
+        self.contradictions: list[str] = []
+        """What the gateway said that contradicts what it vouched for before (first 20)."""
+        self.min_latency_us: int | None = None
+        """The lowest latency measured (µs, may be negative): the subscriber's clock minus the
+        sender's is at most this (the clock skew bound the verdict reports)."""
+        self.host: str | None = None
+        """The subscriber's host (same host as the senders: one clock, no skew)."""
 
     @property
     def key(self) -> tuple[tuple[str, ...], FieldFilter | None]:
@@ -127,8 +185,20 @@ class SubscriberLedger:
         self.announced_dropped += count
 
     def ended(self, end: Mapping[TopicPartition, int], reason: str) -> None:
-        self.end = dict(end)
-        self.vouched.update(end)
+        window_end = dict(end)
+        for tp, offset in end.items():
+            vouched = self.vouched.get(tp)
+            if vouched is not None and offset < vouched:
+                # The gateway already said every message below `vouched` was pushed: it cannot take
+                # that back by ending the window lower.
+                window_end[tp] = vouched
+                if len(self.contradictions) < 20:
+                    self.contradictions.append(
+                        f"{tp[0]}[{tp[1]}]: unsubscribed.to {offset} below progress {vouched} "
+                        "it had vouched for"
+                    )
+        self.end = window_end
+        self.vouched.update(window_end)
         self.end_reason = reason
         self.state = CLOSED
 
@@ -146,9 +216,16 @@ class SubscriberLedger:
             self.end_reason = reason
 
     def record(
-        self, topic: str, partition: int, offset: int, sent_at_us: int | None, received_us: int
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        sent_at_us: int | None,
+        received_us: int,
+        value: bytes | None = None,
     ) -> None:
-        """One received message (the hot path: a few hundred nanoseconds)."""
+        """One received message (the hot path: a few hundred nanoseconds); ``value``, its normalised
+        value (see :func:`content_digest`), goes into the partition's content digest."""
         key = (topic, partition)
         seen = self.received.get(key)
         if seen is None:
@@ -157,6 +234,8 @@ class SubscriberLedger:
             self.duplicates[key] += 1
             return
         seen.add(offset)
+        if value is not None and key not in self.unchecked:
+            self.content[key] = (self.content.get(key, 0) + zlib.crc32(value, offset & 0xFFFFFFFF)) & _MASK64
         if offset < self.highest.get(key, -1):
             self.out_of_order[key] += 1
         else:
@@ -164,10 +243,13 @@ class SubscriberLedger:
         if sent_at_us is None:
             self.no_envelope += 1
             return
+        latency = received_us - sent_at_us
+        if self.min_latency_us is None or latency < self.min_latency_us:
+            self.min_latency_us = latency
         buckets = self.latency.get(topic)
         if buckets is None:
             buckets = self.latency[topic] = collections.Counter()
-        buckets[latency_bucket(received_us - sent_at_us)] += 1
+        buckets[latency_bucket(latency)] += 1
 
     def feed(self, frame: Mapping[str, Any], received_us: int) -> None:
         """Apply one parsed gateway frame (``protocol.parse_server``), received at ``received_us``."""
@@ -181,7 +263,7 @@ class SubscriberLedger:
                     value = m.get("value")
                     if isinstance(value, dict):
                         sent_at = sent_at_of(value.get(field))
-                record(m["topic"], m["partition"], m["offset"], sent_at, received_us)
+                record(m["topic"], m["partition"], m["offset"], sent_at, received_us, _received_value(m))
         elif kind == "progress":
             self.progress(positions_from_json(frame["positions"]))
         elif kind == "subscribed":
@@ -226,6 +308,11 @@ class SubscriberLedger:
             "latency": {t: sorted(c.items()) for t, c in sorted(self.latency.items())},
             "no_envelope": self.no_envelope,
             "errors": list(self.errors),
+            "content": positions_json(self.content),
+            "unchecked": [[t, p] for t, p in sorted(self.unchecked)],
+            "contradictions": list(self.contradictions),
+            "min_latency_us": self.min_latency_us,
+            "host": self.host,
         }
 
     @classmethod
@@ -258,6 +345,12 @@ class SubscriberLedger:
         }
         ledger.no_envelope = int(data.get("no_envelope", 0))
         ledger.errors = [str(e) for e in data.get("errors", [])]
+        ledger.content = positions_from_json(data.get("content", []))
+        ledger.unchecked = {(str(t), int(p)) for t, p in data.get("unchecked", [])}
+        ledger.contradictions = [str(e) for e in data.get("contradictions", [])]
+        minimum = data.get("min_latency_us")
+        ledger.min_latency_us = None if minimum is None else int(minimum)
+        ledger.host = data.get("host")
         return ledger
 
     def merge(self, other: SubscriberLedger) -> None:
@@ -266,15 +359,31 @@ class SubscriberLedger:
             raise ValueError(
                 f"cannot merge ledgers of different subscriptions: {self.subscriber} / {other.subscriber}"
             )
+        overlapping = set(self.unchecked | other.unchecked)
         for tp, bitmap in other.received.items():
             mine = self.received.get(tp)
             if mine is None:
                 self.received[tp] = BitMap64(bitmap)
                 continue
-            self.duplicates[tp] += mine.intersection_cardinality(bitmap)
+            both = mine.intersection_cardinality(bitmap)
+            self.duplicates[tp] += both
+            if both:
+                overlapping.add(tp)
             mine |= bitmap
         for tp, offset in other.highest.items():
             self.highest[tp] = max(offset, self.highest.get(tp, -1))
+        for tp, digest in other.content.items():
+            self.content[tp] = (self.content.get(tp, 0) + digest) & _MASK64
+        # Offsets received in both parts were digested twice: those partitions cannot be checked.
+        for tp in overlapping:
+            self.content.pop(tp, None)
+        self.unchecked = overlapping
+        if other.min_latency_us is not None and (
+            self.min_latency_us is None or other.min_latency_us < self.min_latency_us
+        ):
+            self.min_latency_us = other.min_latency_us
+        self.contradictions = (self.contradictions + other.contradictions)[:20]
+        self.host = self.host or other.host
         self.duplicates.update(other.duplicates)
         self.out_of_order.update(other.out_of_order)
         self.announced_dropped += other.announced_dropped

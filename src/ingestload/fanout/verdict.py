@@ -9,12 +9,25 @@ duplicated     extra copies beyond the first
 out of order   first arrivals below an offset already received in the same partition
 unexpected     received in its window range but not a message of its subscription (wrong filter,
                wrong topic, before its start or after a clean end)
+**altered**    partitions of a subscriber whose received values differ from what Kafka holds at
+               those offsets (a content digest per partition: garbage at the right offsets)
 =============  ====================================================================================
 
 The window of a subscriber is ``[from, end)`` per partition, where ``end`` is the confirmed
 ``unsubscribed.to`` (closed), Kafka's end offsets read after the drain (still open), or — for
 a connection that ended without a clean end (broken) — only the last ``progress`` it was
-given: misses inside that part are real and counted, but what came after is unknown.
+given: misses inside that part are real and counted, but what came after is unknown. A gateway
+cannot shrink a window it vouched for: an ``unsubscribed.to`` below an earlier ``progress`` ends
+the window at the ``progress`` (and the contradiction is named). A partition of a subscribed
+topic that the gateway left out of the window (never in ``subscribed.from`` nor a ``partitions``
+frame) while Kafka holds matching messages there makes the window not known whole.
+
+**Latency and clocks.** Fan-out latency is the subscriber's clock minus the sender's (the
+envelope's send time). When every subscriber and every sender ran on one host, the clocks are
+one and ``max_p99_ms`` is judged as measured. Otherwise the skew is unknown, bounded only from
+above by the lowest latency measured (a message cannot arrive before it was sent): the p99 FAILs
+only when it exceeds the threshold even after taking that bound off, and a p99 that would pass
+or fail on skew alone is INCONCLUSIVE, with the bound reported.
 
 Status: **FAIL** when a total exceeds its threshold (``max_missed`` and friends, all 0 by
 default; definite anomalies win over missing information); otherwise **INCONCLUSIVE** when a
@@ -44,7 +57,16 @@ from ingestload.fanout.ledger import BROKEN, CLOSED, OPEN, PENDING, SubscriberLe
 from ingestload.verdicts import EXIT_CODES, FAIL, INCONCLUSIVE, PASS
 
 _TOP = 2**64 - 1
-COUNTS = ("expected", "received", "missed", "dropped", "duplicated", "out_of_order", "unexpected")
+COUNTS = (
+    "expected",
+    "received",
+    "missed",
+    "dropped",
+    "duplicated",
+    "out_of_order",
+    "unexpected",
+    "altered",
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,8 @@ class FanoutThresholds:
     """Messages outside a subscription tolerated."""
     max_p99_ms: float | None = None
     """Highest acceptable fan-out latency p99 over all subscribers (``None``: not judged)."""
+    max_altered: int = 0
+    """Subscriber partitions whose received content differs from Kafka tolerated (none)."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +99,16 @@ class Latency:
     """99th percentile."""
     max_ms: float | None = None
     """Highest bucket."""
+    min_ms: float | None = None
+    """The lowest latency measured, unclamped (may be negative): the subscriber's clock is ahead of
+    the sender's by at most this much."""
 
     @classmethod
-    def of(cls, buckets: Mapping[int, int]) -> Latency:
+    def of(cls, buckets: Mapping[int, int], min_us: int | None = None) -> Latency:
         total = sum(buckets.values())
         if not total:
             return cls()
+        minimum = None if min_us is None else min_us / 1000
         ordered = sorted(buckets.items())
 
         def at(q: float) -> float:
@@ -92,7 +120,7 @@ class Latency:
                     return bucket / 1000
             return ordered[-1][0] / 1000
 
-        return cls(total, at(0.50), at(0.99), ordered[-1][0] / 1000)
+        return cls(total, at(0.50), at(0.99), ordered[-1][0] / 1000, minimum)
 
     def describe(self) -> str:
         if not self.count:
@@ -125,6 +153,10 @@ class SubscriberResult:
     latency: Latency
     unknown: tuple[str, ...] = ()
     """Why its window (or part of it) cannot be judged; empty when it can."""
+    altered: int = 0
+    """Partitions whose received values differ from Kafka's at the same offsets."""
+    contradictions: tuple[str, ...] = ()
+    """What the gateway said that contradicted what it had vouched for (the window was not shrunk)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +182,9 @@ class FanoutVerdict:
     """Why the status is what it is (empty for a clean PASS)."""
     missing_reports: tuple[str, ...] = ()
     """Who should have sent ledgers and did not (e.g. Locust workers)."""
+    clock_skew: str = "unknown"
+    """``one host`` (senders and subscribers share a clock: latency exact), else what bounds the
+    skew: ``subscriber clock − sender clock ≤ X ms`` (the lowest latency measured)."""
 
     @property
     def exit_code(self) -> int:
@@ -161,7 +196,7 @@ class FanoutVerdict:
             f"FANOUT VERDICT: {self.status}  subscribers={self.subscribers:,} expected={t['expected']:,} "
             f"delivered={t['received']:,} missed={t['missed']:,} (dropped {t['dropped']:,}) "
             f"duplicated={t['duplicated']:,} out_of_order={t['out_of_order']:,} "
-            f"unexpected={t['unexpected']:,}"
+            f"unexpected={t['unexpected']:,}" + (f" altered={t['altered']:,}" if t.get("altered") else "")
         )
 
     def report(self, worst: int = 5) -> str:
@@ -172,7 +207,7 @@ class FanoutVerdict:
             f"  windows: closed={w.get(CLOSED, 0):,} open={w.get(OPEN, 0):,} broken={w.get(BROKEN, 0):,} "
             f"unconfirmed={w.get(PENDING, 0):,}"
         )
-        lines.append(f"  fan-out latency: {self.latency.describe()}")
+        lines.append(f"  fan-out latency: {self.latency.describe()}; clocks: {self.clock_skew}")
         for topic, counts in sorted(self.per_topic.items()):
             lines.append(
                 f"  {topic}: expected={counts['expected']:,} delivered={counts['received']:,} "
@@ -183,7 +218,7 @@ class FanoutVerdict:
             (
                 r
                 for r in self.results
-                if r.missed or r.duplicated or r.out_of_order or r.unexpected or r.unknown
+                if r.missed or r.duplicated or r.out_of_order or r.unexpected or r.unknown or r.altered
             ),
             key=lambda r: (-r.missed, r.subscriber),
         )
@@ -192,7 +227,7 @@ class FanoutVerdict:
             lines.append(
                 f"  subscriber {r.subscriber} ({r.window}): expected={r.expected:,} missed={r.missed:,} "
                 f"(dropped {r.dropped:,}) duplicated={r.duplicated:,} out_of_order={r.out_of_order:,} "
-                f"unexpected={r.unexpected:,}{unknown}"
+                f"unexpected={r.unexpected:,} altered={r.altered:,}{unknown}"
             )
         if len(bad) > worst:
             lines.append(f"  … and {len(bad) - worst:,} more subscribers with anomalies or unknown windows")
@@ -223,6 +258,19 @@ def judge_one(
         why = ledger.end_reason or "its connection ended without a clean unsubscribe"
         unknown.append(f"{why}; judged up to its last progress")
     matches = expected.matches.get(ledger.key, {})
+    if ledger.state != PENDING:
+        for topic in ledger.topics:
+            for partition in sorted(expected.partitions.get(topic, ())):
+                tp = (topic, partition)
+                if tp in ledger.start:
+                    continue
+                on_it = matches.get(tp)
+                if on_it:
+                    unknown.append(
+                        f"{topic}[{partition}]: left out of its window by the gateway (never in "
+                        f"subscribed.from or a partitions frame) while Kafka holds {len(on_it):,} "
+                        "matching messages there"
+                    )
     for tp, start in sorted(ledger.start.items()):
         topic = tp[0]
         counts = per_topic.setdefault(topic, collections.Counter())
@@ -259,6 +307,11 @@ def judge_one(
         counts["unexpected"] += (got & judged).difference_cardinality(allowed)
         counts["duplicated"] += ledger.duplicates.get(tp, 0)
         counts["out_of_order"] += ledger.out_of_order.get(tp, 0)
+        digest = ledger.content.get(tp)
+        if digest is not None and got:
+            kafka_digest = expected.content_sum(tp, got)
+            if kafka_digest is not None and kafka_digest != digest:
+                counts["altered"] += 1
     # Received on partitions outside its window entirely (another topic, say).
     for tp, got in ledger.received.items():
         if tp not in ledger.start:
@@ -281,8 +334,10 @@ def judge_one(
         total["duplicated"],
         total["out_of_order"],
         total["unexpected"],
-        Latency.of(latency_buckets),
+        Latency.of(latency_buckets, ledger.min_latency_us),
         tuple(unknown),
+        total["altered"],
+        tuple(ledger.contradictions),
     )
     return result, per_topic
 
@@ -293,14 +348,19 @@ def judge(
     thresholds: FanoutThresholds | None = None,
     *,
     missing_reports: Sequence[str] = (),
+    sender_hosts: Iterable[str] | None = None,
 ) -> FanoutVerdict:
-    """The verdict over every subscriber ledger (see the module doc)."""
+    """The verdict over every subscriber ledger (see the module doc). ``sender_hosts``: the hosts
+    whose clocks stamped the envelopes (from the ack ledgers' meta), to know whether the latency was
+    measured on one clock."""
     thresholds = thresholds or FanoutThresholds()
     results: list[SubscriberResult] = []
     per_topic: dict[str, collections.Counter[str]] = {}
     latency_topic: dict[str, collections.Counter[int]] = {}
     windows: collections.Counter[str] = collections.Counter()
+    ledgers_seen: list[SubscriberLedger] = []
     for ledger in ledgers:
+        ledgers_seen.append(ledger)
         result, topics = judge_one(ledger, expected)
         results.append(result)
         windows[ledger.state] += 1
@@ -313,7 +373,20 @@ def judge(
     all_buckets: collections.Counter[int] = collections.Counter()
     for buckets in latency_topic.values():
         all_buckets.update(buckets)
-    latency = Latency.of(all_buckets)
+    minimums = [r.latency.min_ms for r in results if r.latency.min_ms is not None]
+    min_us = None if not minimums else round(min(minimums) * 1000)
+    latency = Latency.of(all_buckets, min_us)
+    hosts = {ledger.host for ledger in ledgers_seen}
+    senders = None if sender_hosts is None else set(sender_hosts)
+    one_clock = bool(senders) and None not in hosts and len(hosts | (senders or set())) == 1
+    if one_clock:
+        clock_skew = "one host"
+    elif latency.min_ms is not None:
+        clock_skew = (
+            f"not measured; subscriber clock − sender clock ≤ {latency.min_ms:.1f} ms (the lowest latency)"
+        )
+    else:
+        clock_skew = "unknown"
 
     failures = []
     for name, limit in (
@@ -321,17 +394,45 @@ def judge(
         ("duplicated", thresholds.max_duplicated),
         ("out_of_order", thresholds.max_out_of_order),
         ("unexpected", thresholds.max_unexpected),
+        ("altered", thresholds.max_altered),
     ):
         if totals[name] > limit:
-            failures.append(f"{name} {totals[name]:,} > max {limit:,}")
-    if (
-        thresholds.max_p99_ms is not None
-        and latency.p99_ms is not None
-        and latency.p99_ms > thresholds.max_p99_ms
-    ):
-        failures.append(f"latency p99 {latency.p99_ms:.1f} ms > max {thresholds.max_p99_ms:g} ms")
-
+            extra = " (subscriber partitions whose values differ from Kafka's)" if name == "altered" else ""
+            failures.append(f"{name} {totals[name]:,} > max {limit:,}{extra}")
     unknowns = []
+    if thresholds.max_p99_ms is not None and latency.p99_ms is not None:
+        limit_ms = thresholds.max_p99_ms
+        if one_clock:
+            if latency.p99_ms > limit_ms:
+                failures.append(f"latency p99 {latency.p99_ms:.1f} ms > max {limit_ms:g} ms (one clock)")
+        else:
+            # skew = subscriber clock − sender clock ≤ the lowest latency measured (nothing arrives
+            # before it is sent), so the true p99 is at least the measured p99 minus that; how far the
+            # subscriber's clock may lag is not known. Buckets clamp negative latencies to 0: a p99 of
+            # 0 may stand for anything down to the lowest measurement.
+            low = latency.min_ms if latency.min_ms is not None else latency.p99_ms
+            measured = latency.p99_ms if latency.p99_ms > 0 else min(low, 0.0)
+            lowest = measured - low
+            if lowest > limit_ms:
+                failures.append(
+                    f"latency p99 {latency.p99_ms:.1f} ms > max {limit_ms:g} ms even with the clock skew "
+                    f"bound taken off ({lowest:.1f} ms)"
+                )
+            else:
+                unknowns.append(
+                    f"latency p99 {latency.p99_ms:.1f} ms against max {limit_ms:g} ms was measured across "
+                    f"clocks of different hosts ({clock_skew}): it would pass or fail on clock skew; run "
+                    "subscribers on the senders' host, or judge latency without --max-fanout-p99"
+                )
+    contradicting = [r for r in results if r.contradictions]
+    if contradicting:
+        unknowns_note = (
+            f"the gateway contradicted itself towards {len(contradicting):,} subscribers (windows kept to "
+            f"what it vouched for), e.g. {contradicting[0].subscriber}: {contradicting[0].contradictions[0]}"
+        )
+    else:
+        unknowns_note = None
+
     if missing_reports:
         unknowns.append(f"no subscriber ledgers from {', '.join(missing_reports)}")
     if not results:
@@ -350,6 +451,8 @@ def judge(
         unknowns.append(f"Kafka could not be read to the end: {'; '.join(expected.incomplete[:3])}")
     status = FAIL if failures else INCONCLUSIVE if unknowns else PASS
     reasons = tuple(failures + unknowns) if status != PASS else ()
+    if unknowns_note is not None:
+        reasons += (unknowns_note,)
     return FanoutVerdict(
         status,
         len(results),
@@ -365,6 +468,7 @@ def judge(
         thresholds,
         reasons,
         tuple(missing_reports),
+        clock_skew,
     )
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ingestload.errors import ConfigError, IngestloadError
-from ingestload.kafka.config import CONSUMER_DEFAULTS, scrub
+from ingestload.kafka.config import COMMITTED_ONLY, CONSUMER_DEFAULTS, scrub
 from ingestload.messages.envelope import header_of, is_of_run
 
 Offsets = dict[tuple[str, int], int]
@@ -80,13 +80,16 @@ def ensure_topics(
 def reader(config: Mapping[str, str], purpose: str, **extra: Any) -> Any:
     """A consumer that reads by assignment: a group id of its own (never joined: no rebalance
     wait, no commits), end-of-partition events on, reading from the beginning where no offset is
-    given, the fast-fetch :data:`~ingestload.kafka.config.CONSUMER_DEFAULTS` under ``config``."""
+    given, committed records only whatever ``config`` says (:data:`~ingestload.kafka.config.COMMITTED_ONLY`;
+    ``extra`` may still ask otherwise), the fast-fetch :data:`~ingestload.kafka.config.CONSUMER_DEFAULTS`
+    under ``config``."""
     from confluent_kafka import Consumer
 
     return Consumer(
         {
             **CONSUMER_DEFAULTS,
             **config,
+            **COMMITTED_ONLY,
             "group.id": f"ingestload-{purpose}-{uuid.uuid4().hex}",
             "enable.auto.commit": "false",
             "enable.partition.eof": "true",
@@ -235,9 +238,15 @@ def read_partitions(
 
 
 def end_offsets(
-    config: Mapping[str, str], partitions: Iterable[tuple[str, int]], timeout: float = 10.0
+    config: Mapping[str, str],
+    partitions: Iterable[tuple[str, int]],
+    timeout: float = 10.0,
+    *,
+    committed: bool = True,
 ) -> Offsets:
-    """The end (high watermark) of each partition now, as a fetch at its end reports it.
+    """The end of each partition now, as a fetch at its end reports it: for a committed reader its
+    last stable offset (the high watermark unless a transaction is open), with ``committed=False``
+    its high watermark.
 
     A ListOffsets answer is not enough (the embedded broker answers it with the start of its last
     record batch), and a busy consumer's last fetch response may be old. So a consumer of its own
@@ -251,7 +260,10 @@ def end_offsets(
     ends: Offsets = {}
     if not wanted:
         return ends
-    consumer = reader(config, "ends", **{"fetch.min.bytes": "1", "fetch.wait.max.ms": "10"})
+    isolation = "read_committed" if committed else "read_uncommitted"
+    consumer = reader(
+        config, "ends", **{"fetch.min.bytes": "1", "fetch.wait.max.ms": "10", "isolation.level": isolation}
+    )
     try:
         consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in wanted])
         deadline = time.monotonic() + timeout

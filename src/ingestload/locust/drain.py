@@ -8,7 +8,10 @@ a final stats report and answers :data:`MSG_DRAINED` with its counters and ledge
 master (:class:`WorkerAccounts`) waits for every answer (``--drain-timeout`` plus
 :data:`DRAIN_GRACE`); a worker that never answers is missing, and a verdict with a missing
 worker is INCONCLUSIVE. A worker that leaves mid-run (SIGTERM: a pod deleted or scaled in)
-drains and answers on its way out, so its ledger counts.
+drains and answers on its way out, so its ledger counts. The master knows a worker from the
+moment it connects (Locust's ``worker_connect``), not from its first stats report (~3 s later):
+a worker killed before it ever reported, whose acknowledged messages may never reach Kafka, is
+still named as missing.
 
 Example (what the master does at stop)::
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import gevent
@@ -75,16 +78,24 @@ class WorkerAccounts:
         """Workers that answered the drain."""
         self.missing: set[str] = set()
         """Workers asked to drain that never answered (set by :meth:`drain`)."""
+        self.known: set[str] = set()
+        """Workers connected during this run (at its start, or since): each owes a drained answer."""
         self._lag = 0.0
 
-    def clear(self) -> None:
-        """Forget the previous run's accounts (a new test starts)."""
+    def clear(self, connected: Iterable[str] = ()) -> None:
+        """Forget the previous run's accounts (a new test starts); ``connected``: the workers connected
+        now, each of which will have to answer this run's drain."""
+        self.known = set(connected)
         self.counters.clear()
         self.ledgers.clear()
         self.rates.clear()
         self.drained.clear()
         self.missing.clear()
         self._lag = 0.0
+
+    def on_connect(self, client_id: str) -> None:
+        """A worker connected (Locust's ``worker_connect``): from now on it owes this run a drained answer."""
+        self.known.add(client_id)
 
     def on_report(self, client_id: str, report: Mapping[str, Any]) -> None:
         """File a worker's periodic report (already checked to be of this run)."""
@@ -127,6 +138,6 @@ class WorkerAccounts:
         return AckLedger(p for ledgers in self.ledgers.values() for p in ledgers)
 
     def unanswered(self) -> set[str]:
-        """Workers the verdict must name as missing: never answered the drain, or reported and never
-        drained."""
-        return self.missing | (set(self.counters) - self.drained)
+        """Workers the verdict must name as missing: never answered the drain, reported and never
+        drained, or connected and never drained (killed before their first report)."""
+        return self.missing | ((set(self.counters) | self.known) - self.drained)

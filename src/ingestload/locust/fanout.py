@@ -220,9 +220,14 @@ class FanoutRun:
         except IngestloadError as e:
             return {}, scrub(str(e), config)
 
-    def conclude(self) -> FanoutVerdict | None:
+    def conclude(
+        self, sender_hosts: Iterable[str] | None = None, known_workers: Iterable[str] = ()
+    ) -> FanoutVerdict | None:
         """Master/local: every subscriber drains to Kafka's end and finishes; then the verdict (not
-        yet published, see :meth:`publish`). ``None`` when verification is off."""
+        yet published, see :meth:`publish`). ``None`` when verification is off. ``sender_hosts``: the
+        hosts whose clocks stamped the envelopes (the latency is exact when they are the subscribers').
+        ``known_workers``: every worker connected during the run, each of which owes its ledgers (one
+        killed before its first report is named missing too)."""
         end, problem = self._end_offsets()
         if problem:
             log.error("fan-out: cannot read Kafka's end offsets: %s", problem)
@@ -239,7 +244,7 @@ class FanoutRun:
             deadline = self.end_deadline + LEDGER_GRACE
             while not workers <= set(self.answers) and time.monotonic() < deadline:
                 gevent.sleep(0.05)
-            missing = sorted((workers | set(self.reported)) - set(self.answers))
+            missing = sorted((workers | set(self.reported) | set(known_workers)) - set(self.answers))
             if missing:
                 log.error("fan-out: workers whose subscriber ledgers never came: %s", ", ".join(missing))
             ledgers = SubscriberLedgers()
@@ -258,7 +263,9 @@ class FanoutRun:
             expected = Expected({}, {}, {}, [f"reading Kafka failed: {scrub(str(e), config)}"])
         if problem:
             expected.incomplete.append(f"end offsets at stop: {problem}")
-        self.verdict = judge(ledgers, expected, self.thresholds(), missing_reports=missing)
+        self.verdict = judge(
+            ledgers, expected, self.thresholds(), missing_reports=missing, sender_hosts=sender_hosts
+        )
         self._add_failures(self.verdict)
         return self.verdict
 

@@ -421,7 +421,14 @@ class JudgingProcess(ProcessState):
         """Every hop's verdict on the run, once every sender drained, published as one."""
         self._concluded = self.run_id
         # The subscribers drain to Kafka's end now that every producer has drained.
-        fanout = self.fanout.conclude() if self.fanout is not None else None
+        # The senders' hosts: fan-out latency is measured on one clock only when they are the subscribers'.
+        hosts = {str(p.meta.get("host")) for p in ledger if p.meta.get("host")}
+        # Workers known since they connected owe their subscriber ledgers too (issue 18 item 6).
+        fanout = (
+            self.fanout.conclude(sender_hosts=hosts, known_workers=self.known_workers())
+            if self.fanout is not None
+            else None
+        )
         kafka = self.verification.conclude(ledger, missing) if self.verification is not None else None
         hops = []
         if self.paths:
@@ -483,6 +490,10 @@ class JudgingProcess(ProcessState):
         """The largest pacing lag since the last call (seconds)."""
         raise NotImplementedError
 
+    def known_workers(self) -> set[str]:
+        """Workers that took part in the run (a local process has none)."""
+        return set()
+
     def worker_rates(self) -> dict[str, float] | None:
         """Msg/s summed over workers, for the status line (``None``: a local process's own)."""
         return None
@@ -537,10 +548,16 @@ class MasterProcess(JudgingProcess):
         super().listen()
         self.runner.register_message(MSG_DRAINED, self._on_drained_message)
         self.environment.events.worker_report.add_listener(self.on_worker_report)
+        self.environment.events.worker_connect.add_listener(self.on_worker_connect)
 
     def start_run(self, run_id: str) -> None:
+        from locust.runners import STATE_MISSING
+
         self.start_verification(run_id)
-        self.workers.clear()
+        self.workers.clear(c.id for c in self.runner.clients.values() if c.state != STATE_MISSING)
+
+    def on_worker_connect(self, client_id: str, **_: Any) -> None:
+        self.workers.on_connect(client_id)
 
     def conclude_run(self) -> None:
         if self.run_id is None or self._concluded == self.run_id:
@@ -554,6 +571,9 @@ class MasterProcess(JudgingProcess):
 
     def take_lag(self) -> float:
         return self.workers.take_lag()
+
+    def known_workers(self) -> set[str]:
+        return set(self.workers.known)
 
     def worker_rates(self) -> dict[str, float] | None:
         return self.workers.rates.totals()

@@ -176,10 +176,30 @@ class LocustVerification:
         if self.verdict is None:
             self.verdict, report = self._inconclusive(ledger, missing)
         # When the final ledger was complete (wall clock): records stamped later came after the drain.
-        self.verdict = self._publish(
-            {**self.verdict, "ledger_final_at": final_at}, report or "", ledger, missing
-        )
+        final = {**self.verdict, "ledger_final_at": final_at}
+        report = (report or "") + self.rejudge_hint(final)
+        self.verdict = self._publish(final, report, ledger, missing)
         return self.verdict
+
+    def rejudge_hint(self, verdict: Mapping[str, Any]) -> str:
+        """The line that says when and how to judge the run again: copies that land after the verifier
+        stopped watching (``watched_s`` after the last acknowledgement) are not in the live verdict."""
+        watched = verdict.get("watched_s")
+        ledger_file = self.settings.verify.ledger_file
+        if ledger_file:
+            command = f"ingestload verify --ledger {ledger_file}"
+        else:
+            command = "ingestload verify --ledger FILE (write one with --ledger-file)"
+        when = (
+            f"late copies (a pipeline's retries, duplicates, corrupted re-sends) that land more than "
+            f"{watched:.1f} s after the last acknowledgement are not in this verdict"
+            if isinstance(watched, (int, float))
+            else "late copies that land after the verifier stopped are not in this verdict"
+        )
+        return (
+            f"\n  re-judge: {when}; once the pipeline has settled, run `{command}` "
+            "(on a Kafka that outlives the run)"
+        )
 
     def _inconclusive(self, ledger: AckLedger, missing: list[str]) -> tuple[dict[str, Any], str]:
         totals = ledger.totals()
@@ -226,6 +246,8 @@ class LocustVerification:
             "kafka_bootstrap": self.settings.kafka.address,
             "envelope_field": self.settings.messages.envelope_field,
             "body": self.settings.body_spec().to_dict(),
+            # The run's thresholds: `ingestload verify --ledger FILE` judges by them unless told otherwise.
+            "thresholds": dict(self.thresholds.__dict__),
             "written_at": time.time(),
             "missing_workers": sorted(missing_workers),
             "producers": ledger.to_json(),

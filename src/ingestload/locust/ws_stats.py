@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import socket
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -97,11 +98,18 @@ class ObservedLedger(SubscriberLedger):
         envelope_field: str = ENVELOPE_FIELD,
     ) -> None:
         super().__init__(subscriber, topics, filter, envelope_field=envelope_field)
+        self.host = socket.gethostname()  # the verdict compares it with the senders' hosts (one clock?)
         self._pending = stats.pending
 
     def record(
-        self, topic: str, partition: int, offset: int, sent_at_us: int | None, received_us: int
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        sent_at_us: int | None,
+        received_us: int,
+        value: bytes | None = None,
     ) -> None:
         """File the message, then its latency for Locust (every received copy is a ``WS`` request)."""
-        SubscriberLedger.record(self, topic, partition, offset, sent_at_us, received_us)
+        SubscriberLedger.record(self, topic, partition, offset, sent_at_us, received_us, value)
         self._pending[topic].append(None if sent_at_us is None else (received_us - sent_at_us) / 1000.0)

@@ -75,6 +75,9 @@ class EnvelopeSender:
         self.seq = 0
         """Next seq: ``first_seq`` + the number of messages handed out this run."""
         meant_for = meant_for or {}
+        self.routed = {t: meant_for[t] for t in set(factory.topics) if meant_for.get(t, t) != t}
+        """Factory topics whose messages are meant for another topic (an ingest API's routing), kept in
+        the ledger's meta (``meant_for``): a verdict names the topic a missing message was meant for."""
         self.tags = {topic: topic_tag(meant_for.get(topic, topic)) for topic in set(factory.topics)}
         """Factory topic → the envelope tag of the topic its messages are meant for (``meant_for``
         maps a factory topic elsewhere, e.g. where an ingest API routes its type)."""
@@ -110,6 +113,7 @@ class EnvelopeSender:
             "pid": os.getpid(),
             "path": self.path,
             **self.factory.describe(),
+            **({"meant_for": dict(sorted(self.routed.items()))} if self.routed else {}),
             **(meta or {}),
         }
         self.first_seq = self.seq = first_seq

@@ -18,10 +18,18 @@ takes the merged :class:`~ingestload.messages.ledger.AckLedger` and decides (:me
    the beginning of its log, alone; so is one whose offsets went backwards or whose position is
    past its end. A check or re-read that fails makes the verdict INCONCLUSIVE: what cannot be
    read is never called lost;
-3. classify (:func:`~ingestload.verify.verdict.classify`); when that finds messages lost, read the
+3. compare each partition's log start with the run's start (records deleted by retention, compaction
+   or DeleteRecords before they were read) and its last stable offset with its high watermark
+   (records of an open transaction, not yet visible to a committed reader: waited for within the
+   late grace); missing messages on such topics are unseen, and the verdict INCONCLUSIVE;
+4. classify (:func:`~ingestload.verify.verdict.classify`); when that finds messages lost, read the
    partitions of the topics they were meant for once more, alone, from the run's start, and classify
    again (a record the live read skipped is never called lost; a second read that fails makes the
    verdict INCONCLUSIVE).
+
+Every read is of committed records only (``isolation.level=read_committed``, whatever the run's
+Kafka properties say — :func:`~ingestload.kafka.admin.reader`); a different setting is overridden
+and logged.
 
 Live, it runs in a process of its own (:mod:`ingestload.verify.process`); after the fact,
 ``ingestload verify`` runs it in-process.
@@ -49,7 +57,7 @@ from ingestload.kafka.admin import (
     records_at,
     topic_partitions,
 )
-from ingestload.kafka.config import scrub
+from ingestload.kafka.config import COMMITTED_ONLY, CONSUMER_DEFAULTS, scrub
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
 from ingestload.verify.body import BodySpec
@@ -64,6 +72,8 @@ log = logging.getLogger("ingestload.verify")
 LATE_GRACE = 5.0
 #: Seconds between looks for partitions and topics that appeared since the last look.
 REFRESH_INTERVAL = 1.0
+#: Consumer properties of ours that an AdminClient would only warn about.
+_CONSUMER_ONLY = frozenset(CONSUMER_DEFAULTS) | frozenset(COMMITTED_ONLY)
 #: Latency histograms cover 0 ms … 1 hour at 3 significant digits.
 _HIST_MAX_MS = 3_600_000
 
@@ -86,13 +96,19 @@ def percentiles(histogram: Any) -> dict[str, float]:
 
 
 class TopicNamer:
-    """Names the topic of a (producer, seq) that was never seen, from the producer's factory description."""
+    """Names the topic of a (producer, seq) that was never seen, from the producer's factory description
+    and where its sender meant the factory's topics to go (``meant_for`` in the ledger's meta: an ingest
+    API's ``--api-topic-map``): the topic the message was meant for, which is the one read again."""
 
     def __init__(self, ledger: AckLedger) -> None:
         self._factories: dict[int, MessageFactory | None] = {}
+        self._routes: dict[int, Mapping[str, str]] = {}
         self._cache: dict[tuple[Any, ...], MessageFactory | None] = {}
         for producer in ledger:
             self._factories[producer.producer_id] = self._factory(producer.meta)
+            routes = producer.meta.get("meant_for")
+            if isinstance(routes, Mapping) and routes:
+                self._routes[producer.producer_id] = {str(k): str(v) for k, v in routes.items()}
 
     def _factory(self, meta: Mapping[str, Any]) -> MessageFactory | None:
         if "seed" not in meta:
@@ -107,7 +123,49 @@ class TopicNamer:
 
     def __call__(self, producer_id: int, seq: int) -> str | None:
         factory = self._factories.get(producer_id)
-        return factory.topic_at(seq) if factory is not None else None
+        if factory is None:
+            return None
+        topic = factory.topic_at(seq)
+        routes = self._routes.get(producer_id)
+        return routes.get(topic, topic) if routes else topic
+
+
+def deleted_before_read(start: int, first_read: int | None, log_start: int) -> int:
+    """How many of a partition's run offsets ``[start, …)`` were deleted before the verifier read them.
+
+    0 when the log still starts at or before the run's start, or when the verifier's first record
+    there was at or before it (it read on from there: a later deletion takes nothing from the
+    verdict). Otherwise the offsets from the run's start to the first record read (or to the log's
+    start, when nothing was read): a gap that the log's start proves deleted, not skipped over
+    transaction markers.
+
+    Example::
+
+        >>> deleted_before_read(100, 140, 140), deleted_before_read(100, 99, 140)
+        (40, 0)
+        >>> deleted_before_read(0, 3, 0)  # a gap with the log still whole: transaction markers
+        0
+    """
+    if log_start <= start:
+        return 0
+    if first_read is None:
+        return log_start - start
+    if first_read <= start:
+        return 0
+    return min(first_read, log_start) - start
+
+
+def committed_only(config: Mapping[str, str]) -> dict[str, str]:
+    """``config`` for a reader that judges: committed records only, and a warning when the user asked
+    for something else (a run's ``isolation.level`` is the producer side's business, not the judge's)."""
+    asked = config.get("isolation.level")
+    if asked is not None and asked != COMMITTED_ONLY["isolation.level"]:
+        log.warning(
+            "the verifier reads committed records only (isolation.level=read_committed), not %s as the "
+            "Kafka properties say: a record of an aborted or open transaction is not delivered",
+            asked,
+        )
+    return {**config, **COMMITTED_ONLY}
 
 
 class Readback:
@@ -128,7 +186,7 @@ class Readback:
     ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-        self.config = dict(config)
+        self.config = committed_only(config)
         self.topics = sorted(set(topics))
         self.run_id = run_id
         self.thresholds = thresholds or Thresholds()
@@ -147,6 +205,15 @@ class Readback:
         self.replaced: dict[tuple[str, int], str] = {}
         """Partitions whose log was certainly replaced (read again from its beginning at the end)."""
         self.histograms: dict[str, Any] = {}
+        self.deleted: dict[tuple[str, int], int] = {}
+        """Partitions whose run offsets were deleted before they were read, and how many offsets."""
+        self.not_visible: dict[tuple[str, int], int] = {}
+        """Partitions whose last stable offset stayed below their high watermark, and by how much."""
+        self.watched_s: float | None = None
+        """Seconds after the final ledger until the end offsets were taken (what the verdict covers)."""
+        self.compacted: set[str] = set()
+        """Topics of the missing messages whose cleanup policy compacts (looked up when messages are
+        missing)."""
         self.consumer = reader(self.config, "verifier", logger=logging.getLogger("ingestload.librdkafka"))
         # Each partition is read from one record before the run's start where there is one: that
         # record (not processed) is the first the log must still hold at the end.
@@ -309,6 +376,10 @@ class Readback:
         started = time.monotonic()
         deadline = started + drain_timeout
         grace_over = started + min(late_grace, drain_timeout)
+        # Records not yet visible (an open transaction) are waited for until a grace after the ends
+        # were first reached, within the drain window.
+        visible_by = min(deadline, grace_over + max(late_grace, 1.0))
+        next_look = started
         ends: Offsets | None = None
         reached_end = False
         next_check = started
@@ -327,14 +398,25 @@ class Readback:
                 if ends is None and now >= grace_over:
                     self.refresh()  # partitions that appeared until now are part of the end
                     ends = self.end_offsets()
+                    if ends is not None:
+                        self.watched_s = time.monotonic() - started
             # Caught up (a short batch) or on the tick: are we there?
-            if ends is not None and (tick or got < self.batch) and self.reached(ends):
-                reached_end = True
-                break
+            if ends is not None and (tick or got < self.batch) and self.reached(ends) and now >= next_look:
+                behind = self._not_visible(ends)
+                if not behind or now >= visible_by:
+                    self.not_visible = behind
+                    reached_end = True
+                    break
+                # An open transaction holds the last stable offset back: wait (within the grace) for
+                # it to end, reading on to the new ends.
+                next_look = time.monotonic() + 0.5
+                ends = self.end_offsets() or ends
+                self.watched_s = time.monotonic() - started
             if now >= deadline:
                 break
         if reached_end:
             reached_end = self._check_logs()
+            self.deleted = self._deleted()
         else:
             self.errors += [f"reading {t}[{p}]: {why}" for (t, p), why in sorted(self.read_errors.items())][
                 :5
@@ -345,11 +427,93 @@ class Readback:
         self.consumer.close()
         missing_workers = list(missing_workers)
         verdict = self._judge(ledger, reached_end, missing_workers)
+        if reached_end and verdict.lost:
+            self.compacted = self._compacted(set(verdict.lost_by_topic) - {"?"} or set(self.topics))
+            if self.compacted:
+                verdict = self._judge(ledger, reached_end, missing_workers)
         if reached_end and verdict.lost and self._confirm_losses(verdict.lost_by_topic, verdict.seen):
             verdict = self._judge(ledger, True, missing_workers)
         elif reached_end and verdict.lost:
             verdict = self._judge(ledger, False, missing_workers)
         return verdict
+
+    def _not_visible(self, ends: Offsets) -> dict[tuple[str, int], int]:
+        """Partitions whose high watermark is above the end a committed reader gets (its last stable
+        offset): records of an open transaction there are not visible yet. Empty when Kafka does not
+        tell (nothing is claimed on missing information)."""
+        try:
+            highs = end_offsets(self.config, ends, committed=False)
+        except IngestloadError as e:
+            log.debug("high watermarks not known: %s", e)
+            return {}
+        return {key: high - ends[key] for key, high in highs.items() if high > ends.get(key, high)}
+
+    def _deleted(self) -> dict[tuple[str, int], int]:
+        """Partitions whose log now starts after the run's start while the first record read there came
+        after it too: those offsets were deleted before they were read (:func:`deleted_before_read`)."""
+        from confluent_kafka import TopicPartition
+
+        deleted: dict[tuple[str, int], int] = {}
+        try:
+            probe = reader(self.config, "log-start")
+        except Exception as e:  # pragma: no cover - a consumer that cannot be created
+            log.debug("log starts not known: %s", e)
+            return deleted
+        deadline = time.monotonic() + 10.0  # a broker that does not answer costs 10 s, not 5 s a partition
+        try:
+            for key in sorted(self.assigned):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.debug("log starts not known for every partition: Kafka too slow to answer")
+                    break
+                try:
+                    low, _ = probe.get_watermark_offsets(
+                        TopicPartition(*key), timeout=min(5.0, left), cached=False
+                    )
+                except Exception as e:  # Kafka did not say: nothing is claimed
+                    log.debug("log start of %s[%d] not known: %s", key[0], key[1], e)
+                    continue
+                state = self.verifier.partitions.get(key)
+                first = None
+                if state is not None and state.first_message is not None:
+                    first = int(state.first_message.offset())
+                gone = deleted_before_read(self.start.get(key, 0), first, int(low))
+                if gone:
+                    deleted[key] = gone
+        finally:
+            probe.close()
+        if deleted:
+            log.warning(
+                "records deleted before the verifier read them: %s",
+                ", ".join(f"{t}[{p}] {n} offsets" for (t, p), n in sorted(deleted.items())),
+            )
+        return deleted
+
+    def _compacted(self, topics: Iterable[str]) -> set[str]:
+        """Those of ``topics`` whose ``cleanup.policy`` includes ``compact`` (compaction removes records
+        anywhere in the log, not only at its start). Empty when Kafka does not tell."""
+        from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+
+        wanted = sorted(t for t in topics if t in self.topics)
+        if not wanted:
+            return set()
+        admin_config: dict[str, str | int | float | bool] = {
+            k: v for k, v in self.config.items() if k not in _CONSUMER_ONLY
+        }
+        try:
+            admin = AdminClient(admin_config)
+            futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
+            found = set()
+            for resource, future in futures.items():
+                entry = future.result(10).get("cleanup.policy")
+                if entry is not None and "compact" in str(entry.value):
+                    found.add(resource.name)
+        except Exception as e:  # Kafka did not say: nothing is claimed
+            log.debug("cleanup policies not known: %s", scrub(str(e), self.config))
+            return set()
+        if found:
+            log.warning("compacted topics among those of the missing messages: %s", ", ".join(sorted(found)))
+        return found
 
     def _judge(self, ledger: AckLedger, reached_end: bool, missing_workers: list[str]) -> Verdict:
         summary = self.verifier.summary()
@@ -371,6 +535,15 @@ class Readback:
             errors=self.errors,
             latency_ms={topic: percentiles(h) for topic, h in self.histograms.items()},
             topic_of=TopicNamer(ledger),
+            deleted=self.deleted,
+            not_visible=self.not_visible,
+            watched_s=self.watched_s,
+            compacted=self.compacted,
+            read_to={
+                (state.topic, state.partition): state.last_offset + 1
+                for state in self.verifier.partitions.values()
+                if state.last_offset >= 0
+            },
         )
 
     def _confirm_losses(self, lost_by_topic: Mapping[str, int], seen_before: int) -> bool:

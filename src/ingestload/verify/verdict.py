@@ -7,6 +7,13 @@ duplicated     extra copies of a message (same producer and seq) on its topic be
 corrupted      the value does not match the checksum in its envelope
 misrouted      a copy found on a topic other than the one it was meant for (each copy counts;
                the message is not lost, and not a duplicate, for it)
+phantom        a record of the run from a known producer with a seq that producer never sent
+deleted        offsets of the run's partitions removed (retention, compaction, DeleteRecords)
+               before the verifier read them: messages missing there are unseen, not lost; on a
+               compacted topic (``cleanup.policy=compact``) any record may have been removed
+               without moving the log's start: messages missing there are unseen too
+not visible    offsets above a partition's last stable offset (an open transaction) when the
+               verifier stopped: messages missing there are unseen, not lost
 recovered      reported failed or unknown by the client, but found in Kafka
 reordered      a producer's seq went backwards within a partition (informational)
 foreign        messages on the topics that are not of this run (ignored, counted)
@@ -14,10 +21,12 @@ enriched       intact messages to which the ingest API added members of its own 
                anomaly: counted, and the members named)
 =============  ===========================================================================
 
-Status: **FAIL** when lost, duplicated, corrupted or misrouted exceed their thresholds
+Status: **FAIL** when lost, duplicated, corrupted, misrouted or phantom exceed their thresholds
 (definite anomalies win over missing information); otherwise **INCONCLUSIVE** when anything
 needed for a verdict is missing — a worker never reported its ledger, a producer's sends are not
-all resolved, two ledgers claim one producer id, messages came from a producer with no ledger,
+all resolved, two ledgers claim one producer id (its messages are judged by neither: a clash is
+not a duplicate), messages came from a producer with no ledger, records were deleted before they
+were read or were not yet visible,
 the verifier could not read (or read again) a partition, or the drain window ran out with
 acknowledged messages unseen before the end of the topics was reached, or nothing was
 acknowledged at all; otherwise **PASS**. Never PASS on missing data, never an invented loss.
@@ -54,6 +63,8 @@ class Thresholds:
     """Corrupted messages tolerated."""
     max_misrouted: int = 0
     """Copies on a wrong topic tolerated."""
+    max_phantom: int = 0
+    """Records of a known producer with seqs it never sent tolerated (none: they cannot be right)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,19 @@ class Verdict:
     """Intact messages with members the ingest API added (HTTP path; not an anomaly)."""
     enriched_members: Mapping[str, int] = field(default_factory=dict)
     """Each member the API added → how many messages."""
+    phantom: int = 0
+    """Records of a known producer whose seq it never sent (outside ``[first, first+sent)``)."""
+    phantom_samples: tuple[MessageId, ...] = ()
+    deleted: Mapping[str, int] = field(default_factory=dict)
+    """Per partition (``topic[p]``): offsets of the run deleted before the verifier read them."""
+    not_visible: Mapping[str, int] = field(default_factory=dict)
+    """Per partition (``topic[p]``): offsets above the last stable offset when the verifier stopped."""
+    watched_s: float | None = None
+    """How long after the final ledger (the last acknowledgement) the verifier kept reading: copies
+    that land later are not in this verdict (judge again with ``ingestload verify``)."""
+    read_to: Mapping[str, int] = field(default_factory=dict)
+    """Per partition (``topic[p]``): the offset after the last record the verdict read — what it
+    covers, so that a record can be told in or out of it without a clock."""
 
     @property
     def exit_code(self) -> int:
@@ -111,6 +135,8 @@ class Verdict:
         )
         if self.unseen:
             text += f" unseen={self.unseen:,}"
+        if self.phantom:
+            text += f" phantom={self.phantom:,}"
         return text
 
     def report(self, samples: int = 10) -> str:
@@ -128,8 +154,14 @@ class Verdict:
         if self.enriched:
             members = ", ".join(sorted(self.enriched_members))
             lines.append(f"  enriched: {self.enriched:,} messages, members {members} (added by the API)")
+        if self.watched_s is not None:
+            lines.append(
+                f"  watched for {self.watched_s:.1f} s after the last acknowledgement: copies that land "
+                "later are not in this verdict (judge again later with `ingestload verify --ledger …`)"
+            )
         for name, ids in (
             ("lost", self.lost_samples),
+            ("phantom", self.phantom_samples),
             ("duplicated", self.duplicated_samples),
             ("corrupted", self.corrupted_samples),
             ("misrouted", self.misrouted_samples),
@@ -147,9 +179,27 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["exit_code"] = self.exit_code
-        for key in ("lost_samples", "duplicated_samples", "corrupted_samples", "misrouted_samples"):
+        for key in (
+            "lost_samples",
+            "duplicated_samples",
+            "corrupted_samples",
+            "misrouted_samples",
+            "phantom_samples",
+        ):
             data[key] = [i._asdict() | {"producer_id": f"{i.producer_id:016x}"} for i in getattr(self, key)]
         return data
+
+
+def _sender(producer_id: int, meta: Mapping[str, Any]) -> str:
+    """One sender of a producer id, as a person finds it: host, pid, worker, path."""
+    parts = [f"{k} {meta[k]}" for k in ("host", "pid", "worker", "path") if meta.get(k) is not None]
+    return f"{producer_id:016x} ({', '.join(parts) or 'no description'})"
+
+
+def _where(partitions: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} {n:,}" for name, n in sorted(partitions.items())[:8]) + (
+        " …" if len(partitions) > 8 else ""
+    )
 
 
 def classify(
@@ -164,17 +214,33 @@ def classify(
     latency_ms: Mapping[str, Mapping[str, float]] | None = None,
     topic_of: Callable[[int, int], str | None] | None = None,
     sample_limit: int = 20,
+    deleted: Mapping[tuple[str, int], int] | None = None,
+    not_visible: Mapping[tuple[str, int], int] | None = None,
+    watched_s: float | None = None,
+    compacted: Iterable[str] = (),
+    read_to: Mapping[tuple[str, int], int] | None = None,
 ) -> Verdict:
     """Compare what the producers acknowledged with what the verifier saw.
 
     ``topic_of(producer_id, seq)`` names the topic of a message that was never seen (from
-    the producer's factory description), for the samples and per-topic counts.
+    the producer's factory description), for the samples and per-topic counts. ``deleted`` and
+    ``not_visible`` name partitions (with how many offsets) whose records the verifier could not
+    read: acknowledged messages missing on their topics are *unseen*, never lost.
+    ``watched_s`` is how long after the final ledger the verifier read (shown in the report).
+    ``compacted`` names compacted topics: messages missing there are unseen too.
     """
     thresholds = thresholds or Thresholds()
+    deleted = dict(deleted or {})
+    not_visible = dict(not_visible or {})
+    compacted = sorted(set(compacted))
+    unreadable_topics = {t for t, _ in deleted} | {t for t, _ in not_visible} | set(compacted)
     reasons: list[str] = []
-    acked_total = lost_total = recovered = failed = unknown = 0
+    acked_total = lost_total = recovered = failed = unknown = phantom = 0
+    unseen_unreadable = 0
     missing_samples: list[MessageId] = []
+    phantom_samples: list[MessageId] = []
     lost_by_topic: dict[str, int] = {}
+    clashing = {c.producer_id for c in ledger.clashes}
 
     for producer in ledger:
         acked = producer.acked()
@@ -183,6 +249,16 @@ def classify(
         unknown += len(producer.unknown)
         seen = summary.seen.get(producer.producer_id, BitMap64())
         recovered += len((producer.failed | producer.unknown) & seen)
+        if producer.producer_id in clashing:
+            continue  # two senders drew this id: neither's messages can be judged (a reason below)
+        sent = BitMap64()
+        if producer.sent:
+            sent.add_range(producer.first, producer.first + producer.sent)
+        never_sent = seen - sent
+        if never_sent:
+            phantom += len(never_sent)
+            for seq in never_sent[: max(0, sample_limit - len(phantom_samples))]:
+                phantom_samples.append(MessageId(producer.producer_id, seq, None, None, None))
         missing = acked - seen
         outstanding = producer.outstanding
         if outstanding > 0:
@@ -197,6 +273,16 @@ def classify(
             reasons.append(
                 f"producer {producer.producer_id:016x}: {-outstanding:,} more delivery reports than sends"
             )
+        if missing and unreadable_topics:
+            # Missing where records were deleted or not yet visible: not known to be lost.
+            kept = BitMap64()
+            for seq in missing:
+                name = topic_of(producer.producer_id, seq) if topic_of is not None else None
+                if name is None or name in unreadable_topics:
+                    unseen_unreadable += 1
+                else:
+                    kept.add(seq)
+            missing = kept
         lost_total += len(missing)
         if missing and topic_of is not None:
             for seq in missing:
@@ -208,7 +294,7 @@ def classify(
             topic = topic_of(producer.producer_id, seq) if topic_of else None
             missing_samples.append(MessageId(producer.producer_id, seq, topic, None, None))
 
-    seen_total = sum(len(s) for s in summary.seen.values())
+    seen_total = sum(len(s) for s in summary.seen.values()) - phantom
     strangers = [p for p in summary.seen if p not in ledger]
     if strangers:
         count = sum(len(summary.seen[p]) for p in strangers)
@@ -216,21 +302,61 @@ def classify(
             f"{count:,} messages from {len(strangers)} producer(s) that never reported a ledger "
             "(a worker that died or was cut off?)"
         )
+    clash_duplicated = 0
     if ledger.clashes:
-        ids = sorted({f"{c.producer_id:016x}" for c in ledger.clashes})
-        reasons.append(
-            f"{len(ledger.clashes)} more ledger(s) for producer id(s) already reported "
-            f"({', '.join(ids[:5])}): two senders drew one id, or one reported twice; which "
-            "messages were acknowledged is not certain"
-        )
+        clash_duplicated = sum(summary.duplicated_by_producer.get(p, 0) for p in clashing)
+        for producer_id in sorted(clashing):
+            senders = [
+                ledger.producers[producer_id],
+                *(c for c in ledger.clashes if c.producer_id == producer_id),
+            ]
+            reasons.append(
+                f"{len(senders)} ledgers claim producer id {producer_id:016x}: "
+                + " and ".join(_sender(producer_id, c.meta) for c in senders)
+                + " — two senders drew one id (or one reported twice): their messages cannot be told "
+                "apart, so they are judged neither lost nor duplicated"
+                + (
+                    f" ({clash_duplicated:,} copies of its seqs would look duplicated)"
+                    if clash_duplicated
+                    else ""
+                )
+            )
     missing_workers = sorted(missing_workers)
     if missing_workers:
         reasons.append(f"worker(s) never reported their final ledger: {', '.join(missing_workers)}")
     reasons += [f"verifier: {e}" for e in errors]
+    named = {f"{t}[{p}]": n for (t, p), n in deleted.items()}
+    if deleted:
+        reasons.append(
+            f"records deleted (retention, compaction or DeleteRecords) before the verifier read them, "
+            f"offsets gone per partition: {_where(named)}"
+            + (
+                f"; {unseen_unreadable:,} acknowledged messages not found there are unseen, not lost"
+                if unseen_unreadable
+                else ""
+            )
+        )
+    if compacted:
+        reasons.append(
+            f"compacted topic(s) {', '.join(compacted)} (cleanup.policy=compact): compaction may have "
+            "removed records of the run without moving the log's start; acknowledged messages not "
+            "found there are unseen, not lost"
+        )
+    if not_visible:
+        reasons.append(
+            "records not yet visible to a read_committed reader (an open transaction holds the last "
+            f"stable offset back), offsets per partition: "
+            f"{_where({f'{t}[{p}]': n for (t, p), n in not_visible.items()})}"
+            + (
+                ""
+                if deleted or not unseen_unreadable
+                else f"; {unseen_unreadable:,} acknowledged messages not found are unseen, not lost"
+            )
+        )
 
     lost = lost_total if reached_end else 0
-    unseen = 0 if reached_end else lost_total
-    if unseen:
+    unseen = (0 if reached_end else lost_total) + unseen_unreadable
+    if unseen and not reached_end:
         reasons.append(
             f"the drain window ran out with {unseen:,} acknowledged messages unseen before the verifier "
             "reached the end of the topics (raise --drain-timeout, or check the verifier can keep up)"
@@ -240,15 +366,21 @@ def classify(
     elif acked_total == 0:
         reasons.append("no message was acknowledged: nothing to verify")
 
+    duplicated = summary.duplicated - clash_duplicated
     over = []
     if lost > thresholds.max_lost:
         over.append(f"lost {lost:,} > --max-lost {thresholds.max_lost:,}")
-    if summary.duplicated > thresholds.max_duplicated:
-        over.append(f"duplicated {summary.duplicated:,} > --max-duplicated {thresholds.max_duplicated:,}")
+    if duplicated > thresholds.max_duplicated:
+        over.append(f"duplicated {duplicated:,} > --max-duplicated {thresholds.max_duplicated:,}")
     if summary.corrupted > thresholds.max_corrupted:
         over.append(f"corrupted {summary.corrupted:,} > --max-corrupted {thresholds.max_corrupted:,}")
     if summary.misrouted > thresholds.max_misrouted:
         over.append(f"misrouted {summary.misrouted:,} > --max-misrouted {thresholds.max_misrouted:,}")
+    if phantom > thresholds.max_phantom:
+        over.append(
+            f"phantom {phantom:,} > {thresholds.max_phantom:,}: records of this run's producers with seqs "
+            "they never sent"
+        )
     if over:
         status = FAIL
         reasons = over + reasons
@@ -264,7 +396,7 @@ def classify(
         seen=seen_total,
         lost=lost,
         unseen=unseen,
-        duplicated=summary.duplicated,
+        duplicated=duplicated,
         corrupted=summary.corrupted,
         misrouted=summary.misrouted,
         recovered=recovered,
@@ -276,7 +408,7 @@ def classify(
         thresholds=thresholds,
         reasons=tuple(reasons),
         lost_samples=tuple(missing_samples) if reached_end else (),
-        duplicated_samples=tuple(summary.duplicate_samples),
+        duplicated_samples=tuple(i for i in summary.duplicate_samples if i.producer_id not in clashing),
         corrupted_samples=tuple(summary.corrupted_samples),
         misrouted_samples=tuple(summary.misrouted_samples),
         lost_by_topic=lost_by_topic if reached_end else {},
@@ -285,4 +417,10 @@ def classify(
         latency_ms=dict(latency_ms or {}),
         enriched=summary.enriched,
         enriched_members=dict(summary.enriched_members),
+        phantom=phantom,
+        phantom_samples=tuple(phantom_samples),
+        deleted=named,
+        not_visible={f"{t}[{p}]": n for (t, p), n in not_visible.items()},
+        watched_s=watched_s,
+        read_to={f"{t}[{p}]": o for (t, p), o in sorted((read_to or {}).items())},
     )

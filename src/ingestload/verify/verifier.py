@@ -83,9 +83,12 @@ class MessageId(NamedTuple):
 
 
 class _ProducerInPartition:
-    __slots__ = ("last", "seen", "strays")
+    __slots__ = ("duplicates", "last", "seen", "strays")
 
     def __init__(self) -> None:
+        self.duplicates = 0
+        """Copies of seqs already in :attr:`seen` (counted per producer: a producer-id clash must be
+        told apart from real duplicates)."""
         self.seen = BitMap64()
         """Seqs on this partition, meant for its topic."""
         self.strays = BitMap64()
@@ -163,6 +166,8 @@ class SeenSummary:
     """Member the API added → messages."""
     corrupted_bodies: dict[MessageId, tuple[Any, int | None]] = field(default_factory=dict)
     """HTTP path: corrupted samples' messages as found (envelope removed) and their send time."""
+    duplicated_by_producer: dict[int, int] = field(default_factory=dict)
+    """Duplicated copies per producer id (sums to :attr:`duplicated`)."""
 
 
 class Verifier:
@@ -268,6 +273,7 @@ class Verifier:
                 except KeyError:
                     self._sample(current, current.duplicate_samples, producer, seq, offset)
                     current.duplicates += 1
+                    state.duplicates += 1
                 if seq < state.last:
                     current.reordered += 1
                 state.last = seq
@@ -372,6 +378,7 @@ class Verifier:
         corrupted_bodies: dict[MessageId, tuple[Any, int | None]] = {}
         enriched = 0
         enriched_members: dict[str, int] = {}
+        by_producer: dict[int, int] = {}
         for topic, states in sorted(by_topic.items()):
             right: dict[int, list[BitMap64]] = {}
             anywhere: dict[int, list[BitMap64]] = {}
@@ -399,6 +406,13 @@ class Verifier:
             for producer, bitmaps in right.items():
                 union = BitMap64.union(*bitmaps) if len(bitmaps) > 1 else bitmaps[0]
                 distinct += len(union)
+                extra = (
+                    sum(map(len, bitmaps))
+                    - len(union)
+                    + sum(s.producers[producer].duplicates for s in states if producer in s.producers)
+                )
+                if extra:
+                    by_producer[producer] = by_producer.get(producer, 0) + extra
                 if len(bitmaps) > 1 and sum(map(len, bitmaps)) > len(union):
                     duplicate_samples.extend(self._cross_partition_samples(states, producer))
             records += topic_records
@@ -429,6 +443,7 @@ class Verifier:
             corrupted_bodies={
                 i: corrupted_bodies[i] for i in corrupted_samples[:limit] if i in corrupted_bodies
             },
+            duplicated_by_producer=by_producer,
         )
 
     def _cross_partition_samples(self, states: list[PartitionState], producer: int) -> list[MessageId]:

@@ -10,7 +10,7 @@ from ingestload.testing import inject_faults, start_seqs_at
 
 PLAN = json.loads(os.environ["INGESTLOAD_TEST_PLAN"])
 FIRST = int(PLAN["first"])
-KINDS = ("lose", "duplicate", "corrupt", "misroute", "late_duplicate", "late_corrupt")
+KINDS = ("lose", "duplicate", "corrupt", "misroute", "late_duplicate", "late_corrupt", "phantom")
 
 start_seqs_at(FIRST)
 inject_faults(
