@@ -37,6 +37,7 @@ from ingestload.errors import ConfigError, IngestloadError
 from ingestload.http.client import IngestApiClient
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.locust.csv_writer import stop_csv_writer
 from ingestload.locust.drain import MSG_DRAIN, MSG_DRAINED, WorkerAccounts, drain_all, drained_message
 from ingestload.locust.fanout import FanoutRun, is_subscriber_class
 from ingestload.locust.kafka_stats import AckStats
@@ -416,6 +417,7 @@ class JudgingProcess(ProcessState):
     def judge(self, ledger: AckLedger, missing: set[str]) -> None:
         """Every hop's verdict on the run, once every sender drained, published as one."""
         self._concluded = self.run_id
+        self.rates.freeze()  # every sender drained: the pacing account is final
         # The subscribers drain to Kafka's end now that every producer has drained.
         fanout = self.fanout.conclude() if self.fanout is not None else None
         kafka = self.verification.conclude(ledger, missing) if self.verification is not None else None
@@ -458,7 +460,10 @@ class JudgingProcess(ProcessState):
             log.info("run %s stopped: %s", self.run_id, format_summary(self.totals()))
 
     def on_quit(self) -> None:
-        """Last words: the verdict line again, below Locust's summary tables."""
+        """Last words: the verdict line again, below Locust's summary tables; Locust's CSV writer
+        stops here, before Locust closes its files (:mod:`~ingestload.locust.csv_writer`)."""
+        if getattr(self.environment.parsed_options, "csv_prefix", None):
+            stop_csv_writer()
         if self.verdict is not None:
             verdict = self.verdict
             overall = verdict.get("overall") or verdict  # with subscribers: Kafka's and the fan-out's

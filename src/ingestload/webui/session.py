@@ -154,6 +154,12 @@ class WebSession:
                 found[name] = path
         return found
 
+    def report_file(self) -> str | None:
+        """Where the test shown writes its HTML report at stop (``--report-file``), if anywhere."""
+        if self.run_id is None:
+            return None
+        return self.state.settings.verify.for_run(self.run_id).report_file
+
     def _topic_live(self) -> dict[str, TopicLive]:
         runner = self.state.environment.runner
         found: dict[str, TopicLive] = {}
