@@ -70,6 +70,11 @@ class KafkaProducerUser(User):
     ingestload_user_capacity = 100_000.0
     """Msg/s one user sustains (sizes a profile's fixed user pool; all users of a process
     share one producer and one schedule, so one user per process is usually enough)."""
+    one_per_process = False
+    """``True``: exactly one user of this class in every sending process — Locust's
+    ``fixed_count`` becomes the number of workers the master expects (``--expect-workers``,
+    which ``--processes N`` sets), or 1 in a local run. Without it, ``fixed_count = 1`` puts the
+    whole path on one worker, and the master's division gives the others none of its rate."""
     wait_time = constant(0)
 
     @classmethod

@@ -90,6 +90,14 @@ def _paths(user_classes: Any) -> set[str]:
     return {p for p in (getattr(u, "ingestload_path", None) for u in user_classes) if p}
 
 
+def fix_counts_per_process(user_classes: Any, processes: int) -> None:
+    """User classes marked ``one_per_process`` get ``fixed_count = processes``: Locust's master
+    dispatches fixed users round-robin over its workers, one each (``KafkaProducerUser``)."""
+    for cls in user_classes:
+        if getattr(cls, "one_per_process", False):
+            cls.fixed_count = max(1, processes)
+
+
 def _worker_index(runner: Any) -> int:
     return int(getattr(runner, "worker_index", 0) or 0)
 
@@ -144,11 +152,17 @@ class ProcessState:
     def setup(self) -> None:
         """``init``: validate against Kafka and register messages; raises on bad input."""
         log.info("ingestload %s: %s", self.role, self.settings.describe())
+        fix_counts_per_process(self.environment.user_classes, self.sending_processes())
         self.prepare()
         self.rates.setup()
         self.listen()
         if self.fanout is not None:
             self.fanout.setup()
+
+    def sending_processes(self) -> int:
+        """How many processes send in this run, as far as this one knows at ``init`` (the users
+        marked ``one_per_process`` get that ``fixed_count``; only a master's count matters)."""
+        return 1
 
     def prepare(self) -> None:
         """At ``init``, before the rate machinery: what must exist before any user (topics, senders)."""
@@ -527,6 +541,10 @@ class MasterProcess(JudgingProcess):
     def __init__(self, environment: Any, runner: Any, settings: Settings) -> None:
         super().__init__(environment, runner, settings)
         self.workers = WorkerAccounts()
+
+    def sending_processes(self) -> int:
+        # Known at init: the workers the master waits for (--processes N sets it to N).
+        return int(getattr(self.environment.parsed_options, "expect_workers", None) or 1)
 
     def listen(self) -> None:
         super().listen()
