@@ -40,14 +40,16 @@ def test_the_html_report_shows_the_console_pacing_account_with_two_workers(kafka
     """`--processes 2 --html`: the report's pacing account is the console's (target, offered). Workers
     are told to stop twice (the drain, then Locust's stop at quit, after the verdict) and kept
     reporting; the report, written at quit, showed a target grown by the seconds to quit (issue 22)."""
-    html = tmp_path / "r.html"
+    html, report = tmp_path / "r.html", tmp_path / "report.html"
     args = f"--headless -u 2 -r 2 -t 4s --rate 1000 --kafka-bootstrap {kafka} --topic-prefix {prefix}"
-    done = locust(root, "kafka.py", *args.split(), "--html", str(html), *processes_args(2))
+    reports = ["--html", str(html), "--report-file", str(report)]
+    done = locust(root, "kafka.py", *args.split(), *reports, *processes_args(2))
     assert done.returncode == 0, describe_output(done)
     target, offered = console_pacing(done.stderr)
-    rows = pacing_rows(report_snapshot(html))
-    assert list(rows) == ["kafka"]
-    assert rows["kafka"][:2] == [f"{target:,}", f"{offered:,}"], (rows, target, offered)
+    for path in (html, report):  # written at quit, and at the test's stop
+        rows = pacing_rows(report_snapshot(path))
+        assert list(rows) == ["kafka"]
+        assert rows["kafka"][:2] == [f"{target:,}", f"{offered:,}"], (path.name, rows, target, offered)
     assert target <= 4 * 1000 * 1.05  # the target of a 4 s run, not of the time until quit
 
 

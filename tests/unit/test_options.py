@@ -180,3 +180,17 @@ def test_a_settings_class_declares_its_options_on_its_fields():
     assert "hunter2" not in repr(pool)
     with pytest.raises(dataclasses.FrozenInstanceError):
         pool.size = 1
+
+
+def test_no_locust_twin_is_one_of_locusts_own_variables():
+    """LOCUST_<NAME> of every plugin option is free: none is a variable of Locust's own options."""
+    from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
+
+    from ingestload.settings import OPTIONS
+
+    parser = get_empty_argument_parser()
+    setup_parser_arguments(parser)
+    locusts = {getattr(action, "env_var", None) for action in parser._actions} - {None}
+    twins = {name for opt in OPTIONS for name in opt.env_names if name.startswith("LOCUST_")}
+    assert len(twins) == len(OPTIONS)
+    assert not twins & locusts
