@@ -40,3 +40,20 @@ def test_messages_of_a_request_are_one_api_event_each():
     assert (entry.num_requests, entry.num_failures) == (20, 2)
     assert (stats.total.num_requests, stats.total.num_failures) == (20, 2)
     assert stats.entries[("/v1/messages/alarm:batch", "POST")].num_requests == 1
+
+
+def test_with_locusts_own_listener_successes_go_in_bulk_and_other_listeners_see_each():
+    """A real runner: its stats get 18 successes in one merge and 2 failures, like 20 events; another
+    request listener (an exporter) is still called once per message."""
+    from locust.env import Environment
+
+    environment = Environment(events=Events())
+    environment.create_local_runner()
+    seen = []
+    environment.events.request.add_listener(lambda **kw: seen.append(kw["exception"] is None))
+    rows = MessageRows(environment)
+    rows.messages("/v1/messages/alarm:batch", 40.0, acked=18, refused=2, error="HTTP 207: 2 of 20")
+    entry = environment.stats.entries[("/v1/messages/alarm:batch", API)]
+    assert (entry.num_requests, entry.num_failures, entry.total_response_time) == (20, 2, 800.0)
+    assert (environment.stats.total.num_requests, environment.stats.total.num_failures) == (20, 2)
+    assert sorted(seen) == [False] * 2 + [True] * 18

@@ -31,6 +31,7 @@ Example (inside :class:`~ingestload.users.IngestApiUser`)::
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 #: Request type of the per-message rows of the HTTP path.
@@ -72,20 +73,15 @@ class MessageRows:
             self._installed_on = stats
 
     def messages(self, name: str, response_time: float, acked: int, refused: int, error: str = "") -> None:
-        """One ``API`` request event per message of a request: ``acked`` successes, ``refused``
-        failures (with ``error``), each with the request's response time."""
-        fire = self.environment.events.request.fire
-        for _ in range(acked):
-            fire(
-                request_type=API,
-                name=name,
-                response_time=response_time,
-                response_length=0,
-                exception=None,
-                context={},
-            )
+        """What one ``API`` request event per message of a request would log: ``acked`` successes,
+        ``refused`` failures (with ``error``), each with the request's response time. Successes
+        reach Locust's own stats listener in bulk (one ``StatsEntry.extend`` per request, as the
+        ``KAFKA`` rows do) and every other listener once per message; failures are real events."""
+        if acked:
+            self._acked(name, response_time, acked)
         if refused:
             exception = NotAcknowledgedError(error or "not acknowledged")
+            fire = self.environment.events.request.fire
             for _ in range(refused):
                 fire(
                     request_type=API,
@@ -95,6 +91,28 @@ class MessageRows:
                     exception=exception,
                     context={},
                 )
+
+    def _acked(self, name: str, response_time: float, count: int) -> None:
+        from ingestload.locust.kafka_stats import call_listeners, split_listeners, stats_entry
+
+        own, others = split_listeners(self.environment.events.request)
+        stats = getattr(self.environment, "stats", None)
+        if own and stats is not None:
+            now = time.time()
+            entry = stats_entry(stats, name, API, [response_time] * count, 0, now)
+            for _ in range(own):  # (one runner, one listener; two would count twice, as Locust does)
+                stats.entries[(name, API)].extend(entry)
+                stats.total.extend(entry)
+        for _ in range(count if others else 0):
+            call_listeners(
+                others,
+                request_type=API,
+                name=name,
+                response_time=response_time,
+                response_length=0,
+                exception=None,
+                context={},
+            )
 
 
 def keep_out_of_total(stats: Any, rows: set[tuple[str, str]]) -> None:
