@@ -3,8 +3,9 @@
     locust -f locustfiles/ingest.py --headless --host http://127.0.0.1:8080 --rate 2775 -u 11 -t 1m
 
 The target is split evenly between the paths (equal weights; change it with
---rate-split kafka=7,api=3). One Kafka user is plenty (it shares the process's producer);
-the other users post to the API and set its HTTP concurrency. One verdict covers both paths.
+--rate-split kafka=7,api=3). One Kafka user per process is plenty (it shares the process's
+producer), and each worker needs one to send its share of the Kafka path; the other users post
+to the API and set its HTTP concurrency. One verdict covers both paths.
 `ingestload run` (the default locustfile) starts the broker and the reference API for you.
 """
 
@@ -15,7 +16,7 @@ class Controllers(KafkaProducerUser):
     """Controllers that produce to Kafka themselves (seed 000)."""
 
     weight = 1
-    fixed_count = 1
+    one_per_process = True  # a Kafka user on every worker: each sends its share of the Kafka path
 
 
 class Gateways(IngestApiUser):

@@ -2,7 +2,7 @@
 
     locust -f locustfiles/kafka.py --headless --rate 2775 -t 1m --kafka-bootstrap 127.0.0.1:9092
 
-Options: `locust -f locustfiles/kafka.py --help` (group "ingestload").
+Options: `ingestload run --help`, docs/options.md (also as LOCUST_<NAME> variables).
 """
 
 from ingestload.users import KafkaProducerUser

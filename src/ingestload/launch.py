@@ -126,8 +126,8 @@ class RunPlan:
         )
         # Through an API, users are its HTTP concurrency, sized as if the whole rate went that way
         # (idle users cost little; too few cap the rate); one Kafka user per process is plenty.
-        # (--fanout's locustfile: one producer, fixed_count = 1; every other user is a subscriber)
-        kafka_users = 1 if args.fanout else max(1, args.processes or 1)
+        # (the shipped locustfiles' producer class is one per process: one_per_process)
+        kafka_users = max(1, args.processes or 1)
         # A batch path with {msgType} gets one request per type present in a take.
         shares = catalogue.type_shares() if settings.http.batch_per_type else None
         rate, batch = settings.rate.target, settings.http.batch_size
@@ -141,6 +141,7 @@ class RunPlan:
         if settings.verify.enabled:
             own["verdict_file"] = args.verdict_file or str(reports / "verdict.json")
             own["ledger_file"] = args.ledger_file or str(reports / "ledger.json")
+            own["report_file"] = args.report_file or str(reports / "report.html")
         if settings.kafka.embedded:  # the user's --verifier-config still wins
             own["verifier_config"] = [*EMBEDDED_VERIFIER_CONFIG, *(args.verifier_config or [])]
         given = {**{opt.dest: getattr(args, opt.dest) for opt in OPTIONS}, **own}
@@ -297,7 +298,7 @@ def probe_kafka(config: Mapping[str, Any], address: str, timeout: float = KAFKA_
 def _env_value(opt: Option[Any], items: Sequence[str]) -> str:
     """``opt``'s environment variable for a child: what ours held, then ``items`` (later wins, one
     per line, as :func:`~ingestload.options.read` reads it)."""
-    return "\n".join([*os.environ.get(opt.env, "").splitlines(), *items]).strip()
+    return "\n".join([*(opt.from_environ(os.environ) or "").splitlines(), *items]).strip()
 
 
 # -- starting it ---------------------------------------------------------------------------------

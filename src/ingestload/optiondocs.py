@@ -43,7 +43,11 @@ def render() -> str:
     parts.append(
         "## Locust (`locust -f …` with ingestload's users) and `ingestload run`\n\n"
         "The same options, under the same variables, for both. `ingestload run` starts the "
-        "embedded broker when no `--kafka-bootstrap` is given (Locust alone connects to the default).\n"
+        "embedded broker when no `--kafka-bootstrap` is given (Locust alone connects to the default). "
+        "As Locust's own options do, each also reads `LOCUST_<NAME>` (`LOCUST_RATE`, "
+        "`LOCUST_RATE_SPLIT`…); when both are set, the `INGESTLOAD_…` variable wins. "
+        "`ingestload run --help` lists them; `locust -f … --help` cannot: Locust prints its help "
+        "before it imports the locustfile that registers them.\n"
     )
     for title, section in SECTIONS:
         parts.append(markdown(title, "", section, level=3))

@@ -12,8 +12,9 @@ and the web UI form all follow from it. This module knows no feature, and nothin
 :func:`read` is the one reader. For each option, in this order: the namespace's attribute
 (Locust's ``parsed_options``, a plain argparse namespace of ``ingestload run/verify/api/fanout``,
 or the web UI's form), unless it is missing or ``None`` (or ``''`` for an option of the web UI's
-form); then its environment variable (an empty one counts as unset); then its default. A
-repeatable option takes the environment's items first (one per line), then the command line's.
+form); then its environment variable (an empty one counts as unset; for the Locust plugin's
+options ``INGESTLOAD_RATE``, else Locust's ``LOCUST_RATE``); then its default. A repeatable
+option takes the environment's items first (one per line), then the command line's.
 
 Example::
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,8 @@ N = TypeVar("N", int, float)
 
 #: The environment variables of the Locust plugin's and ``ingestload run``'s options.
 ENV_PREFIX = "INGESTLOAD_"
+#: Locust's convention for its options' variables; the plugin's options read it too, after ours.
+LOCUST_ENV_PREFIX = "LOCUST_"
 
 #: How an option's text becomes its value: ``parse(flag, value)``; ``value`` is the text given
 #: (or the default, or ``None`` when there is neither; a list of texts for a repeatable option).
@@ -87,6 +91,22 @@ class Option(Generic[T_co]):
     def env(self) -> str:
         """Environment variable: ``INGESTLOAD_RATE_SPLIT``."""
         return self.env_prefix + self.dest.upper()
+
+    @property
+    def env_names(self) -> tuple[str, ...]:
+        """Every environment variable read, first found wins: :attr:`env`, then for the Locust
+        plugin's options (prefix ``INGESTLOAD_``) Locust's convention, ``LOCUST_RATE_SPLIT`` — Locust
+        users set ``LOCUST_<OPTION>`` for every option (a server command's own prefix has no twin)."""
+        if self.env_prefix != ENV_PREFIX:
+            return (self.env,)
+        return (self.env, LOCUST_ENV_PREFIX + self.dest.upper())
+
+    def from_environ(self, environ: Mapping[str, str]) -> str | None:
+        """The option's text in ``environ`` (``None``: unset or empty), by :attr:`env_names`."""
+        for name in self.env_names:
+            if environ.get(name):
+                return environ[name]
+        return None
 
 
 _SPEC = "ingestload.option"
@@ -187,11 +207,11 @@ def read(options: Iterable[Option[Any]], namespace: Any, environ: Mapping[str, s
             value = None  # an empty field of the web UI's form: not given
         if opt.repeatable:
             # The environment's items first (one per line), then the command line's: later wins.
-            text: Any = [*env_items(environ.get(opt.env)), *as_list(value)]
+            text: Any = [*env_items(opt.from_environ(environ)), *as_list(value)]
             found = bool(text)
         else:
             if value is None:
-                value = environ.get(opt.env) or None
+                value = opt.from_environ(environ)
             found = value is not None
             text = value if found else opt.default
         if found:
@@ -214,6 +234,9 @@ def add_locust_arguments(parser: Any, options: Iterable[Option[Any]]) -> None:
             kwargs["action"] = "append"
         else:
             kwargs["env_var"] = opt.env
+            # configargparse reads one variable per option: Locust's twin becomes the default, so
+            # that INGESTLOAD_… still wins and the value reaches workers with the master's options.
+            kwargs["default"] = opt.from_environ(os.environ) or opt.default
         action = group.add_argument(opt.flag, **kwargs)
         # Locust's web UI shows options whose action carries these attributes (argument groups
         # do not set them): only what a tester changes between tests, never a secret (the UI

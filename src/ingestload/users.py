@@ -39,6 +39,7 @@ from ingestload.http.client import (
     batch_outcomes,
     outcome_of,
 )
+from ingestload.locust.api_stats import MessageRows
 from ingestload.locust.fanout import GAVE_UP, FanoutRun
 from ingestload.locust.process import install, sending_state_of, state_of
 from ingestload.messages.catalogue import Catalogue
@@ -70,6 +71,11 @@ class KafkaProducerUser(User):
     ingestload_user_capacity = 100_000.0
     """Msg/s one user sustains (sizes a profile's fixed user pool; all users of a process
     share one producer and one schedule, so one user per process is usually enough)."""
+    one_per_process = False
+    """``True``: exactly one user of this class in every sending process — Locust's
+    ``fixed_count`` becomes the number of workers the master expects (``--expect-workers``,
+    which ``--processes N`` sets), or 1 in a local run. Without it, ``fixed_count = 1`` puts the
+    whole path on one worker, and the master's division gives the others none of its rate."""
     wait_time = constant(0)
 
     @classmethod
@@ -145,6 +151,8 @@ class IngestApiUser(FastHttpUser):
             )
         settings = state.settings.http
         self.api = state.api_client
+        self.rows = MessageRows.of(environment)
+        """Per-message ``API`` rows beside the ``POST`` rows, which stay out of Aggregated."""
         self.pacer = state.pacer_for(self.ingestload_path)
         self.batch_size = settings.batch_size
         self.single_path, self.batch_path = settings.path, settings.batch_path
@@ -196,16 +204,28 @@ class IngestApiUser(FastHttpUser):
     def _post_one(self, path: str, body: bytes, seq: int) -> None:
         """One message: Locust's own success/failure by status is right, so no catch_response."""
         outcome = OUTCOME_UNKNOWN  # stopped mid-request, or the client raised: nobody knows
+        self.rows.request(path)
+        started = time.perf_counter()
         try:
             # Locust documents data as "String/bytes" but annotates it as str; bytes avoid a copy.
             response = self.client.post(path, data=body, headers=self.headers)  # type: ignore[arg-type]
             outcome = _outcome(response)
         finally:
             self.api.resolve((seq,), outcome)
+        acked = outcome == OUTCOME_ACKED
+        self.rows.messages(
+            path,
+            (time.perf_counter() - started) * 1000.0,
+            acked=int(acked),
+            refused=int(not acked),
+            error="" if acked else _error_of(response),
+        )
 
     def _post_batch(self, path: str, body: bytes, seqs: list[int]) -> None:
         """A batch: a 207 is a failure in Locust's stats when any item was refused."""
         resolved = False
+        self.rows.request(path)
+        started = time.perf_counter()
         try:
             post = self.client.post
             with post(path, data=body, headers=self.headers, catch_response=True) as response:  # type: ignore[arg-type]
@@ -218,18 +238,31 @@ class IngestApiUser(FastHttpUser):
                     self.api.resolve(outcome_seqs, outcome)
                 resolved = True
                 refused = len(seqs) - len(outcomes.get(OUTCOME_ACKED, ()))
+                error = f"HTTP {status}: {refused} of {len(seqs)} messages not accepted"
                 if status and not refused:
                     response.success()
                 elif status:
-                    response.failure(f"HTTP {status}: {refused} of {len(seqs)} messages not accepted")
+                    response.failure(error)
         finally:
             if not resolved:  # stopped mid-request, or the client raised: nobody knows
                 self.api.abandon(seqs)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        error = error if status else _error_of(response)
+        self.rows.messages(path, elapsed, acked=len(seqs) - refused, refused=refused, error=error)
 
 
 def _refused_connection(response: Any) -> bool:
     """No answer because nothing listened: the API certainly did not take the messages."""
     return not response.status_code and isinstance(getattr(response, "error", None), ConnectionRefusedError)
+
+
+def _error_of(response: Any) -> str:
+    """Why a response acknowledged nothing, in a few words (for the ``API`` rows' errors)."""
+    status = int(getattr(response, "status_code", 0) or 0)
+    if status:
+        return f"HTTP {status}"
+    error = getattr(response, "error", None)
+    return type(error).__name__ if error is not None else "no answer"
 
 
 def _outcome(response: Any) -> str:

@@ -71,6 +71,36 @@ def test_the_prefix_names_the_variable():
     assert read([PORT], None, {"X_PORT": "9000", "INGESTLOAD_PORT": "1"})[PORT] == 9000
 
 
+def test_locusts_variable_names_are_read_too_and_ours_win():
+    """LOCUST_RATE sets --rate as Locust users expect (it was silently ignored: issue 22); with
+    INGESTLOAD_RATE set too, ours wins; a server command's own prefix has no LOCUST_ twin."""
+    assert read([RATE], None, {"LOCUST_RATE": "777"})[RATE] == 777.0
+    assert read([RATE], None, {"LOCUST_RATE": "777", "INGESTLOAD_RATE": "5"})[RATE] == 5.0
+    assert read([RATE], argparse.Namespace(rate="9"), {"LOCUST_RATE": "777"})[RATE] == 9.0
+    assert read([TAG], None, {"LOCUST_TAG": "a\nb"})[TAG] == ("a", "b")
+    assert read([PORT], None, {"LOCUST_PORT": "9000"})[PORT] == 8080
+
+
+def test_locusts_parser_takes_the_locust_variable_as_the_default(monkeypatch):
+    """On Locust's parser LOCUST_RATE becomes the default (so a master sends it to its workers),
+    INGESTLOAD_RATE still wins, and the command line wins over both."""
+    import configargparse
+
+    from ingestload.options import add_locust_arguments
+
+    def parse(*args: str) -> argparse.Namespace:
+        parser = configargparse.ArgumentParser()
+        add_locust_arguments(parser, [RATE])
+        return parser.parse_args(list(args))
+
+    monkeypatch.setenv("LOCUST_RATE", "777")
+    monkeypatch.delenv("INGESTLOAD_RATE", raising=False)
+    assert parse().rate == "777"
+    assert parse("--rate", "3").rate == "3"
+    monkeypatch.setenv("INGESTLOAD_RATE", "5")
+    assert parse().rate == "5"
+
+
 @pytest.mark.parametrize(
     ("parse", "value", "message"),
     [
@@ -150,3 +180,17 @@ def test_a_settings_class_declares_its_options_on_its_fields():
     assert "hunter2" not in repr(pool)
     with pytest.raises(dataclasses.FrozenInstanceError):
         pool.size = 1
+
+
+def test_no_locust_twin_is_one_of_locusts_own_variables():
+    """LOCUST_<NAME> of every plugin option is free: none is a variable of Locust's own options."""
+    from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
+
+    from ingestload.settings import OPTIONS
+
+    parser = get_empty_argument_parser()
+    setup_parser_arguments(parser)
+    locusts = {getattr(action, "env_var", None) for action in parser._actions} - {None}
+    twins = {name for opt in OPTIONS for name in opt.env_names if name.startswith("LOCUST_")}
+    assert len(twins) == len(OPTIONS)
+    assert not twins & locusts

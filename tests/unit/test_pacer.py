@@ -281,6 +281,21 @@ def test_stop_freezes_the_target():
     assert (snap.intended, snap.offered, snap.ratio) == (100, 100, 1.0)
 
 
+def test_a_second_stop_does_not_move_the_end_of_the_schedule():
+    """A worker told to stop twice (the drain message, then Locust's stop at quit, seconds later)
+    keeps the first stop's target: the run's target must not grow with the time to quit (issue 22)."""
+    clock = Clock()
+    pacer = Pacer(ConstantRate(100).rate, clock=clock)
+    pacer.take(1)
+    clock.advance(1)
+    pacer.take(1000)
+    pacer.stop()
+    clock.advance(7)
+    pacer.stop()
+    clock.advance(1)
+    assert pacer.snapshot().intended == 100
+
+
 def test_giving_back_after_a_yield_returns_this_users_messages():
     """A user that yields between take and give_back (an HTTP request) returns its own batch,
     not the batch another user took meanwhile: lateness covers exactly what was sent."""

@@ -150,3 +150,26 @@ def test_every_test_of_a_session_writes_files_of_its_own(path):
     one = settings.for_run("00112233445566ff").verify
     assert one.verdict_file == path.replace("{run_id}", "00112233445566ff")
     assert one.ledger_file == "ledger.json"
+
+
+def test_the_verdict_block_shows_the_runs_status_when_the_load_failed():
+    """Kafka PASS but the load verdict FAIL: the block (tab, page, reports) says FAIL with the load's
+    reason, as the console does; it said "verdict: PASS" with exit code 3 (issue 22)."""
+    document = {
+        **VERDICT,
+        "status": "PASS",
+        "exit_code": 0,
+        "reasons": [],
+        "lost": 0,
+        "lost_samples": [],
+        "overall": {
+            "status": "FAIL",
+            "exit_code": 3,
+            "reasons": ["load: api: sent 31,611 of a target of 192,223 (16.44%) < --min-offered-ratio 0.9"],
+        },
+    }
+    section = verdict_section(document, {})
+    rows = dict(section.rows)
+    assert section.title == "verdict: FAIL"
+    assert (rows["status"], rows["exit code"], rows["kafka verdict"]) == ("FAIL", "3", "PASS")
+    assert rows["reason"].startswith("load: api: sent 31,611")

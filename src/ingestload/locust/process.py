@@ -37,6 +37,7 @@ from ingestload.errors import ConfigError, IngestloadError
 from ingestload.http.client import IngestApiClient
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.producer import KafkaProducerClient
+from ingestload.locust.csv_writer import stop_csv_writer
 from ingestload.locust.drain import MSG_DRAIN, MSG_DRAINED, WorkerAccounts, drain_all, drained_message
 from ingestload.locust.fanout import FanoutRun, is_subscriber_class
 from ingestload.locust.kafka_stats import AckStats
@@ -87,6 +88,14 @@ def sending_state_of(environment: Any) -> SendingProcess:
 def _paths(user_classes: Any) -> set[str]:
     """The ingestload paths (``kafka``, ``api``) that these user classes send on."""
     return {p for p in (getattr(u, "ingestload_path", None) for u in user_classes) if p}
+
+
+def fix_counts_per_process(user_classes: Any, processes: int) -> None:
+    """User classes marked ``one_per_process`` get ``fixed_count = processes``: Locust's master
+    dispatches fixed users round-robin over its workers, one each (``KafkaProducerUser``)."""
+    for cls in user_classes:
+        if getattr(cls, "one_per_process", False):
+            cls.fixed_count = max(1, processes)
 
 
 def _worker_index(runner: Any) -> int:
@@ -143,11 +152,17 @@ class ProcessState:
     def setup(self) -> None:
         """``init``: validate against Kafka and register messages; raises on bad input."""
         log.info("ingestload %s: %s", self.role, self.settings.describe())
+        fix_counts_per_process(self.environment.user_classes, self.sending_processes())
         self.prepare()
         self.rates.setup()
         self.listen()
         if self.fanout is not None:
             self.fanout.setup()
+
+    def sending_processes(self) -> int:
+        """How many processes send in this run, as far as this one knows at ``init`` (the users
+        marked ``one_per_process`` get that ``fixed_count``; only a master's count matters)."""
+        return 1
 
     def prepare(self) -> None:
         """At ``init``, before the rate machinery: what must exist before any user (topics, senders)."""
@@ -420,6 +435,7 @@ class JudgingProcess(ProcessState):
     def judge(self, ledger: AckLedger, missing: set[str]) -> None:
         """Every hop's verdict on the run, once every sender drained, published as one."""
         self._concluded = self.run_id
+        self.rates.freeze()  # every sender drained: the pacing account is final
         # The subscribers drain to Kafka's end now that every producer has drained.
         # The senders' hosts: fan-out latency is measured on one clock only when they are the subscribers'.
         hosts = {str(p.meta.get("host")) for p in ledger if p.meta.get("host")}
@@ -475,7 +491,10 @@ class JudgingProcess(ProcessState):
             log.info("run %s stopped: %s", self.run_id, format_summary(self.totals()))
 
     def on_quit(self) -> None:
-        """Last words: the verdict line again, below Locust's summary tables."""
+        """Last words: the verdict line again, below Locust's summary tables; Locust's CSV writer
+        stops here, before Locust closes its files (:mod:`~ingestload.locust.csv_writer`)."""
+        if getattr(self.environment.parsed_options, "csv_prefix", None):
+            stop_csv_writer()
         if self.verdict is not None:
             verdict = self.verdict
             overall = verdict.get("overall") or verdict  # with subscribers: Kafka's and the fan-out's
@@ -543,6 +562,10 @@ class MasterProcess(JudgingProcess):
     def __init__(self, environment: Any, runner: Any, settings: Settings) -> None:
         super().__init__(environment, runner, settings)
         self.workers = WorkerAccounts()
+
+    def sending_processes(self) -> int:
+        # Known at init: the workers the master waits for (--processes N sets it to N).
+        return int(getattr(self.environment.parsed_options, "expect_workers", None) or 1)
 
     def listen(self) -> None:
         super().listen()

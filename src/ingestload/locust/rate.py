@@ -109,6 +109,9 @@ class RateControl:
         self.worker_pace: dict[str, dict[str, PaceSnapshot]] = {}
         self._greenlets: list[gevent.Greenlet] = []
         self._division: dict[str, dict[str, float]] = {}
+        # Master/local: the run's pacing account as it stood when the run stopped (after the drain,
+        # with every worker's last report in); every report of the run shows this one.
+        self._final: dict[str, PaceSnapshot] | None = None
 
     # -- init ---------------------------------------------------------------------------------
 
@@ -256,6 +259,7 @@ class RateControl:
         except ConfigError as e:
             log.error("ingestload: %s (keeping the previous rate)", e)
         self.worker_pace.clear()
+        self._final = None
         self.coordinator.begin(run_id)
         if self.role == "local":
             self.pacers.reset()
@@ -300,10 +304,18 @@ class RateControl:
             greenlet.kill(block=False)
         self._greenlets.clear()
         if self.role != "worker" and run_id is not None:
-            per_path = self.path_totals()
+            per_path = self.freeze()
             log.info("run %s pacing: %s", run_id, format_pacing(sum_snapshots(per_path.values()), per_path))
             if self.guard is not None and self.guard.tripped is not None:
                 log.error("run %s failed the rate guard: %s", run_id, self.guard.tripped.describe())
+
+    def freeze(self) -> dict[str, PaceSnapshot]:
+        """Master/local, once the senders drained: fix the run's pacing account (per path) as it
+        stands. Workers keep reporting until they quit and ``--html`` is written at quit, but
+        every report of the run — console, HTML, the web UI — shows this one account."""
+        if self._final is None:
+            self._final = self.path_totals()
+        return dict(self._final)
 
     # -- plans (master) -------------------------------------------------------------------------
 
@@ -358,7 +370,10 @@ class RateControl:
     # -- pacing numbers ---------------------------------------------------------------------------
 
     def path_totals(self) -> dict[str, PaceSnapshot]:
-        """Cumulative pacing per path for the run (summed over workers on a master)."""
+        """Cumulative pacing per path for the run (summed over workers on a master); once the run
+        stopped, the account as it stood then (what the console printed)."""
+        if self._final is not None:
+            return dict(self._final)
         if self.role != "master":
             return self.pacers.snapshots()
         per_path: dict[str, list[PaceSnapshot]] = {}
@@ -379,7 +394,7 @@ class RateControl:
 
     def _on_worker_report(self, client_id: str, data: Mapping[str, Any]) -> None:
         report = data.get(REPORT_KEY)
-        if report and report.get("run_id") == self.coordinator.run_id:
+        if report and report.get("run_id") == self.coordinator.run_id and self._final is None:
             self.worker_pace[client_id] = {
                 path: PaceSnapshot.from_wire(s) for path, s in report.get("paths", {}).items()
             }

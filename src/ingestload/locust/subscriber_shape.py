@@ -109,8 +109,8 @@ def check_classes(user_classes: Any) -> None:
     for c in user_classes:
         if not _is_subscriber(c) and not getattr(c, "fixed_count", 0):
             raise ConfigError(
-                f"--ws-subscriber-profile: give {c.__name__} a fixed_count (e.g. fixed_count = 1): with "
-                "subscribers ramping, producers are a fixed pool"
+                f"--ws-subscriber-profile: give {c.__name__} a fixed_count (e.g. one_per_process = True "
+                "or fixed_count = 1): with subscribers ramping, producers are a fixed pool"
             )
 
 

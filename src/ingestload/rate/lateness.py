@@ -195,7 +195,7 @@ def format_pacing(total: PaceSnapshot, per_path: Mapping[str, PaceSnapshot] | No
     def one(s: PaceSnapshot) -> str:
         unsent = max(0, math.floor(s.intended + 1e-6) - s.offered - s.dropped)
         return (
-            f"target {s.intended:,.0f} offered {s.offered:,} ({s.ratio:.2%}) | "
+            f"target {math.floor(s.intended + 1e-6):,} offered {s.offered:,} ({s.ratio:.2%}) | "
             f"lateness {describe_lateness(s)} | late (>{format_seconds(LATE_AFTER)}) {s.late:,} | "
             f"dropped {s.dropped:,} | still due at stop {unsent:,}"
         )

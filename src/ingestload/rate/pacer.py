@@ -195,10 +195,16 @@ class Pacer:
         self._started = True
 
     def stop(self, now: float | None = None) -> None:
-        """Hand out nothing more (at test stop); the intended count stops growing."""
+        """Hand out nothing more (at test stop); the intended count stops growing.
+
+        The first stop of a run counts: a process may be told to stop more than once (the
+        master's drain message, then Locust's own stop, even at quit), and a later call must
+        not move the end of the schedule — the run's target would grow with the time to quit.
+        """
         self._commit()
         self.stopped = True
-        self._stopped_at = self._clock() if now is None else now
+        if self._stopped_at is None:
+            self._stopped_at = self._clock() if now is None else now
 
     def reset(self) -> None:
         """Forget the schedule and the counters (a new test run begins); the curve stays."""

@@ -99,6 +99,16 @@ class VerifySettings:
         "PATH",
     )
     """Where to write the ledger JSON (may hold ``{run_id}``)."""
+    report_file: str | None = option(
+        "--report-file",
+        None,
+        optional_text,
+        "Write the test's HTML report (Locust's report with the verdict, pacing account and rate "
+        "chart) to this file when the test stops ({run_id} in it: the test's run id); for every "
+        "test of a web UI session, unlike --html.",
+        "PATH",
+    )
+    """Where to write the HTML report when each test stops (may hold ``{run_id}``)."""
 
     message_path: str | None = option(
         "--message-path",
@@ -122,19 +132,19 @@ class VerifySettings:
         return Thresholds(self.max_lost, self.max_duplicated, self.max_corrupted, self.max_misrouted)
 
     def for_run(self, run_id: str) -> VerifySettings:
-        """These settings for one test run: ``{run_id}`` in the verdict and ledger files replaced,
-        so that every test of a web UI session writes its own files.
+        """These settings for one test run: ``{run_id}`` in the verdict, ledger and report files
+        replaced, so that every test of a web UI session writes its own files.
 
         Example::
 
             >>> verify.verdict_file, verify.for_run("5f3a9c0b12d4e6f7").verdict_file
             ('reports/{run_id}/verdict.json', 'reports/5f3a9c0b12d4e6f7/verdict.json')
         """
-        verdict, ledger = (
+        verdict, ledger, report = (
             None if path is None else path.replace("{run_id}", run_id)
-            for path in (self.verdict_file, self.ledger_file)
+            for path in (self.verdict_file, self.ledger_file, self.report_file)
         )
-        return replace(self, verdict_file=verdict, ledger_file=ledger)
+        return replace(self, verdict_file=verdict, ledger_file=ledger, report_file=report)
 
 
 #: The verification's options, in the order ``--help`` shows them.

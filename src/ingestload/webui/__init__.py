@@ -4,8 +4,8 @@ Importing :mod:`ingestload.users` installs these listeners after the plugin's, s
 ingestload's own has: at ``init`` a :class:`~ingestload.webui.session.WebSession` on the master
 (or local process) — with Locust's web UI, the form check, the **ingestload** tab, our page and
 downloads (:mod:`ingestload.webui.routes`); on a worker, its per-path counters in every report.
-At each test stop, when the test wrote a verdict file, a ``report.html`` beside it: Locust's
-report with ingestload's block (verdict, pacing, verification, the rate chart). At ``quitting``,
+At each test stop, when ``--report-file`` names one, an HTML report of the test: Locust's report
+with ingestload's block (verdict, pacing, verification, the rate chart). At ``quitting``,
 the same block goes into Locust's ``--html`` report, headless or not.
 
 =========  ===========================================================================
@@ -92,9 +92,9 @@ def _on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any)
 
 def _on_test_stop(environment: Any, session: Any) -> None:
     session.on_test_stop()
-    verdict_file = session.files().get("verdict")
-    if verdict_file:
-        _write_report(environment, session, Path(verdict_file).parent / "report.html")
+    report_file = session.report_file()
+    if report_file:
+        _write_report(environment, session, Path(report_file))
 
 
 def _write_report(environment: Any, session: Any, path: Path) -> None:
@@ -104,6 +104,8 @@ def _write_report(environment: Any, session: Any, path: Path) -> None:
     from ingestload.webui.report import add_to_report, report_block
 
     try:
+        if path.parent != Path():
+            path.parent.mkdir(parents=True, exist_ok=True)
         report: str = get_html_report(environment, show_download_link=False)  # type: ignore[no-untyped-call]
         path.write_text(add_to_report(report, report_block(session.snapshot())), encoding="utf-8")
         log.info("wrote %s", path)

@@ -255,12 +255,19 @@ def describe_id(sample: Mapping[str, Any]) -> str:
 
 
 def verdict_section(verdict: Mapping[str, Any], files: Mapping[str, str]) -> Section:
-    """The verdict as key/value rows: status, exit code, run id, reasons, first ids, files."""
+    """The verdict as key/value rows: status, exit code, run id, reasons, first ids, files.
+
+    The status, exit code and reasons are the run's (``overall``: every hop's verdict, the load
+    verdict included), as the console's last line says them; the Kafka verdict's own status
+    follows when it differs."""
+    status, exit_code, reasons = run_status(verdict)
     rows: list[tuple[str, ...]] = [
-        ("status", str(verdict.get("status"))),
-        ("exit code", str(verdict.get("exit_code"))),
+        ("status", status),
+        ("exit code", exit_code),
         ("run id", str(verdict.get("run_id"))),
     ]
+    if str(verdict.get("status")) != status:
+        rows.append(("kafka verdict", str(verdict.get("status"))))
     if "seen" in verdict:
         rows.append(
             (
@@ -268,7 +275,7 @@ def verdict_section(verdict: Mapping[str, Any], files: Mapping[str, str]) -> Sec
                 " ".join(f"{key}={count(verdict.get(key))}" for key in COUNT_KEYS if key != "unseen"),
             )
         )
-    rows += [("reason", str(reason)) for reason in verdict.get("reasons") or ()]
+    rows += [("reason", str(reason)) for reason in reasons]
     for kind in SAMPLE_KINDS:
         samples = verdict.get(f"{kind}_samples") or ()
         if samples:
@@ -278,7 +285,19 @@ def verdict_section(verdict: Mapping[str, Any], files: Mapping[str, str]) -> Sec
                 more = ""
             rows.append((f"first {kind}", shown + more))
     rows += [(f"{name} file", path) for name, path in files.items()]
-    return Section("verdict", f"verdict: {verdict.get('status')}", ("",), tuple(rows))
+    return Section("verdict", f"verdict: {status}", ("",), tuple(rows))
+
+
+def run_status(verdict: Mapping[str, Any]) -> tuple[str, str, list[str]]:
+    """The run's status, exit code and reasons: ``overall`` (every hop) when the document has it,
+    else the Kafka verdict's own (a document written before hops were combined)."""
+    overall = verdict.get("overall")
+    source = overall if isinstance(overall, Mapping) else verdict
+    return (
+        str(source.get("status")),
+        str(source.get("exit_code")),
+        [str(r) for r in source.get("reasons") or ()],
+    )
 
 
 def fanout_section(verdict: Mapping[str, Any]) -> Section | None:

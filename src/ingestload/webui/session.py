@@ -154,6 +154,12 @@ class WebSession:
                 found[name] = path
         return found
 
+    def report_file(self) -> str | None:
+        """Where the test shown writes its HTML report at stop (``--report-file``), if anywhere."""
+        if self.run_id is None:
+            return None
+        return self.state.settings.verify.for_run(self.run_id).report_file
+
     def _topic_live(self) -> dict[str, TopicLive]:
         runner = self.state.environment.runner
         found: dict[str, TopicLive] = {}
@@ -204,12 +210,13 @@ class WebSession:
         """Everything shown, as plain data (the page's ``state.json``, the report's inline data)."""
         runner = self.state.environment.runner
         verdict = self.state.verdict if self.state.run_id == self.run_id else None
+        overall = (verdict.get("overall") or verdict) if verdict else None  # every hop's, as the console
         return {
             "run_id": self.run_id,
             "phase": self.phase,
             "locust_state": getattr(runner, "state", None),
-            "status": verdict.get("status") if verdict else None,
-            "exit_code": verdict.get("exit_code") if verdict else None,
+            "status": overall.get("status") if overall else None,
+            "exit_code": overall.get("exit_code") if overall else None,
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
             "target": self.state.rates.describe_target() if self.run_id else None,
