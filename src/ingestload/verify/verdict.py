@@ -202,6 +202,171 @@ def _where(partitions: Mapping[str, int]) -> str:
     )
 
 
+@dataclass
+class _Tally:
+    """What :func:`classify` counts over the producers' ledgers."""
+
+    acked: int = 0
+    lost: int = 0
+    recovered: int = 0
+    failed: int = 0
+    unknown: int = 0
+    phantom: int = 0
+    unseen_unreadable: int = 0
+    reasons: list[str] = field(default_factory=list)
+    missing_samples: list[MessageId] = field(default_factory=list)
+    phantom_samples: list[MessageId] = field(default_factory=list)
+    lost_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+def _tally(
+    ledger: AckLedger,
+    summary: SeenSummary,
+    clashing: set[int],
+    unreadable_topics: set[str],
+    topic_of: Callable[[int, int], str | None] | None,
+    sample_limit: int,
+) -> _Tally:
+    """Acknowledged against seen, producer by producer: lost, phantom, recovered (and the reasons a
+    producer's messages cannot be judged)."""
+    t = _Tally()
+    for producer in ledger:
+        pid = producer.producer_id
+        acked = producer.acked()
+        t.acked += len(acked)
+        t.failed += len(producer.failed)
+        t.unknown += len(producer.unknown)
+        seen = summary.seen.get(pid, BitMap64())
+        t.recovered += len((producer.failed | producer.unknown) & seen)
+        if pid in clashing:
+            continue  # two senders drew this id: neither's messages can be judged (a reason below)
+        sent = BitMap64()
+        if producer.sent:
+            sent.add_range(producer.first, producer.first + producer.sent)
+        never_sent = seen - sent
+        t.phantom += len(never_sent)
+        for seq in never_sent[: max(0, sample_limit - len(t.phantom_samples))]:
+            t.phantom_samples.append(MessageId(pid, seq, None, None, None))
+        missing = acked - seen
+        outstanding = producer.outstanding
+        if outstanding > 0:
+            # Sends without a report: any `outstanding` of the missing ones may be unacknowledged,
+            # so only the excess is provably lost.
+            t.reasons.append(f"producer {pid:016x}: {outstanding:,} sends without a delivery report")
+            t.lost += max(0, len(missing) - outstanding)
+            continue
+        if outstanding < 0:
+            t.reasons.append(f"producer {pid:016x}: {-outstanding:,} more delivery reports than sends")
+        if missing and unreadable_topics:
+            # Missing where records were deleted or not yet visible: not known to be lost.
+            kept = BitMap64()
+            for seq in missing:
+                name = topic_of(pid, seq) if topic_of is not None else None
+                if name is None or name in unreadable_topics:
+                    t.unseen_unreadable += 1
+                else:
+                    kept.add(seq)
+            missing = kept
+        t.lost += len(missing)
+        if missing and topic_of is not None:
+            for seq in missing:
+                name = topic_of(pid, seq) or "?"
+                t.lost_by_topic[name] = t.lost_by_topic.get(name, 0) + 1
+        for seq in missing[: max(0, sample_limit - len(t.missing_samples))]:
+            topic = topic_of(pid, seq) if topic_of else None
+            t.missing_samples.append(MessageId(pid, seq, topic, None, None))
+    return t
+
+
+def _ledger_reasons(
+    ledger: AckLedger, summary: SeenSummary, clashing: set[int], missing_workers: list[str]
+) -> tuple[list[str], int]:
+    """Why the ledgers cannot vouch for everything seen: producers without a ledger, two ledgers
+    for one producer id, workers that never reported; and the copies a clash would make look
+    duplicated."""
+    reasons = []
+    strangers = [p for p in summary.seen if p not in ledger]
+    if strangers:
+        count = sum(len(summary.seen[p]) for p in strangers)
+        reasons.append(
+            f"{count:,} messages from {len(strangers)} producer(s) that never reported a ledger "
+            "(a worker that died or was cut off?)"
+        )
+    clash_duplicated = sum(summary.duplicated_by_producer.get(p, 0) for p in clashing)
+    for producer_id in sorted(clashing):
+        senders = [
+            ledger.producers[producer_id],
+            *(c for c in ledger.clashes if c.producer_id == producer_id),
+        ]
+        reasons.append(
+            f"{len(senders)} ledgers claim producer id {producer_id:016x}: "
+            + " and ".join(_sender(producer_id, c.meta) for c in senders)
+            + " — two senders drew one id (or one reported twice): their messages cannot be told "
+            "apart, so they are judged neither lost nor duplicated"
+            + (
+                f" ({clash_duplicated:,} copies of its seqs would look duplicated)"
+                if clash_duplicated
+                else ""
+            )
+        )
+    if missing_workers:
+        reasons.append(f"worker(s) never reported their final ledger: {', '.join(missing_workers)}")
+    return reasons, clash_duplicated
+
+
+def _unreadable_reasons(
+    deleted: Mapping[str, int], compacted: list[str], not_visible: Mapping[str, int], unseen: int
+) -> list[str]:
+    """Why some partitions could not tell what became of the run's messages there."""
+    reasons = []
+    if deleted:
+        reasons.append(
+            f"records deleted (retention, compaction or DeleteRecords) before the verifier read them, "
+            f"offsets gone per partition: {_where(deleted)}"
+            + (f"; {unseen:,} acknowledged messages not found there are unseen, not lost" if unseen else "")
+        )
+    if compacted:
+        reasons.append(
+            f"compacted topic(s) {', '.join(compacted)} (cleanup.policy=compact): compaction may have "
+            "removed records of the run without moving the log's start; acknowledged messages not "
+            "found there are unseen, not lost"
+        )
+    if not_visible:
+        reasons.append(
+            "records not yet visible to a read_committed reader (an open transaction holds the last "
+            f"stable offset back), offsets per partition: {_where(not_visible)}"
+            + (
+                ""
+                if deleted or not unseen
+                else f"; {unseen:,} acknowledged messages not found are unseen, not lost"
+            )
+        )
+    return reasons
+
+
+#: How each anomaly's threshold is named in a FAIL reason.
+_LIMITS = {
+    "lost": "--max-lost",
+    "duplicated": "--max-duplicated",
+    "corrupted": "--max-corrupted",
+    "misrouted": "--max-misrouted",
+}
+
+
+def _over(thresholds: Thresholds, **counts: int) -> list[str]:
+    """The anomalies above their thresholds (each one a FAIL reason)."""
+    over = []
+    for name, count in counts.items():
+        limit = int(getattr(thresholds, f"max_{name}"))
+        if count > limit and name == "phantom":
+            over.append(
+                f"phantom {count:,} > {limit:,}: records of this run's producers with seqs never sent"
+            )
+        elif count > limit:
+            over.append(f"{name} {count:,} > {_LIMITS[name]} {limit:,}")
+    return over
+
+
 def classify(
     run_id: str,
     ledger: AckLedger,
@@ -230,165 +395,41 @@ def classify(
     ``compacted`` names compacted topics: messages missing there are unseen too.
     """
     thresholds = thresholds or Thresholds()
-    deleted = dict(deleted or {})
-    not_visible = dict(not_visible or {})
+    gone = {f"{t}[{p}]": n for (t, p), n in (deleted or {}).items()}
+    hidden = {f"{t}[{p}]": n for (t, p), n in (not_visible or {}).items()}
     compacted = sorted(set(compacted))
-    unreadable_topics = {t for t, _ in deleted} | {t for t, _ in not_visible} | set(compacted)
-    reasons: list[str] = []
-    acked_total = lost_total = recovered = failed = unknown = phantom = 0
-    unseen_unreadable = 0
-    missing_samples: list[MessageId] = []
-    phantom_samples: list[MessageId] = []
-    lost_by_topic: dict[str, int] = {}
+    unreadable = {t for t, _ in deleted or {}} | {t for t, _ in not_visible or {}} | set(compacted)
     clashing = {c.producer_id for c in ledger.clashes}
+    t = _tally(ledger, summary, clashing, unreadable, topic_of, sample_limit)
+    ledger_reasons, clash_duplicated = _ledger_reasons(ledger, summary, clashing, sorted(missing_workers))
+    reasons = t.reasons + ledger_reasons + [f"verifier: {e}" for e in errors]
+    reasons += _unreadable_reasons(gone, compacted, hidden, t.unseen_unreadable)
 
-    for producer in ledger:
-        acked = producer.acked()
-        acked_total += len(acked)
-        failed += len(producer.failed)
-        unknown += len(producer.unknown)
-        seen = summary.seen.get(producer.producer_id, BitMap64())
-        recovered += len((producer.failed | producer.unknown) & seen)
-        if producer.producer_id in clashing:
-            continue  # two senders drew this id: neither's messages can be judged (a reason below)
-        sent = BitMap64()
-        if producer.sent:
-            sent.add_range(producer.first, producer.first + producer.sent)
-        never_sent = seen - sent
-        if never_sent:
-            phantom += len(never_sent)
-            for seq in never_sent[: max(0, sample_limit - len(phantom_samples))]:
-                phantom_samples.append(MessageId(producer.producer_id, seq, None, None, None))
-        missing = acked - seen
-        outstanding = producer.outstanding
-        if outstanding > 0:
-            # Sends without a report: any `outstanding` of the missing ones may be unacknowledged,
-            # so only the excess is provably lost.
-            reasons.append(
-                f"producer {producer.producer_id:016x}: {outstanding:,} sends without a delivery report"
-            )
-            lost_total += max(0, len(missing) - outstanding)
-            continue
-        if outstanding < 0:
-            reasons.append(
-                f"producer {producer.producer_id:016x}: {-outstanding:,} more delivery reports than sends"
-            )
-        if missing and unreadable_topics:
-            # Missing where records were deleted or not yet visible: not known to be lost.
-            kept = BitMap64()
-            for seq in missing:
-                name = topic_of(producer.producer_id, seq) if topic_of is not None else None
-                if name is None or name in unreadable_topics:
-                    unseen_unreadable += 1
-                else:
-                    kept.add(seq)
-            missing = kept
-        lost_total += len(missing)
-        if missing and topic_of is not None:
-            for seq in missing:
-                name = topic_of(producer.producer_id, seq) or "?"
-                lost_by_topic[name] = lost_by_topic.get(name, 0) + 1
-        for seq in missing[:sample_limit]:
-            if len(missing_samples) >= sample_limit:
-                break
-            topic = topic_of(producer.producer_id, seq) if topic_of else None
-            missing_samples.append(MessageId(producer.producer_id, seq, topic, None, None))
-
-    seen_total = sum(len(s) for s in summary.seen.values()) - phantom
-    strangers = [p for p in summary.seen if p not in ledger]
-    if strangers:
-        count = sum(len(summary.seen[p]) for p in strangers)
-        reasons.append(
-            f"{count:,} messages from {len(strangers)} producer(s) that never reported a ledger "
-            "(a worker that died or was cut off?)"
-        )
-    clash_duplicated = 0
-    if ledger.clashes:
-        clash_duplicated = sum(summary.duplicated_by_producer.get(p, 0) for p in clashing)
-        for producer_id in sorted(clashing):
-            senders = [
-                ledger.producers[producer_id],
-                *(c for c in ledger.clashes if c.producer_id == producer_id),
-            ]
-            reasons.append(
-                f"{len(senders)} ledgers claim producer id {producer_id:016x}: "
-                + " and ".join(_sender(producer_id, c.meta) for c in senders)
-                + " — two senders drew one id (or one reported twice): their messages cannot be told "
-                "apart, so they are judged neither lost nor duplicated"
-                + (
-                    f" ({clash_duplicated:,} copies of its seqs would look duplicated)"
-                    if clash_duplicated
-                    else ""
-                )
-            )
-    missing_workers = sorted(missing_workers)
-    if missing_workers:
-        reasons.append(f"worker(s) never reported their final ledger: {', '.join(missing_workers)}")
-    reasons += [f"verifier: {e}" for e in errors]
-    named = {f"{t}[{p}]": n for (t, p), n in deleted.items()}
-    if deleted:
-        reasons.append(
-            f"records deleted (retention, compaction or DeleteRecords) before the verifier read them, "
-            f"offsets gone per partition: {_where(named)}"
-            + (
-                f"; {unseen_unreadable:,} acknowledged messages not found there are unseen, not lost"
-                if unseen_unreadable
-                else ""
-            )
-        )
-    if compacted:
-        reasons.append(
-            f"compacted topic(s) {', '.join(compacted)} (cleanup.policy=compact): compaction may have "
-            "removed records of the run without moving the log's start; acknowledged messages not "
-            "found there are unseen, not lost"
-        )
-    if not_visible:
-        reasons.append(
-            "records not yet visible to a read_committed reader (an open transaction holds the last "
-            f"stable offset back), offsets per partition: "
-            f"{_where({f'{t}[{p}]': n for (t, p), n in not_visible.items()})}"
-            + (
-                ""
-                if deleted or not unseen_unreadable
-                else f"; {unseen_unreadable:,} acknowledged messages not found are unseen, not lost"
-            )
-        )
-
-    lost = lost_total if reached_end else 0
-    unseen = (0 if reached_end else lost_total) + unseen_unreadable
+    lost = t.lost if reached_end else 0
+    unseen = (0 if reached_end else t.lost) + t.unseen_unreadable
     if unseen and not reached_end:
         reasons.append(
             f"the drain window ran out with {unseen:,} acknowledged messages unseen before the verifier "
             "reached the end of the topics (raise --drain-timeout, or check the verifier can keep up)"
         )
-    if acked_total == 0 and not ledger.producers:
-        reasons.append("no producer reported a ledger: nothing to verify")
-    elif acked_total == 0:
-        reasons.append("no message was acknowledged: nothing to verify")
-
+    if t.acked == 0:
+        nobody = "no producer reported a ledger" if not ledger.producers else "no message was acknowledged"
+        reasons.append(f"{nobody}: nothing to verify")
     duplicated = summary.duplicated - clash_duplicated
-    over = []
-    if lost > thresholds.max_lost:
-        over.append(f"lost {lost:,} > --max-lost {thresholds.max_lost:,}")
-    if duplicated > thresholds.max_duplicated:
-        over.append(f"duplicated {duplicated:,} > --max-duplicated {thresholds.max_duplicated:,}")
-    if summary.corrupted > thresholds.max_corrupted:
-        over.append(f"corrupted {summary.corrupted:,} > --max-corrupted {thresholds.max_corrupted:,}")
-    if summary.misrouted > thresholds.max_misrouted:
-        over.append(f"misrouted {summary.misrouted:,} > --max-misrouted {thresholds.max_misrouted:,}")
-    if phantom > thresholds.max_phantom:
-        over.append(
-            f"phantom {phantom:,} > {thresholds.max_phantom:,}: records of this run's producers with seqs "
-            "they never sent"
-        )
-    if over:
-        status = FAIL
-        reasons = over + reasons
-    elif reasons:
-        status = INCONCLUSIVE
-    else:
-        status = PASS
-
+    over = _over(
+        thresholds,
+        lost=lost,
+        duplicated=duplicated,
+        corrupted=summary.corrupted,
+        misrouted=summary.misrouted,
+        phantom=t.phantom,
+    )
+    status = FAIL if over else INCONCLUSIVE if reasons else PASS
+    reasons = over + reasons if over else reasons
+    missing_samples, phantom_samples, phantom = t.missing_samples, t.phantom_samples, t.phantom
+    acked_total, recovered, failed, unknown = t.acked, t.recovered, t.failed, t.unknown
+    seen_total = sum(len(s) for s in summary.seen.values()) - phantom
+    lost_by_topic, named = t.lost_by_topic, gone
     return Verdict(
         status=status,
         run_id=run_id,
@@ -420,7 +461,7 @@ def classify(
         phantom=phantom,
         phantom_samples=tuple(phantom_samples),
         deleted=named,
-        not_visible={f"{t}[{p}]": n for (t, p), n in not_visible.items()},
+        not_visible=hidden,
         watched_s=watched_s,
         read_to={f"{t}[{p}]": o for (t, p), o in sorted((read_to or {}).items())},
     )
