@@ -102,7 +102,10 @@ def phantom(value: bytes) -> bytes:
 
 
 def corrupt(value: bytes) -> bytes:
-    return value.replace(b'"Header":{', b'"Header":{"Tampered":true,', 1)
+    """A copy with one value changed (an added member would be enrichment, not corruption)."""
+    body = json.loads(value)
+    body["Header"]["ControllerType"] = str(body["Header"]["ControllerType"]) + "-tampered"
+    return json.dumps(body).encode()
 
 
 def main() -> int:
