@@ -182,23 +182,15 @@ class LocustVerification:
         return self.verdict
 
     def rejudge_hint(self, verdict: Mapping[str, Any]) -> str:
-        """The line that says when and how to judge the run again: copies that land after the verifier
-        stopped watching (``watched_s`` after the last acknowledgement) are not in the live verdict."""
-        watched = verdict.get("watched_s")
+        """The line that says how to judge the run again: copies that land after the verifier stopped
+        watching (the verdict's ``watched for`` line) are not in the live verdict."""
         ledger_file = self.settings.verify.ledger_file
         if ledger_file:
             command = f"ingestload verify --ledger {ledger_file}"
         else:
             command = "ingestload verify --ledger FILE (write one with --ledger-file)"
-        when = (
-            f"late copies (a pipeline's retries, duplicates, corrupted re-sends) that land more than "
-            f"{watched:.1f} s after the last acknowledgement are not in this verdict"
-            if isinstance(watched, (int, float))
-            else "late copies that land after the verifier stopped are not in this verdict"
-        )
         return (
-            f"\n  re-judge: {when}; once the pipeline has settled, run `{command}` "
-            "(on a Kafka that outlives the run)"
+            f"\n  re-judge: once the pipeline has settled, run `{command}` (on a Kafka that outlives the run)"
         )
 
     def _inconclusive(self, ledger: AckLedger, missing: list[str]) -> tuple[dict[str, Any], str]:
