@@ -249,3 +249,15 @@ def test_strict_mode_identity_in_capitals_is_found():
 
     s = verify([(t, upper(v)) for t, _, v in messages], run=run, envelope_in="Header.MessageId")
     assert (s.records, s.foreign, s.corrupted) == (20, 0, 0)
+
+
+def test_duplicates_inside_batched_records_count_per_producer():
+    """A message forwarded twice inside batch records is a duplicate of its producer: the per-producer
+    count (which tells a producer-id clash from real duplicates) holds it, as for one-message records."""
+    client, messages = sent(30)
+    topic = messages[0][0]
+    same = [json.loads(v) for t, _, v in messages if t == topic]
+    records = [(topic, json.dumps(same).encode()), (topic, json.dumps(same[:3]).encode())]
+    s = verify(records)
+    assert s.duplicated == 3
+    assert s.duplicated_by_producer == {client.producer_id: 3}

@@ -319,6 +319,7 @@ class Verifier:
                 except KeyError:
                     self._sample(state, state.duplicate_samples, producer, seq, offset)
                     state.duplicates += 1
+                    entry.duplicates += 1
                 if seq < entry.last:
                     state.reordered += 1
                 entry.last = seq
