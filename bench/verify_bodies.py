@@ -1,5 +1,5 @@
 """Verified msg/s on the HTTP path, per kind of ingest API, side by side in one run on the same machine:
-what the live verifier (``VerificationRun``) reads from Kafka when an API forwards our bytes, re-serialises
+what the live verifier (``Readback``) reads from Kafka when an API forwards our bytes, re-serialises
 them, enriches, wraps, batches, takes forms, or has a strict schema (issue 17).
 
 For each kind, ``--messages`` messages are rendered by ``IngestApiClient`` as the user would send them,
@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from ingestload.verify.run import VerificationRun
 
 from ingestload.http.client import IngestApiClient
 from ingestload.kafka.admin import ensure_topics
@@ -36,6 +35,7 @@ from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
+from ingestload.verify.readback import Readback
 
 try:  # the issue-17 version: the options of the new kinds
     from ingestload.verify.body import BodySpec
@@ -210,7 +210,7 @@ class BodyBench:
         extra: dict[str, Any] = {}
         if NEW:
             extra["body"] = BodySpec(members=self.catalogue.member_paths(), **KINDS[kind][3])
-        run = VerificationRun(
+        run = Readback(
             {"bootstrap.servers": bootstrap},
             topics,
             RUN,
