@@ -185,6 +185,8 @@ class KafkaProducerClient(EnvelopeSender):
         first_seq: int = 0,
     ) -> None:
         super().begin_run(run_id, producer_id, meta, first_seq)
+        if self.body_envelope is not None:  # a table can find these messages (the storage hop)
+            self.meta["body_envelope"] = self.body_envelope
         if self._poller is None or self._poller.dead:
             self._poller = gevent.spawn(self._poll_loop)
 

@@ -200,7 +200,13 @@ def judge(
     missing_ids: list[str] = []
     dead_ids: list[str] = []
     empty = BitMap64()
+    headers_only: list[str] = []
     for producer in ledger:
+        if producer.meta.get("path") == "kafka" and not producer.meta.get("body_envelope"):
+            # Its envelope travelled in a Kafka header only, which a table does not keep: its
+            # messages cannot be told apart there. Not judged — and never called lost.
+            headers_only.append(f"{producer.producer_id:016x}")
+            continue
         acked = producer.acked()
         seen = tally.seen.get(producer.producer_id, empty)
         dead = tally.dead.get(producer.producer_id, empty) - seen
@@ -241,6 +247,13 @@ def judge(
             reasons.append(f"{missing:,} acknowledged messages are not in table {table} yet and {progress}")
         else:
             reasons.append(f"{missing:,} acknowledged messages not in table {table}; {progress}")
+    if headers_only and status != FAIL:
+        status = INCONCLUSIVE
+        reasons.append(
+            f"{len(headers_only)} Kafka-path producer(s) ({', '.join(headers_only[:3])}) sent the envelope "
+            "in a Kafka header only (a process started without --sink): their messages cannot be found "
+            "in a table; give --sink (INGESTLOAD_SINK) to every worker"
+        )
     if missing_workers and status != FAIL:
         status = INCONCLUSIVE
         reasons.append(
