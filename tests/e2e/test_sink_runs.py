@@ -50,8 +50,11 @@ def test_run_sink_alone_starts_postgresql_and_the_reference_sink_and_passes_ever
     assert sink["stored"] == sink["acked"] == verdict["acked"] > 1000
     assert sink["lost"] == sink["duplicated"] == sink["corrupted"] == sink["dead_lettered"] == 0
     assert f"in table ingestload_messages: stored {sink['stored']:,} of {sink['acked']:,}" in done.stdout
-    # Locust's stats row: Kafka → row latency
+    # Locust's stats row: Kafka → row latency; the HTML report's storage section
     assert "SINK     ingestload_messages" in done.stdout + done.stderr
+    report = (verdict_file.parent / "report.html").read_text()
+    assert "storage: PASS" in report
+    assert f"stored={sink['stored']:,}" in report
 
 
 def test_a_named_database_is_judged_during_the_run_and_again_later_exactly(
