@@ -311,7 +311,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     print(writer.describe(), flush=True)
     print(READY, flush=True)
     stats = writer.run(stop)
-    print(f"ingestload sink: stopped; {stats.line(None, 0)}", flush=True)
+    print(f"ingestload sink: stopped; {stats.line(None, 0).removeprefix('sink: ')}", flush=True)
     return 0
 
 

@@ -394,6 +394,7 @@ def _sink_for(plan: RunPlan, bootstrap: str) -> Iterator[str | None]:
             "sink_table",
             "sink_dead_letters",
             "sink_group",
+            "status_interval",
         ):
             value = plan.option(dest)
             if value is not None:
@@ -405,13 +406,13 @@ def _sink_for(plan: RunPlan, bootstrap: str) -> Iterator[str | None]:
             f"ingestload: reference sink (pid {sink.pid}) writing into table {plan.settings.sink.table}",
             flush=True,
         )
+        # Its status lines (rows/s, lag) and dead letters on the run's console, as they come.
+        following = sink.follow(lambda line: print(f"[sink] {line}", flush=True))
         try:
             yield db.dsn
         finally:
             sink.stop()
-            tail = [line for line in sink.log().splitlines() if "sink:" in line][-1:]
-            if tail:
-                print(f"ingestload: {tail[0].split('ingestload ', 1)[-1]}", flush=True)
+            following.set()
 
 
 def start(plan: RunPlan) -> int:

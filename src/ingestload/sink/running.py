@@ -19,8 +19,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ingestload.errors import DatabaseError
@@ -101,6 +102,28 @@ class SinkProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def follow(self, on_line: Callable[[str], None], interval: float = 0.5) -> threading.Event:
+        """Hand each new line of its output to ``on_line`` from a daemon thread (its status lines on
+        the run's console) until the returned event is set."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            position = self.log_path.stat().st_size
+            while True:
+                finished = stop.wait(interval)
+                with open(self.log_path, "rb") as log:
+                    log.seek(position)
+                    chunk = log.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                position += len(complete)
+                for line in complete.decode(errors="replace").splitlines():
+                    on_line(line)
+                if finished:
+                    return
+
+        threading.Thread(target=loop, name="ingestload-sink-log", daemon=True).start()
+        return stop
 
 
 @contextlib.contextmanager
