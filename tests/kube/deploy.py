@@ -75,6 +75,7 @@ def run_kustomization(
     settings: Mapping[str, str] | None = None,
     master_env: Mapping[str, str] | None = None,
     kafka: Mapping[str, str] | None = None,
+    cpu_request: str = "",
 ) -> str:
     image, _, tag = kube.image.rpartition(":")
     patches = []
@@ -93,20 +94,18 @@ def run_kustomization(
                 ),
             }
         )
-    patches.append(
-        {
-            "target": {"kind": "Deployment", "name": WORKERS},
-            "patch": json.dumps(
-                [
-                    {
-                        "op": "replace",
-                        "path": "/spec/template/spec/containers/0/resources/requests/cpu",
-                        "value": "100m",
-                    }
-                ]
-            ),
-        }
-    )
+    # A shipped worker requests a core; a shared test node of two cores fits several runs only with
+    # small requests (scheduling, not speed: nothing sets a CPU limit).
+    requests = [({"kind": "Deployment", "name": WORKERS}, "100m")]
+    if cpu_request:
+        requests.append(
+            ({"kind": "Deployment|Job", "labelSelector": "app.kubernetes.io/component"}, cpu_request)
+        )
+    for target, cpu in requests:
+        path = "/spec/template/spec/containers/0/resources/requests/cpu"
+        patches.append(
+            {"target": target, "patch": json.dumps([{"op": "replace", "path": path, "value": cpu}])}
+        )
     for key, value in (api_env or {}).items():
         patches.append(
             {

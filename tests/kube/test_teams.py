@@ -38,6 +38,8 @@ pytestmark = pytest.mark.kube
 
 RATE = 400
 RUN_TIME = "30s"
+#: Every pod's CPU request: four runs (three brokers and APIs, four masters) share a two-core node.
+CPU = "50m"
 SMALL = {"INGESTLOAD_JOB_RUN_TIME": RUN_TIME, "INGESTLOAD_JOB_USERS": "11", "LOCUST_SPAWN_RATE": "11"}
 
 
@@ -82,10 +84,10 @@ def add_secret(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> N
 def runs(kube: Kube) -> Iterator[Runs]:
     """team-a, team-b, ext and doomed at once in one namespace; doomed's master killed mid-run."""
     with fresh_namespace(kube, "teams") as namespace:
-        small = {"settings": {"INGESTLOAD_RATE": str(RATE)}, "master_env": SMALL}
+        small = {"settings": {"INGESTLOAD_RATE": str(RATE)}, "master_env": SMALL, "cpu_request": CPU}
         for name in ("team-a", "team-b"):
             apply(kube, namespace, "local", workers=1, name=name, **small)
-        apply(kube, namespace, "local", workers=2, name="doomed", settings=small["settings"],
+        apply(kube, namespace, "local", workers=2, name="doomed", settings=small["settings"], cpu_request=CPU,
               master_env={**SMALL, "INGESTLOAD_JOB_RUN_TIME": "120s"})  # fmt: skip
         password = "pw-" + secrets.token_hex(12)
         add_secret(
@@ -108,6 +110,7 @@ def runs(kube: Kube) -> Iterator[Runs]:
             name="ext",
             settings={"INGESTLOAD_RATE": str(RATE), "INGESTLOAD_TOPIC_PREFIX": "ext-"},
             master_env=SMALL,
+            cpu_request=CPU,
             kafka={
                 "INGESTLOAD_KAFKA_BOOTSTRAP": "team-b-ingestload-broker:9092",
                 "INGESTLOAD_KAFKA_PROP_SECURITY_PROTOCOL": "PLAINTEXT",
@@ -201,7 +204,7 @@ def test_a_rerun_of_the_same_name_runs_again_and_keeps_the_first_reports(kube: K
     """team-a again with `kubectl replace --force` (nothing deleted by hand): a new run id, PASS,
     and the store holds both runs' reports, the latest pointing at the new one."""
     namespace, first = runs.namespace, runs.outcomes["team-a"]
-    apply(kube, namespace, "local", workers=1, name="team-a", rerun=True,
+    apply(kube, namespace, "local", workers=1, name="team-a", rerun=True, cpu_request=CPU,
           settings={"INGESTLOAD_RATE": str(RATE)}, master_env=SMALL)  # fmt: skip
     again = wait_for_run(kube, namespace, job=job("team-a"))
     assert (again.job_status, again.exit_code) == ("Succeeded", 0), again.log[-4000:]
