@@ -335,8 +335,8 @@ def documents_by_name(text: str) -> dict[tuple[str, str], dict]:
 
 def test_workers_request_a_core_and_the_ui_master_keeps_its_reports(rendered: dict[str, str]) -> None:
     """A worker requests one core (a gevent process's most) and no CPU limit; the ui master's
-    liveness only asks for its port (a busy master is never killed for a slow page), its verdicts
-    and ledgers go to /reports, which a second container sends to the reports store."""
+    liveness only asks for its port (a busy master is never killed for a slow page), its verdicts,
+    ledgers and HTML reports go to /reports, which a second container sends to the reports store."""
     worker = documents_by_name(rendered["ci"])[("Deployment", "ingestload-worker")]
     resources = worker["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources["requests"]["cpu"] == "1"
@@ -345,7 +345,8 @@ def test_workers_request_a_core_and_the_ui_master_keeps_its_reports(rendered: di
     master, sidecar = ui["containers"]
     assert "tcpSocket" in master["livenessProbe"]
     env = {e["name"]: e.get("value") for e in master["env"]}
-    assert env["INGESTLOAD_VERDICT_FILE"].startswith("/reports/{run_id}/")
+    for option in ("INGESTLOAD_VERDICT_FILE", "INGESTLOAD_LEDGER_FILE", "INGESTLOAD_REPORT_FILE"):
+        assert env[option].startswith("/reports/{run_id}/"), option
     assert sidecar["command"] == ["ingestload-job", "sync", "/reports"]
 
 
