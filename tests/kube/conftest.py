@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.kube.deploy import Kube
+from tests.kube.deploy import Kube, add_reports_store, remove_reports_volume
 
 FACTS: list[str] = []
 
@@ -40,20 +40,22 @@ def kube() -> Iterator[Kube]:
     archives = images.all_archives()
     FACTS.append(f"image {images.TEST_IMAGE}: {images.image_size() / 1e6:.0f} MB (podman image inspect)")
     with node.running(images=archives) as cluster:
-        yield Kube(cluster.kubectl_command(), images.TEST_IMAGE, "Never")
+        yield Kube(cluster.kubectl_command(), images.TEST_IMAGE, "Never", volumes=cluster.state / "volumes")
 
 
 @contextlib.contextmanager
 def fresh_namespace(kube: Kube, label: str) -> Iterator[str]:
-    """A new namespace for the block, deleted at its end."""
+    """A new namespace for the block, with its reports store, deleted at its end."""
     name = f"il-{label[:30].replace('_', '-')}-{secrets.token_hex(2)}"
     kube.run("create", "namespace", name)
     try:
+        add_reports_store(kube, name)
         yield name
     finally:
         # Nothing of a finished test may take CPU from the next one: no grace period.
         kube.run("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force", check=False)
         kube.run("delete", "namespace", name, "--wait=false", check=False)
+        remove_reports_volume(kube, name)
 
 
 @pytest.fixture

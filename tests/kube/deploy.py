@@ -1,14 +1,19 @@
 """Apply the shipped overlays to the cluster under test and read what happened.
 
 The overlays are applied as users apply them, through a kustomization of the test's own that
-changes only what a cluster without a registry needs and the replica counts: the image name,
-``imagePullPolicy``, the worker replicas (and the master's ``LOCUST_EXPECT_WORKERS`` to match),
-plus, where a check needs one, a fault switch of the reference API.
+changes only what a cluster without a registry needs and the run's size: the image name,
+``imagePullPolicy``, the worker replicas and their CPU request (a shipped worker requests one
+core; the test node has two for everything), plus, where a check needs them, the run's name
+(``namePrefix``), its rate and run time, its Kafka settings and a fault switch of the reference
+API. The master derives how many workers to expect from their Deployment.
+
+Every namespace gets the reports store (``kube/reports``) first; on the cluster the tests start
+themselves (no volume provisioner) its claim is bound to a hostPath volume in the cluster's state
+folder, made for it and deleted with the namespace.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -27,15 +32,26 @@ SHIPPED_IMAGE = "registry.example.com/ingestload"
 JOB = "ingestload-master"
 WORKERS = "ingestload-worker"
 WORKER_SELECTOR = "app.kubernetes.io/name=ingestload,app.kubernetes.io/component=worker"
+STORE = "deploy/ingestload-reports"
 
 
 class Kube:
-    """``kubectl`` against the cluster under test (``prefix`` is how to call it there)."""
+    """``kubectl`` against the cluster under test (``prefix`` is how to call it there); ``volumes``:
+    where hostPath volumes for the reports store go (None: the cluster provisions its own)."""
 
-    def __init__(self, prefix: Sequence[str], image: str, pull_policy: str) -> None:
+    def __init__(
+        self, prefix: Sequence[str], image: str, pull_policy: str, volumes: Path | None = None
+    ) -> None:
         self.prefix = list(prefix)
         self.image = image
         self.pull_policy = pull_policy
+        self.volumes = volumes
+
+    def run_bytes(self, *args: str, timeout: float = 120) -> bytes:
+        completed = subprocess.run([*self.prefix, *args], capture_output=True, timeout=timeout, check=False)
+        if completed.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {completed.stderr.decode()[-2000:]}")
+        return completed.stdout
 
     def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
         completed = subprocess.run(
@@ -49,10 +65,19 @@ class Kube:
         return json.loads(self.run(*args, "-o", "json"))
 
 
-def test_kustomization(
-    kube: Kube, namespace: str, overlay: str, workers: int, api_env: Mapping[str, str]
+def run_kustomization(
+    kube: Kube,
+    namespace: str,
+    overlay: str,
+    workers: int | None = 3,
+    api_env: Mapping[str, str] | None = None,
+    name: str = "",
+    settings: Mapping[str, str] | None = None,
+    master_env: Mapping[str, str] | None = None,
+    kafka: Mapping[str, str] | None = None,
+    cpu_request: str = "",
 ) -> str:
-    name, _, tag = kube.image.rpartition(":")
+    image, _, tag = kube.image.rpartition(":")
     patches = []
     for kind in ("Deployment", "Job"):
         patches.append(
@@ -69,7 +94,19 @@ def test_kustomization(
                 ),
             }
         )
-    for key, value in api_env.items():
+    # A shipped worker requests a core; a shared test node of two cores fits several runs only with
+    # small requests (scheduling, not speed: nothing sets a CPU limit).
+    requests = [({"kind": "Deployment", "name": WORKERS}, "100m")]
+    if cpu_request:
+        requests.append(
+            ({"kind": "Deployment|Job", "labelSelector": "app.kubernetes.io/component"}, cpu_request)
+        )
+    for target, cpu in requests:
+        path = "/spec/template/spec/containers/0/resources/requests/cpu"
+        patches.append(
+            {"target": target, "patch": json.dumps([{"op": "replace", "path": path, "value": cpu}])}
+        )
+    for key, value in (api_env or {}).items():
         patches.append(
             {
                 "target": {"kind": "Deployment", "name": "ingestload-api"},
@@ -84,24 +121,40 @@ def test_kustomization(
                 ),
             }
         )
+    generators = [
+        {"name": config, "behavior": "merge", "literals": [f"{k}={v}" for k, v in values.items()]}
+        for config, values in (
+            ("ingestload-settings", settings),
+            ("ingestload-master", master_env),
+            ("ingestload-kafka", kafka),
+        )
+        if values
+    ]
     return json.dumps(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "namespace": namespace,
+            **({"namePrefix": f"{name}-"} if name else {}),
             "resources": ["OVERLAY"],
-            "images": [{"name": SHIPPED_IMAGE, "newName": name, "newTag": tag}],
-            "replicas": [{"name": WORKERS, "count": workers}],
-            "configMapGenerator": [
-                {
-                    "name": "ingestload-master",
-                    "behavior": "merge",
-                    "literals": [f"LOCUST_EXPECT_WORKERS={workers}"],
-                }
-            ],
+            "images": [{"name": SHIPPED_IMAGE, "newName": image, "newTag": tag}],
+            **({"replicas": [{"name": WORKERS, "count": workers}]} if workers is not None else {}),
+            **({"configMapGenerator": generators} if generators else {}),
             "patches": patches,
         }
     ).replace('"OVERLAY"', json.dumps(overlay))
+
+
+def render(kube: Kube, namespace: str, directory: Path, **options: Any) -> str:
+    """``directory`` (a kustomization) rendered for this cluster and ``namespace``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        relative = os.path.relpath(directory, scratch)
+        (Path(scratch) / "kustomization.yaml").write_text(
+            run_kustomization(kube, namespace, relative, **options)
+        )
+        return subprocess.run(
+            ["kubectl", "kustomize", scratch], capture_output=True, text=True, check=True
+        ).stdout
 
 
 def apply(
@@ -110,17 +163,46 @@ def apply(
     overlay: str = "local",
     workers: int = 3,
     api_env: Mapping[str, str] | None = None,
+    rerun: bool = False,
+    **options: Any,
 ) -> None:
-    """Render ``kube/overlays/<overlay>`` for this cluster and apply it in ``namespace``."""
-    with tempfile.TemporaryDirectory() as scratch:
-        relative = os.path.relpath(ROOT / "kube" / "overlays" / overlay, scratch)
-        (Path(scratch) / "kustomization.yaml").write_text(
-            test_kustomization(kube, namespace, relative, workers, api_env or {})
-        )
-        rendered = subprocess.run(
-            ["kubectl", "kustomize", scratch], capture_output=True, text=True, check=True
-        ).stdout
-    kube.run("apply", "-f", "-", input=rendered)
+    """Render ``kube/overlays/<overlay>`` for this cluster and apply it in ``namespace`` (a rerun:
+    ``kubectl replace --force``, as the README says to run a finished run again)."""
+    rendered = render(
+        kube, namespace, ROOT / "kube" / "overlays" / overlay, workers=workers, api_env=api_env, **options
+    )
+    if rerun:
+        kube.run("replace", "--force", "-f", "-", input=rendered, timeout=300)
+    else:
+        kube.run("apply", "-f", "-", input=rendered)
+
+
+def add_reports_store(kube: Kube, namespace: str) -> None:
+    """The namespace's reports store (kube/reports), on a volume of its own."""
+    if kube.volumes is not None:
+        folder = kube.volumes / namespace
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o777)  # the store runs as uid 10001; a hostPath volume ignores fsGroup
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{namespace}-reports"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": "ingestload-reports"},
+                "hostPath": {"path": str(folder), "type": "Directory"},
+            },
+        }
+        kube.run("apply", "-f", "-", input=json.dumps(volume))
+    kube.run("apply", "-f", "-", input=render(kube, namespace, ROOT / "kube" / "reports", workers=None))
+
+
+def remove_reports_volume(kube: Kube, namespace: str) -> None:
+    if kube.volumes is not None:
+        kube.run("delete", "pv", f"{namespace}-reports", "--wait=false", check=False)
 
 
 @dataclass
@@ -147,17 +229,22 @@ class Outcome:
         raise AssertionError(f"no {word}= in {self.verdict_line()!r}")
 
 
-def wait_for_run(kube: Kube, namespace: str, timeout: float = 900) -> Outcome:
+def wait_for_run(kube: Kube, namespace: str, timeout: float = 900, job: str = JOB) -> Outcome:
     """Wait until the master Job has ended; its status, the pod's exit code and log."""
     deadline = time.monotonic() + timeout
     while True:
-        status = kube.json("get", "job", JOB, "-n", namespace).get("status", {})
+        found = kube.json("get", "job", job, "-n", namespace)
+        status = found.get("status", {})
         if status.get("succeeded") or status.get("failed"):
             break
         if time.monotonic() > deadline:  # a hang guard, not a verdict: report what is going on
-            raise AssertionError(f"the Job did not end in {timeout:g}s:\n{describe(kube, namespace)}")
+            raise AssertionError(f"the Job did not end in {timeout:g}s:\n{describe(kube, namespace, job)}")
         time.sleep(2)
-    pods = kube.json("get", "pods", "-n", namespace, "-l", f"job-name={JOB}")["items"]
+    pods = [
+        pod
+        for pod in kube.json("get", "pods", "-n", namespace, "-l", f"job-name={job}")["items"]
+        if any(ref["uid"] == found["metadata"]["uid"] for ref in pod["metadata"].get("ownerReferences", []))
+    ]
     assert len(pods) == 1, f"backoffLimit 0 means one master pod, found {len(pods)}"
     pod = pods[0]
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -174,36 +261,44 @@ def wait_for_run(kube: Kube, namespace: str, timeout: float = 900) -> Outcome:
     )
 
 
-def wait_for_log(kube: Kube, namespace: str, text: str, times: int = 1, timeout: float = 300) -> str:
+def wait_for_log(
+    kube: Kube, namespace: str, text: str, times: int = 1, timeout: float = 300, job: str = JOB
+) -> str:
     """Wait until the master's log holds ``text`` (``times`` times); returns the log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        log = kube.run("logs", "-n", namespace, f"job/{JOB}", check=False)
+        log = kube.run("logs", "-n", namespace, f"job/{job}", check=False)
         if log.count(text) >= times:
             return log
         time.sleep(1)
-    raise AssertionError(f"{text!r} not in the master's log after {timeout:g}s:\n{describe(kube, namespace)}")
+    raise AssertionError(
+        f"{text!r} not in the master's log after {timeout:g}s:\n{describe(kube, namespace, job)}"
+    )
 
 
-def worker_pods(kube: Kube, namespace: str) -> list[str]:
-    pods = kube.json("get", "pods", "-n", namespace, "-l", WORKER_SELECTOR)["items"]
+def worker_pods(kube: Kube, namespace: str, instance: str = "ingestload") -> list[str]:
+    selector = f"{WORKER_SELECTOR},app.kubernetes.io/instance={instance}"
+    pods = kube.json("get", "pods", "-n", namespace, "-l", selector)["items"]
     return sorted(p["metadata"]["name"] for p in pods if p["status"].get("phase") == "Running")
 
 
-def readback(kube: Kube, namespace: str, run_id: str, prefix: str = "gov-") -> dict[str, Any]:
+def readback(
+    kube: Kube, namespace: str, run_id: str, prefix: str = "gov-", broker: str = "ingestload-broker"
+) -> dict[str, Any]:
     """What the broker holds of the run, counted by ``readback.py`` inside the broker's pod."""
     out = kube.run(
-        "exec", "-i", "-n", namespace, "deploy/ingestload-broker", "--",
-        "python", "-", "ingestload-broker:9092", run_id, prefix,
+        "exec", "-i", "-n", namespace, f"deploy/{broker}", "--",
+        "python", "-", f"{broker}:9092", run_id, prefix,
         input=READBACK.read_text(), timeout=300,
     )  # fmt: skip
     return json.loads(out)
 
 
-def reports(kube: Kube, namespace: str, run_id: str) -> dict[str, bytes]:
-    """The files the master kept in its reports ConfigMap, by name."""
-    config = kube.json("get", "configmap", "-n", namespace, f"ingestload-reports-{run_id}")
-    data = base64.b64decode(config["binaryData"]["reports.tar.gz"])
+def reports(kube: Kube, namespace: str, run_id: str, instance: str = "ingestload") -> dict[str, bytes]:
+    """The files of a run in the namespace's reports store, by name (read as the README says)."""
+    data = kube.run_bytes(
+        "exec", "-n", namespace, STORE, "--", "tar", "czf", "-", "-C", "/reports", f"{instance}/{run_id}"
+    )
     files = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for member in tar.getmembers():
@@ -213,11 +308,11 @@ def reports(kube: Kube, namespace: str, run_id: str) -> dict[str, bytes]:
     return files
 
 
-def describe(kube: Kube, namespace: str) -> str:
+def describe(kube: Kube, namespace: str, job: str = JOB) -> str:
     """Pods, events and the master's log tail, for a failure message."""
     parts = [
-        kube.run("get", "pods,jobs,deploy", "-n", namespace, "-o", "wide", check=False),
+        kube.run("get", "pods,jobs,deploy,pvc", "-n", namespace, "-o", "wide", check=False),
         kube.run("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False)[-3000:],
-        kube.run("logs", "-n", namespace, f"job/{JOB}", "--tail=40", check=False),
+        kube.run("logs", "-n", namespace, f"job/{job}", "--tail=40", check=False),
     ]
     return "\n".join(parts)

@@ -3,10 +3,12 @@
     python -m tests.kube.manifests render [DIR]     # every overlay → DIR/<overlay>.yaml (default build/kube)
     python -m tests.kube.manifests validate         # kubernetes-validate --strict, oldest and newest schema
 
-Besides each overlay, the optional components are rendered on top of the ci overlay (they use
-APIs that Kubernetes 1.20 lacks — autoscaling/v2, policy/v1 — so only these offline checks see
-them; the overlays themselves are also applied to a real 1.20 cluster by ``make test-kube``),
-and the fan-out gateway on top of local, as a user tries the last hop in a cluster.
+Besides each overlay, the reports store (``kube/reports``), the examples (``kube/examples/*``:
+named runs against Strimzi and a managed Kafka), the optional components on top of the ci overlay
+(they use APIs that Kubernetes 1.20 lacks — autoscaling/v2, policy/v1 — so only these offline
+checks see them; the overlays themselves are also applied to a real 1.20 cluster by ``make
+test-kube``), the fan-out gateway with the reference pipeline, as a user tries the last hop in a
+cluster, and a named run (``namePrefix``) of local with every optional component.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ def components() -> list[Path]:
     return sorted(p for p in (KUBE / "components").iterdir() if (p / "kustomization.yaml").exists())
 
 
+def examples() -> list[Path]:
+    return sorted(p for p in (KUBE / "examples").iterdir() if (p / "kustomization.yaml").exists())
+
+
 def kustomize(directory: Path) -> str:
     completed = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True)
     if completed.returncode != 0:
@@ -38,10 +44,12 @@ def kustomize(directory: Path) -> str:
     return completed.stdout
 
 
-def render_with_components(base: Path, parts: list[Path]) -> str:
-    """``base`` with ``parts`` as components, through a kustomization in a scratch folder."""
+def render_with_components(base: Path, parts: list[Path], name_prefix: str = "") -> str:
+    """``base`` with ``parts`` as components (and a run name), through a kustomization in a scratch folder."""
     with tempfile.TemporaryDirectory() as scratch:
-        lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization", "resources:"]
+        lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"]
+        lines += [f"namePrefix: {name_prefix}"] if name_prefix else []
+        lines += ["resources:"]
         # kustomize refuses absolute roots: name them relative to the scratch folder.
         lines += [f"  - {os.path.relpath(base, scratch)}", "components:"]
         lines += [f"  - {os.path.relpath(part, scratch)}" for part in parts]
@@ -50,15 +58,22 @@ def render_with_components(base: Path, parts: list[Path]) -> str:
 
 
 def renderings() -> dict[str, str]:
-    """Every rendering to check: each overlay, ci with all optional components, and local (the
-    reference pipeline in the cluster) with the fan-out gateway."""
+    """Every rendering to check: each overlay, the reports store, each example, ci with all
+    optional components, ci with the fan-out gateway and the reference pipeline, and a named run
+    of that with every optional component."""
     rendered = {overlay.name: kustomize(overlay) for overlay in overlays()}
+    rendered["reports"] = kustomize(KUBE / "reports")
+    for example in examples():
+        rendered["example-" + example.name] = kustomize(example)
     optional = [c for c in components() if c.name != "reference-pipeline"]
-    rendered["ci+" + "+".join(c.name for c in optional)] = render_with_components(
-        KUBE / "overlays" / "ci", optional
-    )
-    rendered["local+fanout-gateway"] = render_with_components(
-        KUBE / "overlays" / "local", [KUBE / "components" / "fanout-gateway"]
+    ci = KUBE / "overlays" / "ci"
+    rendered["ci+" + "+".join(c.name for c in optional)] = render_with_components(ci, optional)
+    # The gateway before the pipeline: the pipeline gives it the broker's address.
+    gateway = [KUBE / "components" / "fanout-gateway", KUBE / "components" / "reference-pipeline"]
+    rendered["local+fanout-gateway"] = render_with_components(ci, gateway)
+    everything = [*optional, KUBE / "components" / "reference-pipeline"]
+    rendered["team-a-local+" + "+".join(c.name for c in optional)] = render_with_components(
+        ci, everything, name_prefix="team-a-"
     )
     return rendered
 
