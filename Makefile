@@ -7,7 +7,7 @@ RATE   ?= 2775
 VENDOR := src/ingestload/webui/static/vendor
 UPLOT  := $(VENDOR)/uPlot.iife.min.js
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout fanout-run \
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout fanout-run sink-run \
 	docs lint clean kube-render kube-validate kube-image test-kube
 
 install: $(STAMP) $(UPLOT)
@@ -96,6 +96,10 @@ fanout: install
 SUBSCRIBERS ?= 50
 fanout-run: install
 	$(BIN)/ingestload run --fanout --rate $(RATE) --subscribers $(SUBSCRIBERS)
+
+## The storage hop end to end: broker + API + a throwaway PostgreSQL + the reference sink, every hop judged.
+sink-run: install
+	$(BIN)/ingestload run --sink --rate $(RATE)
 
 ## The last hop: WebSocket server stacks, subscriber clients, and ours vs seed 003's Tornado design.
 bench-fanout: install

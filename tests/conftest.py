@@ -19,6 +19,22 @@ def kafka() -> Iterator[str]:
         yield bootstrap
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL's connection string: $INGESTLOAD_TEST_POSTGRES, or one throwaway server per
+    session (Debian's server binaries; see ingestload.sink.postgres)."""
+    import os
+
+    from ingestload.sink.postgres import EmbeddedPostgres
+
+    named = os.environ.get("INGESTLOAD_TEST_POSTGRES")
+    if named:
+        yield named
+        return
+    with EmbeddedPostgres() as db:
+        yield db.dsn
+
+
 @pytest.fixture
 def prefix() -> str:
     """A topic prefix unique to the test."""

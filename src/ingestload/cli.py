@@ -9,6 +9,9 @@
     ingestload catalogue [PATH]                validate a catalogue and show its mix
     ingestload api [options]                   the reference ingest API (HTTP → Kafka); --help for more
     ingestload fanout [options]                the reference fan-out gateway (Kafka → WebSocket); --help
+    ingestload sink [options]                  the reference sink (Kafka → PostgreSQL), until Ctrl-C
+    ingestload run --sink                      the run + a PostgreSQL and the reference sink; every hop judged
+    ingestload verify --ledger F --sink DSN    judge the storage hop (a table) of a finished run too
 
 ``ingestload run`` starts the embedded broker unless ``--kafka-bootstrap`` (or
 ``INGESTLOAD_KAFKA_BOOTSTRAP``) names a Kafka to use, and the reference ingest API unless
@@ -46,6 +49,7 @@ from ingestload.launch import (
     FANOUT_LOCUSTFILE,
     RunPlan,
     check_kafka,
+    check_sink,
     probe_kafka,
     start,
 )
@@ -53,9 +57,12 @@ from ingestload.locust.publish import write_json
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.ledger import AckLedger
 from ingestload.options import add_plain_argument
-from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, Settings
-from ingestload.verdicts import INCONCLUSIVE, exit_code
+from ingestload.settings import DRAIN_TIMEOUT, OPTIONS, RUN_OPTIONS, Settings
+from ingestload.sink import settings as sink
+from ingestload.sink.verdict import SinkVerdict
+from ingestload.verdicts import INCONCLUSIVE, combine, exit_code
 from ingestload.verify import settings as verify
+from ingestload.verify.body import BodySpec
 from ingestload.verify.readback import Readback
 from ingestload.verify.verdict import Thresholds
 
@@ -71,6 +78,20 @@ VERIFY_OPTIONS = {
     verify.MAX_MISROUTED,
     DRAIN_TIMEOUT,
     verify.VERDICT_FILE,
+    *sink.OPTIONS,
+}
+#: The options of ``ingestload sink``: Kafka, the database and table, the catalogue, status lines.
+SINK_COMMAND_OPTIONS = {
+    kafka.BOOTSTRAP,
+    kafka.CONFIG,
+    kafka.CONFIG_FILE,
+    *(
+        opt
+        for opt in sink.OPTIONS
+        if opt.flag in {"--sink", "--sink-table", "--sink-dead-letters", "--sink-group", "--sink-topics"}
+    ),
+    *(opt for opt in OPTIONS if opt.flag in {"--catalogue", "--topic-prefix", "--envelope-field"}),
+    *(opt for opt in RUN_OPTIONS if opt.flag == "--status-interval"),
 }
 
 
@@ -114,6 +135,7 @@ def cmd_run(args: argparse.Namespace, locust_args: Sequence[str]) -> int:
     """``ingestload run``: a checked plan first (nothing starts on bad input), then start it."""
     plan = RunPlan.from_args(args, locust_args)
     check_kafka(plan)
+    check_sink(plan)
     return start(plan)
 
 
@@ -180,9 +202,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
         late_grace=0.0,
     )
     print(verdict.report(), flush=True)
+    document_out = verdict.to_dict()
+    code = verdict.exit_code
+    if settings.sink.enabled:
+        stored = _verify_sink(settings, document, run_id, topics, ledger, verdict.thresholds)
+        document_out["sink"] = stored.to_dict()
+        status = combine(verdict.status, stored.status)
+        document_out["overall"] = {"status": status, "exit_code": exit_code(status)}
+        code = exit_code(status)
     if settings.verify.verdict_file:
-        write_json(settings.verify.verdict_file, verdict.to_dict())
-    return verdict.exit_code
+        write_json(settings.verify.verdict_file, document_out)
+    return code
+
+
+def _verify_sink(
+    settings: Settings,
+    document: Mapping[str, object],
+    run_id: str,
+    topics: Sequence[str],
+    ledger: AckLedger,
+    thresholds: Thresholds,
+) -> SinkVerdict:
+    """The storage hop of a finished run: its table read back and judged against the ledger."""
+    from ingestload.sink.progress import judge_table
+
+    s = settings.sink
+    if s.dsn == sink.EMBEDDED:
+        raise IngestloadError("--sink: name the database (postgresql://…); a run's own ended with it")
+    target = s.target()
+    target.check()
+    spec = BodySpec.from_dict(document.get("body"), str(document.get("envelope_field") or "_ingestload"))  # type: ignore[arg-type]
+    print(f"ingestload: reading table {target.name} back…", flush=True)
+    verdict = judge_table(
+        target,
+        settings.kafka.consumer_config(),
+        list(s.topics or topics),
+        group=s.group,
+        run_id=run_id,
+        ledger=ledger,
+        spec=spec,
+        thresholds=thresholds,
+        wait=s.wait,
+        missing_workers=list(document.get("missing_workers") or []),  # type: ignore[call-overload]
+        on_wait=lambda line: print(f"ingestload: {line}", flush=True),
+    )
+    print(verdict.report(), flush=True)
+    return verdict
 
 
 def _cannot_judge(
@@ -199,6 +264,55 @@ def _cannot_judge(
         document = {"status": INCONCLUSIVE, "run_id": run_id, "acked": acked, "exit_code": code}
         write_json(verdict_file, {**document, "reasons": why})
     return code
+
+
+# -- sink ----------------------------------------------------------------------------------
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    """``ingestload sink``: the reference sink, Kafka → PostgreSQL, until SIGTERM or Ctrl-C."""
+    import threading
+
+    from ingestload.sink.records import Validator
+    from ingestload.sink.running import READY
+    from ingestload.sink.writer import ReferenceSink
+
+    settings = Settings.from_options(args)
+    s = settings.sink
+    if s.dsn is None or s.dsn == sink.EMBEDDED:
+        raise IngestloadError(
+            "ingestload sink needs a database: INGESTLOAD_SINK=postgresql://user@host/db "
+            "(or --sink; a password belongs in PGPASSWORD or ~/.pgpass, not on the command line)"
+        )
+    catalogue = Catalogue.load(settings.messages.catalogue)
+    topics = list(s.topics or settings.topics(catalogue))
+    config = settings.kafka.admin_config()
+    probe_kafka(config, settings.kafka.address)
+    writer = ReferenceSink(
+        s.dsn,
+        config,
+        topics,
+        Validator.of(catalogue, settings.messages.topic_prefix),
+        group=s.group or sink.GROUP,
+        table=s.table,
+        dead_letters=s.dead_letters or "ingestload_dead_letters",
+        envelope_field=settings.messages.envelope_field,
+        on_status=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True),
+        status_interval=settings.run.status_interval or 5.0,
+    )
+    writer.prepare()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(writer.describe(), flush=True)
+    print(READY, flush=True)
+    stats = writer.run(stop)
+    print(f"ingestload sink: stopped; {stats.line(None, 0).removeprefix('sink: ')}", flush=True)
+    return 0
 
 
 # -- catalogue ---------------------------------------------------------------------------
@@ -275,6 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --fanout: subscribers (WebSocket live views) to start (default {DEFAULT_SUBSCRIBERS})",
     )
     for opt in OPTIONS:
+        if opt is sink.SINK:  # alone: the run's own PostgreSQL and the reference sink
+            run.add_argument(
+                opt.flag,
+                nargs="?",
+                const=sink.EMBEDDED,
+                default=None,
+                metavar="DSN",
+                help="The storage hop too. Alone: start a PostgreSQL (Debian's server binaries) and the "
+                "reference sink for the run. With a DSN (better: INGESTLOAD_SINK): judge the table "
+                "your sink writes in that database (--sink-table, --sink-column or --sink-query).",
+            )
+            continue
         add_plain_argument(run, opt)
 
     verify = sub.add_parser(
@@ -296,6 +422,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the reference fan-out gateway, Kafka → WebSocket (ingestload fanout --help)",
         add_help=False,
     )
+
+    sink_command = sub.add_parser(
+        "sink",
+        help="the reference sink, Kafka → PostgreSQL (a consumer group; run more to scale out)",
+        description="Reads the run's topics in a consumer group, checks each message against its type "
+        "(invalid ones go to the dead-letter table with the reason), writes batches keyed by the "
+        "message's identity and commits offsets only after the database committed. Give the database "
+        "as INGESTLOAD_SINK (or --sink).",
+    )
+    for opt in OPTIONS:
+        if opt in SINK_COMMAND_OPTIONS:
+            add_plain_argument(sink_command, opt)
 
     catalogue = sub.add_parser("catalogue", help="validate a catalogue file and print its mix")
     catalogue.add_argument("path", nargs="?", default=None, help="catalogue YAML (default: the built-in one)")
@@ -370,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, locust_args)
         if args.command == "verify":
             return cmd_verify(args)
+        if args.command == "sink":
+            return cmd_sink(args)
         return cmd_catalogue(args)
     except IngestloadError as e:
         return _error(str(e))

@@ -7,6 +7,7 @@
      ├── EnvelopeError              bytes that do not decode as an ingestload envelope
      ├── BrokerError                the embedded broker could not be started or stopped
      │    └── PortInUseError        the requested port is already taken
+     ├── DatabaseError              the sink's database cannot be started, reached or read
      └── KafkaDeliveryError         Kafka did not acknowledge a message (fired as the request exception)
 
 Every message is meant to be shown to a user as is, on one line, before any load starts.
@@ -46,6 +47,11 @@ class BrokerError(IngestloadError, RuntimeError):
 
 class PortInUseError(BrokerError):
     """The port asked for the embedded broker is already in use."""
+
+
+class DatabaseError(IngestloadError, RuntimeError):
+    """The sink's database (PostgreSQL) cannot be started, reached or read as asked; the message
+    names the database without its password and says how to fix it."""
 
 
 class KafkaDeliveryError(IngestloadError):

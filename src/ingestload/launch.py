@@ -41,6 +41,9 @@ from ingestload.options import Option
 from ingestload.rate.plans import api_users_for
 from ingestload.rate.profile import RateProfile
 from ingestload.settings import OPTIONS, Settings
+from ingestload.sink.postgres import EmbeddedPostgres, server_bindir
+from ingestload.sink.running import SinkProcess
+from ingestload.sink.settings import EMBEDDED as EMBEDDED_SINK
 
 DEFAULT_LOCUSTFILE = "locustfiles/ingest.py"
 FANOUT_LOCUSTFILE = "locustfiles/fanout.py"
@@ -70,6 +73,8 @@ class RunPlan:
     """Start the reference fan-out gateway (``--fanout`` without ``--ws-url``)."""
     subscribers: int
     """Live views ``--fanout`` starts (0 without it)."""
+    start_sink: bool
+    """Start a PostgreSQL and the reference sink (``--sink`` without a database)."""
     ui: bool
     """Locust's web UI instead of a headless run."""
     web_host: str
@@ -118,6 +123,9 @@ class RunPlan:
 
             check_web_port(args.web_host, args.web_port)
         check_kafka_config(settings)
+        start_sink = settings.sink.dsn == EMBEDDED_SINK
+        if start_sink:
+            server_bindir()  # no PostgreSQL to start: one line now, not after the broker started
 
         api_url = args.api_url
         start_api = not (api_url or args.no_api or args.fanout)  # --fanout: device → Kafka → gateway
@@ -158,6 +166,7 @@ class RunPlan:
             start_api=start_api,
             start_gateway=bool(args.fanout and not args.ws_url),
             subscribers=subscribers,
+            start_sink=start_sink,
             ui=args.ui,
             web_host=args.web_host,
             web_port=args.web_port,
@@ -359,6 +368,53 @@ def _gateway_for(plan: RunPlan, bootstrap: str) -> Iterator[str | None]:
         yield ws_url(gateway)
 
 
+def check_sink(plan: RunPlan) -> None:
+    """A database that was named must hold the table (and column) to judge, before load starts."""
+    if plan.settings.sink.enabled and not plan.start_sink:
+        plan.settings.sink.target().check()
+
+
+@contextlib.contextmanager
+def _sink_for(plan: RunPlan, bootstrap: str) -> Iterator[str | None]:
+    """The database the storage hop judges: the one named, none, or a PostgreSQL started here with
+    the reference sink writing into it (both stopped after the run)."""
+    if not plan.start_sink:
+        yield plan.settings.sink.dsn
+        return
+    with EmbeddedPostgres() as db:
+        print(
+            f"ingestload: embedded PostgreSQL at 127.0.0.1:{db.port} (database {db.dsn.rsplit('/', 1)[-1]})",
+            flush=True,
+        )
+        args = ["--sink-topics", ",".join(plan.topics)]
+        for dest in (
+            "catalogue",
+            "topic_prefix",
+            "envelope_field",
+            "sink_table",
+            "sink_dead_letters",
+            "sink_group",
+            "status_interval",
+        ):
+            value = plan.option(dest)
+            if value is not None:
+                args += [f"--{dest.replace('_', '-')}", value]
+        _, env = _server_args(plan)
+        sink = SinkProcess(bootstrap, db.dsn, args, env)
+        sink.start()
+        print(
+            f"ingestload: reference sink (pid {sink.pid}) writing into table {plan.settings.sink.table}",
+            flush=True,
+        )
+        # Its status lines (rows/s, lag) and dead letters on the run's console, as they come.
+        following = sink.follow(lambda line: print(f"[sink] {line}", flush=True))
+        try:
+            yield db.dsn
+        finally:
+            sink.stop()
+            following.set()
+
+
 def start(plan: RunPlan) -> int:
     """Start what the plan says, run Locust to its end, print what landed; returns Locust's exit code
     (the verdict's)."""
@@ -370,9 +426,14 @@ def start(plan: RunPlan) -> int:
             ensure_topics(config, list(plan.topics), settings.kafka.partitions)
         api_url = stack.enter_context(_api_for(plan, bootstrap))
         gateway_url = stack.enter_context(_gateway_for(plan, bootstrap))
+        sink_dsn = stack.enter_context(_sink_for(plan, bootstrap))
         start_offsets = high_watermarks(config, list(plan.topics))
         session_started = time.time()
         command, env = plan.locust_command(bootstrap, api_url, gateway_url)
+        if sink_dsn is not None:
+            from ingestload.sink.settings import SINK
+
+            env[SINK.env] = sink_dsn  # the database's address: in the environment, never in argv
         if plan.ui:
             print(f"ingestload: open http://{plan.web_host}:{plan.web_port} — Ctrl-C to stop", flush=True)
         code = run_child(command, env)
@@ -413,6 +474,15 @@ def _print_landed(
         load = (document.get("load") or {}).get("report")
         if load:
             print(str(load).splitlines()[0])
+        stored = document.get("sink") or {}
+        if stored:
+            n = {k: int(stored.get(k) or 0) for k in ("stored", "acked", "lost", "duplicated", "corrupted")}
+            print(
+                f"Messages of run {plan.run_id} in table {stored.get('table')}: stored {n['stored']:,} "
+                f"of {n['acked']:,} acknowledged; lost {n['lost']:,}, duplicated {n['duplicated']:,}, "
+                f"corrupted {n['corrupted']:,}, dead-lettered {int(stored.get('dead_lettered') or 0):,} "
+                f"— {stored.get('status')}"
+            )
     ledger = plan.option("ledger_file")
     if settings.verify.enabled and ledger and Path(ledger).exists():
         print(f"Verdict and ledger: {Path(ledger).parent}/")

@@ -38,6 +38,8 @@ from ingestload.messages.settings import MessageSettings
 from ingestload.options import Option, Values, boolean, number, option, settings_class
 from ingestload.rate import settings as rate
 from ingestload.rate.settings import RateSettings
+from ingestload.sink import settings as sink
+from ingestload.sink.settings import SinkSettings
 from ingestload.verify import settings as verify
 from ingestload.verify.body import BodySpec
 from ingestload.verify.settings import VerifySettings
@@ -114,6 +116,7 @@ SECTIONS: tuple[tuple[str, tuple[Option[Any], ...]], ...] = (
     ("Verification", verify.OPTIONS),
     ("HTTP path (the ingest API user)", http.OPTIONS),
     ("Subscribers and the fan-out verdict", fanout.OPTIONS),
+    ("The storage hop (Kafka → database)", sink.OPTIONS),
 )
 OPTIONS: tuple[Option[Any], ...] = tuple(opt for _, section in SECTIONS for opt in section)
 
@@ -141,6 +144,8 @@ class Settings:
     """The ingest API user's paths, batching, auth and routing."""
     fanout: SubscriberSettings
     """The subscriber users and the fan-out verdict."""
+    sink: SinkSettings
+    """The storage hop: the sink's database, table and consumer group."""
 
     @classmethod
     def from_options(
@@ -173,6 +178,7 @@ class Settings:
             verify=VerifySettings.from_values(values),
             http=HttpSettings.from_values(values),
             fanout=subscribers,
+            sink=SinkSettings.from_values(values),
         )
 
     @classmethod

@@ -43,6 +43,7 @@ from ingestload.locust.fanout import FanoutRun, is_subscriber_class
 from ingestload.locust.kafka_stats import AckStats
 from ingestload.locust.publish import publish_run
 from ingestload.locust.rate import RateControl
+from ingestload.locust.sink import judge_sink_hop
 from ingestload.locust.verification import LocustVerification
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
@@ -284,6 +285,7 @@ class SendingProcess(ProcessState):
             m.seed,
             m.topic_prefix,
             index,
+            s.sink.enabled,
         )
         if self.client is None or key != self._client_key:
             if self.client is not None:
@@ -298,6 +300,8 @@ class SendingProcess(ProcessState):
                 s.kafka.producer_config(),
                 factory,
                 ack_sink=lambda kind: AckStats(self.environment, kind),
+                # A sink stores the value, not the headers: the envelope travels in the value too.
+                body_envelope=m.envelope_field if s.sink.enabled else None,
             )
             if self.producer_wrapper is not None:
                 self.client.producer = self.producer_wrapper(self.client)
@@ -451,6 +455,9 @@ class JudgingProcess(ProcessState):
             hops.append(self.judge_load(ledger, missing))
         if self.fanout is not None and fanout is not None:
             hops.append(self.fanout.hop(fanout))
+        if self.settings.sink.enabled and self.paths and self.run_id is not None:
+            topics = self.settings.topics(self.catalogue, self.paths)
+            hops.append(judge_sink_hop(self.environment, self.settings, topics, self.run_id, ledger, missing))
         self.verdict = publish_run(
             self.environment,
             self.run_id,

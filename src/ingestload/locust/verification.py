@@ -38,8 +38,11 @@ E2E = "E2E"
 VERDICT_GRACE = 60.0
 
 
-def add_latency_rows(stats: Any, latency: Mapping[str, Mapping[str, int]], now: float) -> None:
-    """Merge latency buckets (topic → ms → count) into Locust's stats as ``E2E`` rows."""
+def add_latency_rows(
+    stats: Any, latency: Mapping[str, Mapping[Any, int]], now: float, request_type: str = E2E
+) -> None:
+    """Merge latency buckets (topic → ms → count) into Locust's stats as ``E2E`` rows (or another
+    request type's, e.g. the storage hop's ``SINK``)."""
     from locust.stats import StatsEntry, bucket_response_time
 
     for topic, buckets in latency.items():
@@ -54,7 +57,7 @@ def add_latency_rows(stats: Any, latency: Mapping[str, Mapping[str, int]], now: 
         entry = StatsEntry.unserialize(
             {
                 "name": topic,
-                "method": E2E,
+                "method": request_type,
                 "last_request_timestamp": now,
                 "start_time": now,
                 "num_requests": total,
@@ -70,7 +73,7 @@ def add_latency_rows(stats: Any, latency: Mapping[str, Mapping[str, int]], now: 
             },
             stats,
         )
-        stats.entries[(topic, E2E)].extend(entry)
+        stats.entries[(topic, request_type)].extend(entry)
 
 
 def add_anomaly_errors(

@@ -334,6 +334,36 @@ def fanout_section(verdict: Mapping[str, Any]) -> Section | None:
     return Section("fanout", f"fan-out: {fanout.get('status')}", ("",), tuple(rows))
 
 
+def sink_section(verdict: Mapping[str, Any]) -> Section | None:
+    """The storage hop's verdict (``"sink"`` in the verdict): the table's status, what it holds of the
+    run, Kafka → row latency, how the sink's progress was known, first ids and reasons; ``None``
+    without one."""
+    sink = verdict.get("sink")
+    if not isinstance(sink, Mapping):
+        return None
+    latency = sink.get("latency") or {}
+    rows: list[tuple[str, ...]] = [
+        ("status", str(sink.get("status"))),
+        ("table", str(sink.get("table"))),
+        (
+            "rows",
+            " ".join(
+                f"{key}={count(sink.get(key))}"
+                for key in ("acked", "stored", "lost", "duplicated", "corrupted", "dead_lettered")
+            ),
+        ),
+        ("Kafka → row", f"p50 {millis(latency.get('p50_ms'))} · p99 {millis(latency.get('p99_ms'))}"),
+        ("sink", str(sink.get("caught_up") or "")),
+    ]
+    for kind, ids in sorted((sink.get("first_ids") or {}).items()):
+        if ids:
+            rows.append((f"first {kind}", ", ".join(str(i) for i in ids)))
+    for reason, n in sorted((sink.get("dead_reasons") or {}).items()):
+        rows.append(("dead-lettered", f"{count(n)}: {reason}"))
+    rows += [("reason", str(reason)) for reason in sink.get("reasons") or ()]
+    return Section("sink", f"storage: {sink.get('status')}", ("",), tuple(rows))
+
+
 def extra_sections(verdict: Mapping[str, Any]) -> list[Section]:
     """Blocks a conclusion added to its verdict (``"sections"``), shown as they are."""
     found = []

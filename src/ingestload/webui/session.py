@@ -28,6 +28,7 @@ from ingestload.webui.sections import (
     fanout_section,
     pacing_section,
     rate_section,
+    sink_section,
     verdict_section,
     verification_section,
 )
@@ -185,6 +186,9 @@ class WebSession:
             fanout = fanout_section(verdict)
             if fanout is not None:
                 found.append(fanout)
+            stored = sink_section(verdict)
+            if stored is not None:
+                found.append(stored)
             found += extra_sections(verdict)
         per_path = self.live.current()
         if self.stopped_at is None:
