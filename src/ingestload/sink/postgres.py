@@ -79,8 +79,14 @@ def free_port() -> int:
 class EmbeddedPostgres:
     """A PostgreSQL server on a fresh cluster in a temporary directory (``port=0``: a free port)."""
 
-    def __init__(self, port: int = 0, *, startup_timeout: float = 60.0) -> None:
+    def __init__(
+        self, port: int = 0, *, listen: str = HOST, trust: str | None = None, startup_timeout: float = 60.0
+    ) -> None:
         self.port = port or free_port()
+        self.listen = listen
+        """The address the server listens on (loopback unless told: a pod's ``0.0.0.0``)."""
+        self.trust = trust
+        """A network (CIDR) whose clients are trusted too, beside loopback (a cluster's pods)."""
         self.startup_timeout = startup_timeout
         self.directory: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -138,7 +144,7 @@ class EmbeddedPostgres:
                     "-k",
                     str(self.directory),
                     "-c",
-                    f"listen_addresses={HOST}",
+                    f"listen_addresses={self.listen}",
                     "-c",
                     "fsync=off",
                     "-c",
@@ -196,6 +202,9 @@ class EmbeddedPostgres:
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()[-1:]
             raise DatabaseError(f"initdb failed in {self.directory}: {' '.join(tail)}")
+        if self.trust:
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.trust} trust\n")
 
     def _wait_ready(self) -> None:
         import psycopg
@@ -286,3 +295,37 @@ class EmbeddedPostgres:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ingestload.sink.postgres``: a throwaway PostgreSQL until SIGTERM — for trying the
+    storage hop in a cluster (kube/components/sink-postgres), never for data that matters."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ingestload.sink.postgres", description=main.__doc__)
+    parser.add_argument("--listen", default=HOST, help=f"address to listen on (default {HOST})")
+    parser.add_argument("--port", type=int, default=5432, help="port (default 5432)")
+    parser.add_argument(
+        "--trust", default=None, help="a network (CIDR) whose clients are trusted, e.g. 0.0.0.0/0"
+    )
+    args = parser.parse_args(argv)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with EmbeddedPostgres(args.port, listen=args.listen, trust=args.trust) as db:
+        print(f"PostgreSQL ready on {args.listen}:{db.port}, database {DATABASE}, user {USER}", flush=True)
+        while not stop and db.running:
+            time.sleep(0.5)
+        crashed = not db.running
+    return 1 if crashed and not stop else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
