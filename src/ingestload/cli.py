@@ -40,7 +40,7 @@ import orjson
 
 from ingestload.errors import IngestloadError
 from ingestload.kafka import settings as kafka
-from ingestload.kafka.admin import history_missing
+from ingestload.kafka.admin import ensure_topics, history_missing
 from ingestload.kafka.broker import EmbeddedBroker
 from ingestload.kafka.config import is_secret_key
 from ingestload.launch import (
@@ -90,7 +90,11 @@ SINK_COMMAND_OPTIONS = {
         for opt in sink.OPTIONS
         if opt.flag in {"--sink", "--sink-table", "--sink-dead-letters", "--sink-group", "--sink-topics"}
     ),
-    *(opt for opt in OPTIONS if opt.flag in {"--catalogue", "--topic-prefix", "--envelope-field"}),
+    *(
+        opt
+        for opt in OPTIONS
+        if opt.flag in {"--catalogue", "--topic-prefix", "--envelope-field", "--partitions"}
+    ),
     *(opt for opt in RUN_OPTIONS if opt.flag == "--status-interval"),
 }
 
@@ -300,8 +304,13 @@ def cmd_sink(args: argparse.Namespace) -> int:
         on_status=lambda line: print(f"{time.strftime('%H:%M:%S')} {line}", flush=True),
         status_interval=settings.run.status_interval or 5.0,
     )
+    # Its topics exist before it subscribes: a group told of a topic only later would see it
+    # after the next metadata refresh, minutes on.
+    ensure_topics(config, topics, settings.kafka.partitions)
     writer.prepare()
     stop = threading.Event()
+    if args.port:
+        _serve_health(args.port, stop)
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
@@ -313,6 +322,26 @@ def cmd_sink(args: argparse.Namespace) -> int:
     stats = writer.run(stop)
     print(f"ingestload sink: stopped; {stats.line(None, 0).removeprefix('sink: ')}", flush=True)
     return 0
+
+
+def _serve_health(port: int, stop: object) -> None:
+    """``/healthz`` and ``/readyz`` on ``port`` (a daemon thread): 200 while the sink runs, so that a
+    Kubernetes master can wait for it (its tables exist, it has subscribed)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            known = self.path in ("/healthz", "/readyz")
+            self.send_response(200 if known else 404)
+            self.end_headers()
+            self.wfile.write(b"ok\n" if known else b"not found\n")
+
+        def log_message(self, format: str, *args: object) -> None:  # probes are not news
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Health)
+    threading.Thread(target=server.serve_forever, name="ingestload-sink-health", daemon=True).start()
 
 
 # -- catalogue ---------------------------------------------------------------------------
@@ -434,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     for opt in OPTIONS:
         if opt in SINK_COMMAND_OPTIONS:
             add_plain_argument(sink_command, opt)
+    sink_command.add_argument(
+        "--port", type=int, default=0, help="serve /healthz and /readyz on this port (default 0: none)"
+    )
 
     catalogue = sub.add_parser("catalogue", help="validate a catalogue file and print its mix")
     catalogue.add_argument("path", nargs="?", default=None, help="catalogue YAML (default: the built-in one)")
