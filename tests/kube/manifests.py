@@ -71,6 +71,9 @@ def renderings() -> dict[str, str]:
     # The gateway before the pipeline: the pipeline gives it the broker's address.
     gateway = [KUBE / "components" / "fanout-gateway", KUBE / "components" / "reference-pipeline"]
     rendered["local+fanout-gateway"] = render_with_components(ci, gateway)
+    # The storage hop as one tries it: the sink, a PostgreSQL of its own, then the pipeline.
+    storage = [KUBE / "components" / c for c in ("sink", "sink-postgres", "reference-pipeline")]
+    rendered["local+sink+sink-postgres"] = render_with_components(ci, storage)
     everything = [*optional, KUBE / "components" / "reference-pipeline"]
     rendered["team-a-local+" + "+".join(c.name for c in optional)] = render_with_components(
         ci, everything, name_prefix="team-a-"

@@ -30,11 +30,13 @@ from tests.kube.cluster import build
 from tests.kube.cluster.node import PAUSE_IMAGE
 
 ROOT = Path(__file__).resolve().parents[3]
-BASE_IMAGE = "localhost/ingestload-base:bookworm"
+#: Tagged by what it holds: a change of BASE_PACKAGES needs a new tag, or the cached base is reused.
+BASE_IMAGE = "localhost/ingestload-base:bookworm-pg15"
 #: The image the tests run (a tag of its own: kubelet never pulls it, imagePullPolicy Never).
 TEST_IMAGE = "localhost/ingestload:kube-test"
 IMAGE_PACKAGES = ("podman", "buildah", "mmdebstrap", "uidmap")
-BASE_PACKAGES = "python3,python3-venv,ca-certificates"
+#: PostgreSQL's server binaries for kube/components/sink-postgres (the Containerfile's POSTGRES=1).
+BASE_PACKAGES = "python3,python3-venv,ca-certificates,postgresql-15"
 
 
 def image_dir() -> Path:
@@ -88,7 +90,7 @@ def base_image(log: Path) -> str:
     """The Debian bookworm + Python base, made once with mmdebstrap and kept in our podman store."""
     if _has_image(BASE_IMAGE):
         return BASE_IMAGE
-    rootfs = image_dir() / "bookworm-python.tar"
+    rootfs = image_dir() / "bookworm-python-pg15.tar"
     if not rootfs.exists():
         partial = rootfs.with_name("partial-" + rootfs.name)  # mmdebstrap picks its format by ".tar"
         with log.open("a") as f:
