@@ -47,7 +47,7 @@ from ingestload.sink.records import Validator
 from ingestload.sink.running import SinkProcess
 from ingestload.sink.table import SinkTarget, create_reference_tables
 from ingestload.sink.verdict import TableTally
-from ingestload.sink.writer import ReferenceSink
+from ingestload.sink.writer import CONSUMER_DEFAULTS, ReferenceSink
 from ingestload.testing import BOOTSTRAP_ENV, kafka_bootstrap, unique_prefix
 from ingestload.verify.body import BodySpec
 
@@ -92,6 +92,7 @@ def records_of(bootstrap: str, topics: list[str]) -> Iterator[list[Any]]:
     """Every record of ``topics`` from the start, in batches of up to :data:`BATCH` (no group)."""
     consumer = Consumer(
         {
+            **CONSUMER_DEFAULTS,  # the reference sink's fetch settings: the same reads for both
             "bootstrap.servers": bootstrap,
             "group.id": "bench-sink-bare",
             "enable.auto.commit": "false",
@@ -104,7 +105,7 @@ def records_of(bootstrap: str, topics: list[str]) -> Iterator[list[Any]]:
     try:
         while open_:
             batch = []
-            for record in consumer.consume(BATCH, 1.0):
+            for record in consumer.consume(BATCH, 0.05):  # as the sink polls: no wait for a full batch
                 error = record.error()
                 if error is None:
                     batch.append(record)
