@@ -38,13 +38,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from psycopg.conninfo import make_conninfo
 
+from ingestload.http.client import IngestApiClient
 from ingestload.kafka.admin import ensure_topics
 from ingestload.messages.catalogue import Catalogue
+from ingestload.messages.factory import MessageFactory
 from ingestload.sink.postgres import EmbeddedPostgres
-from ingestload.sink.running import SinkProcess
+from ingestload.sink.running import SinkProcess, run_sink
 from ingestload.testing import describe_output, locust_command
 from tests.oracle import read_copies
 
@@ -486,3 +488,40 @@ def test_naive_sink_killed_mid_run_its_losses_and_duplicates_are_counted_exactly
     assert stored["rows"] == sum(final.values())
     assert stored["corrupted"] == stored["dead_lettered"] == 0
     assert (verdict["status"], stored["status"], verdict["overall"]["status"]) == ("PASS", "FAIL", "FAIL")
+
+
+def test_records_postgresql_cannot_store_are_dead_lettered_not_retried_for_ever(kafka, postgres, prefix):
+    """Two poison records among 50 good ones on one partition: a valid message holding U+0000 in a
+    string (valid JSON that jsonb refuses) and a value that is not JSON and holds a NUL byte (which
+    no PostgreSQL text holds). The reference sink writes the 50 and dead-letters exactly those two,
+    at the offsets the test produced them, with their reasons — no failed write, no retry (before:
+    the batch failed and was retried for ever, the partition stalled)."""
+    catalogue = Catalogue.load()
+    topic = f"{prefix}movementData"
+    ensure_topics({"bootstrap.servers": kafka}, [topic], 1)
+    client = IngestApiClient(MessageFactory(catalogue, topic_prefix=prefix))
+    client.begin_run(uuid.uuid4().hex[:16])
+    producer = Producer({"bootstrap.servers": kafka})
+    bodies = [body for t, _, body in client._render(400) if t == topic][:51]
+    for body in bodies[:50]:
+        producer.produce(topic, body)
+    poison = json.loads(bodies[50])
+    poison["Header"]["MessageId"] = "bad\u0000id"
+    producer.produce(topic, json.dumps(poison).encode())  # offset 50
+    producer.produce(topic, b"not JSON \x00 at all")  # offset 51
+    producer.flush(30)
+    table = "poison_" + prefix.replace("-", "_").strip("_")
+    args = ["--topic-prefix", prefix, "--sink-topics", topic, "--sink-group", f"{prefix}sink"]
+    with run_sink(
+        kafka, postgres, *args, "--sink-table", table, "--sink-dead-letters", f"{table}_dead"
+    ) as sink:
+        wait_rows(postgres, f"SELECT count(*) FROM {table}_dead", (), 2)
+        wait_rows(postgres, f"SELECT count(*) FROM {table}", (), 50)
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        written = sorted(o for (o,) in conn.execute(f"SELECT kafka_offset FROM {table}"))
+        dead = conn.execute(f"SELECT kafka_offset, reason FROM {table}_dead ORDER BY 1").fetchall()
+    assert written == list(range(50))
+    assert [offset for offset, _ in dead] == [50, 51]
+    assert "U+0000" in dead[0][1]
+    assert dead[1][1].startswith("not JSON")
+    assert "failed (" not in sink.log()

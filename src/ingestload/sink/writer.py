@@ -43,6 +43,8 @@ from ingestload.sink.table import DEAD_LETTERS, TABLE, connect, create_reference
 
 log = logging.getLogger("ingestload.sink")
 _COLUMNS = "id, run_id, topic, kafka_partition, kafka_offset, kafka_timestamp, body"
+#: Why a message holding U+0000 in a string is dead-lettered (PostgreSQL's jsonb refuses it).
+NUL_REASON = "holds the character U+0000 (\\u0000), which PostgreSQL's jsonb cannot store"
 #: Batches written by the keyed path after one whose rows were partly there already.
 KEYED_AFTER_CONFLICT = 50
 
@@ -186,6 +188,9 @@ class ReferenceSink:
             for index, message in enumerate(messages):
                 problem = self.validator.problem(topic, message)
                 body = orjson.dumps(message).decode()
+                if problem is None and "\\u0000" in body and _holds_nul(message):
+                    # Valid JSON that jsonb refuses: written, it would fail the batch for ever.
+                    problem = NUL_REASON
                 if problem is not None:
                     dead.append((topic, partition, offset, index, problem, body))
                     continue
@@ -322,5 +327,20 @@ def _lag(consumer: Any) -> int:
     return lag
 
 
+def _holds_nul(value: Any) -> bool:
+    """A string of parsed JSON ``value`` (a member name too) holds the character U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in k or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", errors="replace")
+    """A record's value as text for the dead-letter table (which, as any PostgreSQL text, cannot
+    hold U+0000: written as ``\\u0000``)."""
+    if value is None:
+        return None
+    return value.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
