@@ -520,6 +520,7 @@ def test_records_postgresql_cannot_store_are_dead_lettered_not_retried_for_ever(
     with psycopg.connect(postgres, autocommit=True) as conn:
         written = sorted(o for (o,) in conn.execute(f"SELECT kafka_offset FROM {table}"))
         dead = conn.execute(f"SELECT kafka_offset, reason FROM {table}_dead ORDER BY 1").fetchall()
+    print(f"\npoison records at offsets 50, 51: {len(written)} rows; dead letters {dead}")
     assert written == list(range(50))
     assert [offset for offset, _ in dead] == [50, 51]
     assert "U+0000" in dead[0][1]
