@@ -7,7 +7,8 @@ RATE   ?= 2775
 VENDOR := src/ingestload/webui/static/vendor
 UPLOT  := $(VENDOR)/uPlot.iife.min.js
 
-.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout api fanout fanout-run sink-run \
+.PHONY: install run ui distributed test test-fast bench bench-rate bench-api bench-api-user bench-fanout bench-sink api fanout \
+	fanout-run sink-run \
 	docs lint clean kube-render kube-validate kube-image test-kube
 
 install: $(STAMP) $(UPLOT)
@@ -65,6 +66,11 @@ bench-api: install
 ## HTTP client side: IngestApiUser vs bare FastHttpUsers posting the same bodies to a minimal server.
 bench-api-user: install
 	$(BIN)/python bench/api_user.py
+
+## The storage hop: the reference sink vs bare COPY / executemany loops into the same table layout,
+## and the sink verifier's rows checked per second vs a bare read (embedded broker and PostgreSQL).
+bench-sink: install
+	$(BIN)/python bench/sink.py
 
 ## The reference ingest API on http://127.0.0.1:8080 with an embedded broker (Ctrl-C to stop).
 api: install
