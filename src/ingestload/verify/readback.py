@@ -248,17 +248,22 @@ class Readback:
         if time.monotonic() >= self._next_refresh:
             self.refresh()
         messages = self.consumer.consume(1, timeout)
-        if messages:
-            messages += self.consumer.consume(self.batch - 1, 0)
-        good = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                good.append(message)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                self._fingerprints.pop((message.topic(), message.partition()), None)
-            else:
-                self.read_errors[(message.topic(), message.partition())] = scrub(str(error), self.config)
+        if not messages:
+            return 0
+        messages += self.consumer.consume(self.batch - 1, 0)
+        good = messages
+        # Any event (end of partition, an error) among them? One pass in C; not list.count(None):
+        # confluent-kafka's KafkaError compared with None leaves an exception set.
+        if any(map(type(messages[0]).error, messages)):
+            good = []
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    good.append(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    self._fingerprints.pop((message.topic(), message.partition()), None)
+                else:
+                    self.read_errors[(message.topic(), message.partition())] = scrub(str(error), self.config)
         if good and self._fingerprints:
             good = self._take_fingerprints(good)
         if good:
