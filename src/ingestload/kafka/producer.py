@@ -215,7 +215,7 @@ class KafkaProducerClient(EnvelopeSender):
             return 0
         produce = self.producer.produce
         next_message = self.factory.next
-        prefix, pack_tail = writer.prefix, writer.pack_tail
+        prefix, pack = writer.prefix, writer.pack_header
         report = self.outcomes.report
         tags = self.tags
         crc = checksum
@@ -228,7 +228,7 @@ class KafkaProducerClient(EnvelopeSender):
                 produce(
                     topic,
                     value,
-                    headers=[(HEADER, prefix + pack_tail(seq, now_ns // 1000, crc(value), tags[topic]))],
+                    headers=[(HEADER, pack(prefix, seq, now_ns // 1000, crc(value), tags[topic]))],
                     on_delivery=partial(report, seq),
                 )
                 seq += 1

@@ -27,7 +27,7 @@ A batch is filed one run of a partition at a time, two ways that give the same r
   gives — every record with our envelope as its first header, of this run, meant for this topic,
   intact, at rising offsets, each producer's seqs rising past everything it had here. Each check is
   one pass in C over the run (``map`` over the message type's own methods, ``struct.iter_unpack``
-  over the joined headers, ``zlib.crc32``, ``tuple.count``), and the seqs go into the seen sets with
+  over the joined headers, the CRC-32, ``tuple.count``), and the seqs go into the seen sets with
   one ``update``: no Python bytecode per message;
 * **message by message** (:meth:`Verifier._file_each`), for any run that fails one of those checks
   (nothing of it was filed in bulk): duplicates, reordering, corruption, misrouting, foreign
@@ -47,7 +47,6 @@ from __future__ import annotations
 import struct
 import sys
 import time
-import zlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -58,7 +57,7 @@ from typing import Any, NamedTuple
 
 from pyroaring import BitMap64
 
-from ingestload.messages.envelope import HEADER, RUN_ID, SIZE, header_of, topic_tag
+from ingestload.messages.envelope import HEADER, RUN_ID, SIZE, checksum, header_of, topic_tag
 from ingestload.verify.body import BodyReader, BodySpec, Found
 
 #: producer, seq, sent_at_us, crc, topic tag — at offset 9 of the header value.
@@ -296,7 +295,7 @@ class Verifier:
         if _column(joined, _TAG_AT, 4) != state.tag.to_bytes(4, "big") * n:
             return False
         try:
-            crcs = _array("I", map(zlib.crc32, map(kind.value, run)))
+            crcs = _array("I", map(checksum, map(kind.value, run)))
         except TypeError:  # a value of None
             return False
         if crcs != _column(joined, _CRC_AT, 4):
@@ -345,7 +344,7 @@ class Verifier:
         """File ``messages`` one by one: every anomaly found, counted and sampled."""
         run = self._run
         unpack = _BODY.unpack_from
-        crc32 = zlib.crc32
+        crc32 = checksum
         file_body = self._file_body
         read_body = self._body.read
         current: PartitionState | None = None
