@@ -13,7 +13,7 @@ partition as a fetch delivers them) — the memory of a 10-million-message run (
 state and the ack ledger) is measured on the same feed.
 
 Goals (issue 20): (b) ≥ 0.8 × (a) end to end; fixed end cost ≤ 0.3 s; core ≥ 1,000,000 msg/s;
-memory in tens of MB.
+memory in tens of MB. Then 1 and 2 verifier processes sharing the partitions (the 1 → 2 scaling).
 
     python bench/verify_throughput.py [--messages 2000000] [--memory-messages 10000000] [--repeat 3]
 """
@@ -24,6 +24,8 @@ import argparse
 import contextlib
 import gc
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -41,6 +43,7 @@ from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
 from ingestload.verify.process import GC_THRESHOLD
 from ingestload.verify.readback import Readback
+from ingestload.verify.shards import Shard
 
 RUN = "b30cb30cb30cb30c"
 
@@ -193,6 +196,41 @@ class VerifyBench:
             self.args.messages = saved
         return self.verify(bootstrap, topics, n)[1]
 
+    def sharded(self, bootstrap: str, topics: list[str], n: int, readers: int) -> tuple[int, float, str]:
+        """(seen, seconds, status) for ``readers`` verifier processes, each reading the partitions it
+        owns (verify/shards.py) to their end, timed from a common start to the last one's end, then
+        their states merged and judged here (the merge and the verdict are in the time)."""
+        children = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--shard-child", bootstrap, str(number), str(readers), *topics],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for number in range(readers)
+        ]
+        for child in children:
+            assert child.stdout is not None
+            child.stdout.readline()  # assigned: ready to read
+        start = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        exports = [orjson.loads(child.communicate()[0]) for child in children]
+        judge = Readback(
+            {"bootstrap.servers": bootstrap},
+            topics,
+            RUN,
+            start={(t, p): 0 for t in topics for p in range(3)},
+            shard=Shard(0, readers + 1),
+        )
+        judge.reached_end = True
+        for state in exports:
+            judge.merge(state)
+        verdict = judge.judge(AckLedger([ProducerLedger(1, sent=n, acked_count=n)]))
+        judge.consumer.close()
+        return verdict.seen, time.perf_counter() - start, verdict.status
+
     def main(self) -> None:
         a = self.args
         # As the live verifier process has it (ingestload.verify.process); the bare loop gets it too.
@@ -216,6 +254,15 @@ class VerifyBench:
                 rows.append(("ingestload Readback (full checks)", seen, elapsed, cpu, status))
                 print(f"  verify: {seen / elapsed:,.0f} msg/s ({status})", flush=True)
             end = min(self.end_cost(bootstrap) for _ in range(2))
+            scaling = []
+            for _ in range(a.repeat):
+                for readers in (1, 2):
+                    seen, elapsed, status = self.sharded(bootstrap, topics, n, readers)
+                    scaling.append((readers, seen, elapsed, status))
+                    print(
+                        f"  {readers} verifier process(es): {seen / elapsed:,.0f} msg/s ({status})",
+                        flush=True,
+                    )
         print()
         print(
             f"{'side':<36} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs bare':>8} "
@@ -239,6 +286,15 @@ class VerifyBench:
             f"  verifier seen-sets (roaring bitmaps): {state_mb:,.1f} MB; process RSS growth {grown:,.1f} MB"
         )
         print(f"  ack ledger, serialized: {ledger_bytes:,} bytes")
+        print("\nverifier processes sharing the partitions (each its own process; merged and judged here):")
+        print(f"{'processes':>10} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs 1':>6}")
+        for i in range(0, len(scaling), 2):
+            one = scaling[i][1] / scaling[i][2]
+            for readers, seen, elapsed, status in scaling[i : i + 2]:
+                rate = seen / elapsed
+                print(
+                    f"{readers:>10} {seen:>11,} {elapsed:>8.2f} {rate:>10,.0f} {rate / one:>5.2f}× {status}"
+                )
         ratio = statistics.median(ratios)
         print("\ngoals (issue 20):")
         print(goal_line("verified ≥ 0.8× the bare loop (median of rounds)", ratio >= 0.8, f"{ratio:.2f}×"))
@@ -268,5 +324,24 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def shard_child(bootstrap: str, number: int, readers: int, topics: list[str]) -> None:
+    """``--shard-child``: one verifier process of ``readers``; its export on stdout."""
+    gctune.tune(GC_THRESHOLD)
+    run = Readback(
+        {"bootstrap.servers": bootstrap},
+        topics,
+        RUN,
+        start={(t, p): 0 for t in topics for p in range(3)},
+        shard=Shard(number, readers),
+    )
+    print("ready", flush=True)
+    sys.stdin.readline()
+    run.read_to_end(drain_timeout=600, late_grace=0)
+    sys.stdout.buffer.write(orjson.dumps(run.export()))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--shard-child"]:
+        shard_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:])
+        sys.exit(0)
     VerifyBench(parse_args()).main()
