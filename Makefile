@@ -51,9 +51,11 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest tests/unit
 
+## Issue 20's goals, met or not: the Kafka path, the verifier (1 and 2 processes), E2E latency.
 bench: install
 	$(BIN)/python bench/kafka_produce.py --gc-compare
 	$(BIN)/python bench/verify_throughput.py
+	$(BIN)/python bench/e2e_latency.py
 
 ## Rate accuracy from broker timestamps: ingestload vs constant_throughput vs constant_total_ips.
 bench-rate: install

@@ -4,13 +4,18 @@
   (b) ingestload's Readback — what the live verifier process runs — reading the same
       topics: envelope, seen sets, duplicates, CRC-32 of every value, ordering, latency.
 
-Then the memory of a 10-million-message run: the verifier's state and the ack ledger,
-fed with 10 M synthetic envelopes (4 producers over 12 partitions; Kafka is not needed
-to measure data structures), as RSS growth and serialized size.
+Rounds alternate (a) and (b); each row gives wall-clock msg/s and CPU µs per message (CPU time
+of the process, librdkafka's threads included: steadier than wall time on a shared machine).
+Then the fixed cost at the end of a verification (end offsets, log checks: Readback.finish on a
+run of 1,000 messages), and the verifier core without Kafka: 10 M envelopes in real
+confluent-kafka ``Message`` objects (4 producers over 12 partitions, in runs of 1,000 per
+partition as a fetch delivers them) — the memory of a 10-million-message run (the verifier's
+state and the ack ledger) is measured on the same feed.
 
-Targets (issue #3): (b) ≥ 250,000 msg/s and ≥ 0.5 × (a); memory in tens of MB.
+Goals (issue 20): (b) ≥ 0.8 × (a) end to end; fixed end cost ≤ 0.3 s; core ≥ 1,000,000 msg/s;
+memory in tens of MB. Then 1 and 2 verifier processes sharing the partitions (the 1 → 2 scaling).
 
-    python bench/verify_throughput.py [--messages 2000000] [--memory-messages 10000000]
+    python bench/verify_throughput.py [--messages 2000000] [--memory-messages 10000000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from ingestload import gctune
 from ingestload.kafka.admin import ensure_topics
 from ingestload.kafka.broker import EmbeddedBroker
 from ingestload.kafka.config import CONSUMER_DEFAULTS
@@ -33,7 +41,9 @@ from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, check
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
+from ingestload.verify.process import GC_THRESHOLD
 from ingestload.verify.readback import Readback
+from ingestload.verify.shards import Shard
 
 RUN = "b30cb30cb30cb30c"
 
@@ -54,36 +64,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-class _Synthetic:
-    """Just enough of a consumed message for the verifier's hot loop."""
-
-    __slots__ = ("_headers", "_offset", "_partition", "_topic", "_value")
-
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes, headers: list[Any]) -> None:
-        self._topic, self._partition, self._offset, self._value, self._headers = (
-            topic,
-            partition,
-            offset,
-            value,
-            headers,
-        )
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[Any]:
-        return self._headers
 
 
 class VerifyBench:
@@ -111,7 +91,7 @@ class VerifyBench:
         producer.flush(60)
         return n
 
-    def bare(self, bootstrap: str, topics: list[str]) -> tuple[int, float]:
+    def bare(self, bootstrap: str, topics: list[str]) -> tuple[int, float, float]:
         consumer = Consumer(
             {
                 **CONSUMER_DEFAULTS,
@@ -124,7 +104,7 @@ class VerifyBench:
         assignment = [TopicPartition(t, p, 0) for t in topics for p in range(3)]
         consumer.assign(assignment)
         pending, count = len(assignment), 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         while pending:
             for message in consumer.consume(10_000, 1.0):
                 error = message.error()
@@ -132,19 +112,19 @@ class VerifyBench:
                     count += 1
                 elif error.code() == KafkaError._PARTITION_EOF:
                     pending -= 1
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         consumer.close()
-        return count, elapsed
+        return count, elapsed, cpu
 
-    def verify(self, bootstrap: str, topics: list[str], n: int) -> tuple[int, float, str]:
+    def verify(self, bootstrap: str, topics: list[str], n: int) -> tuple[int, float, float, str]:
         run = Readback(
             {"bootstrap.servers": bootstrap}, topics, RUN, start={(t, p): 0 for t in topics for p in range(3)}
         )
         ledger = AckLedger([ProducerLedger(1, sent=n, acked_count=n)])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         verdict = run.finish(ledger, drain_timeout=600, late_grace=0)  # judged after the fact
-        elapsed = time.perf_counter() - start
-        return verdict.seen, elapsed, verdict.status
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return verdict.seen, elapsed, cpu, verdict.status
 
     def memory(self) -> tuple[float, float, int, float]:
         """(verifier state MB, RSS growth MB, serialized ledger bytes, seconds) for memory_messages."""
@@ -158,22 +138,33 @@ class VerifyBench:
         value = b'{"Header":{"MessageType":"movementData"},"Param":{"Timestamp":"2026-11-22T12:00:00.000Z"}}'
         crc = checksum(value)
         tags = {f"gov-{i}": topic_tag(f"gov-{i}") for i in range(4)}
-        start = time.perf_counter()
-        batch: list[_Synthetic] = []
+        batch: list[Message] = []
         offsets = [0] * 12
+        elapsed = 0.0
         for i in range(n):
             producer = i % producers
             seq = i // producers
-            part = (i * 7919) % 12
+            part = (i // 1000) % 12  # runs of 1,000 records per partition, as a fetch delivers them
             topic = f"gov-{part // 3}"
             env = Envelope(RUN, producer + 1, seq, 0, crc, tags[topic])
-            batch.append(_Synthetic(topic, part % 3, offsets[part], value, [(HEADER, encode(env))]))
+            batch.append(
+                Message(
+                    topic=topic,
+                    partition=part % 3,
+                    offset=offsets[part],
+                    value=value,
+                    headers=[(HEADER, encode(env))],
+                )
+            )
             offsets[part] += 1
             if len(batch) == 10_000:
-                verifier.process(batch, record_latency=False)
+                start = time.perf_counter()
+                verifier.process(batch, record_latency=True, now_us=1_000)
+                elapsed += time.perf_counter() - start
                 batch = []
-        verifier.process(batch, record_latency=False)
-        elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        verifier.process(batch, record_latency=True, now_us=1_000)
+        elapsed += time.perf_counter() - start
         batch = []
         gc.collect()
         grown = rss_mb() - before
@@ -192,11 +183,62 @@ class VerifyBench:
         assert sum(len(b) for b in summary.seen.values()) == n
         return state_bytes / 2**20, grown, serialized, elapsed
 
+    def end_cost(self, bootstrap: str) -> float:
+        """Seconds Readback.finish takes on a run of 1,000 messages over 12 partitions: what judging
+        costs beyond reading (end offsets, log checks, log starts)."""
+        prefix = unique_prefix("vend")
+        topics = Catalogue.load().topics(prefix)
+        ensure_topics({"bootstrap.servers": bootstrap}, topics, partitions=3)
+        saved, self.args.messages = self.args.messages, 1_000
+        try:
+            n = self.produce(bootstrap, topics, prefix)
+        finally:
+            self.args.messages = saved
+        return self.verify(bootstrap, topics, n)[1]
+
+    def sharded(self, bootstrap: str, topics: list[str], n: int, readers: int) -> tuple[int, float, str]:
+        """(seen, seconds, status) for ``readers`` verifier processes, each reading the partitions it
+        owns (verify/shards.py) to their end, timed from a common start to the last one's end, then
+        their states merged and judged here (the merge and the verdict are in the time)."""
+        children = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--shard-child", bootstrap, str(number), str(readers), *topics],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for number in range(readers)
+        ]
+        for child in children:
+            assert child.stdout is not None
+            child.stdout.readline()  # assigned: ready to read
+        start = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        exports = [orjson.loads(child.communicate()[0]) for child in children]
+        judge = Readback(
+            {"bootstrap.servers": bootstrap},
+            topics,
+            RUN,
+            start={(t, p): 0 for t in topics for p in range(3)},
+            shard=Shard(0, readers + 1),
+        )
+        judge.reached_end = True
+        for state in exports:
+            judge.merge(state)
+        verdict = judge.judge(AckLedger([ProducerLedger(1, sent=n, acked_count=n)]))
+        judge.consumer.close()
+        return verdict.seen, time.perf_counter() - start, verdict.status
+
     def main(self) -> None:
         a = self.args
+        # As the live verifier process has it (ingestload.verify.process); the bare loop gets it too.
+        gctune.tune(GC_THRESHOLD)
         # Memory first, while the process is fresh: later phases leave freed memory behind.
-        print(f"feeding the verifier {a.memory_messages:,} synthetic envelopes…", flush=True)
-        state_mb, grown, ledger_bytes, mem_elapsed = self.memory()
+        print(f"feeding the verifier core {a.memory_messages:,} envelopes…", flush=True)
+        state_mb, grown, ledger_bytes, core_elapsed = self.memory()
+        core = a.memory_messages / core_elapsed
         with kafka(a.kafka_bootstrap) as bootstrap:
             prefix = unique_prefix("vbench")
             topics = Catalogue.load().topics(prefix)
@@ -205,35 +247,66 @@ class VerifyBench:
             n = self.produce(bootstrap, topics, prefix)
             rows = []
             for _ in range(a.repeat):
-                count, elapsed = self.bare(bootstrap, topics)
-                rows.append(("bare consume loop (count only)", count, elapsed, ""))
+                count, elapsed, cpu = self.bare(bootstrap, topics)
+                rows.append(("bare consume loop (count only)", count, elapsed, cpu, ""))
                 print(f"  bare: {count / elapsed:,.0f} msg/s", flush=True)
-                seen, elapsed, status = self.verify(bootstrap, topics, n)
-                rows.append(("ingestload Readback (full checks)", seen, elapsed, status))
+                seen, elapsed, cpu, status = self.verify(bootstrap, topics, n)
+                rows.append(("ingestload Readback (full checks)", seen, elapsed, cpu, status))
                 print(f"  verify: {seen / elapsed:,.0f} msg/s ({status})", flush=True)
+            end = min(self.end_cost(bootstrap) for _ in range(2))
+            scaling = []
+            for _ in range(a.repeat):
+                for readers in (1, 2):
+                    seen, elapsed, status = self.sharded(bootstrap, topics, n, readers)
+                    scaling.append((readers, seen, elapsed, status))
+                    print(
+                        f"  {readers} verifier process(es): {seen / elapsed:,.0f} msg/s ({status})",
+                        flush=True,
+                    )
         print()
-        print(f"{'side':<42} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs bare':>8}")
+        print(
+            f"{'side':<36} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs bare':>8} "
+            f"{'CPU µs/msg':>11} {'CPU vs bare':>12}"
+        )
+        ratios, cpu_ratios = [], []
         for i in range(0, len(rows), 2):
-            bare_rate = rows[i][1] / rows[i][2]
-            for label, count, elapsed, status in rows[i : i + 2]:
-                rate = count / elapsed
-                line = f"{label:<42} {count:>11,} {elapsed:>8.2f} {rate:>10,.0f} {rate / bare_rate:>7.2f}×"
-                print(f"{line} {status}")
-        print(f"\nmemory for {a.memory_messages:,} messages (4 producers × 12 partitions), measured first:")
+            bare_rate, bare_cpu = rows[i][1] / rows[i][2], rows[i][3] / rows[i][1]
+            for label, count, elapsed, cpu, status in rows[i : i + 2]:
+                rate, per = count / elapsed, cpu / count
+                print(
+                    f"{label:<36} {count:>11,} {elapsed:>8.2f} {rate:>10,.0f} {rate / bare_rate:>7.2f}× "
+                    f"{per * 1e6:>11.2f} {bare_cpu / per:>11.2f}× {status}"
+                )
+            ratios.append((rows[i + 1][1] / rows[i + 1][2]) / bare_rate)
+            cpu_ratios.append(bare_cpu / (rows[i + 1][3] / rows[i + 1][1]))
+        print(f"\nfixed cost at the end (Readback.finish, 1,000 messages, best of 2): {end:.2f} s")
+        print(f"verifier core without Kafka: {core:,.0f} msg/s")
+        print(f"memory for {a.memory_messages:,} messages (4 producers × 12 partitions):")
         print(
             f"  verifier seen-sets (roaring bitmaps): {state_mb:,.1f} MB; process RSS growth {grown:,.1f} MB"
         )
         print(f"  ack ledger, serialized: {ledger_bytes:,} bytes")
-        print(f"  verifier core without Kafka: {a.memory_messages / mem_elapsed:,.0f} msg/s")
-        best = max(rows[i + 1][1] / rows[i + 1][2] for i in range(0, len(rows), 2))
-        ratio = max(
-            (rows[i + 1][1] / rows[i + 1][2]) / (rows[i][1] / rows[i][2]) for i in range(0, len(rows), 2)
-        )
-        print(
-            f"\ntargets: verified ≥ 250,000 msg/s [{'met' if best >= 250_000 else 'NOT met'}: {best:,.0f}], "
-            f"≥ 0.5× bare [{'met' if ratio >= 0.5 else 'NOT met'}: {ratio:.2f}×], "
-            f"memory tens of MB [{'met' if grown < 100 else 'NOT met'}: {grown:,.0f} MB]"
-        )
+        print("\nverifier processes sharing the partitions (each its own process; merged and judged here):")
+        print(f"{'processes':>10} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs 1':>6}")
+        for i in range(0, len(scaling), 2):
+            one = scaling[i][1] / scaling[i][2]
+            for readers, seen, elapsed, status in scaling[i : i + 2]:
+                rate = seen / elapsed
+                print(
+                    f"{readers:>10} {seen:>11,} {elapsed:>8.2f} {rate:>10,.0f} {rate / one:>5.2f}× {status}"
+                )
+        ratio = statistics.median(ratios)
+        print("\ngoals (issue 20):")
+        print(goal_line("verified ≥ 0.8× the bare loop (median of rounds)", ratio >= 0.8, f"{ratio:.2f}×"))
+        print(f"    (CPU per message vs bare, median: {statistics.median(cpu_ratios):.2f}×)")
+        print(goal_line("fixed end cost ≤ 0.3 s", end <= 0.3, f"{end:.2f} s"))
+        print(goal_line("verifier core ≥ 1,000,000 msg/s", core >= 1_000_000, f"{core:,.0f} msg/s"))
+        print(goal_line("memory in tens of MB", grown < 100, f"{grown:,.0f} MB"))
+
+
+def goal_line(goal: str, met: bool, measured: str) -> str:
+    """``  [met]     goal: measured`` — one line of a bench's goals."""
+    return f"  [{'met' if met else 'NOT met':<7}] {goal}: {measured}"
 
 
 def parse_args() -> argparse.Namespace:
@@ -244,12 +317,31 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--memory-messages", type=int, default=10_000_000, help="messages for the memory figure"
     )
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of bare + verify (default 2)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of bare + verify (default 3)")
     parser.add_argument(
         "--kafka-bootstrap", default=None, help="use this Kafka instead of the embedded broker"
     )
     return parser.parse_args()
 
 
+def shard_child(bootstrap: str, number: int, readers: int, topics: list[str]) -> None:
+    """``--shard-child``: one verifier process of ``readers``; its export on stdout."""
+    gctune.tune(GC_THRESHOLD)
+    run = Readback(
+        {"bootstrap.servers": bootstrap},
+        topics,
+        RUN,
+        start={(t, p): 0 for t in topics for p in range(3)},
+        shard=Shard(number, readers),
+    )
+    print("ready", flush=True)
+    sys.stdin.readline()
+    run.read_to_end(drain_timeout=600, late_grace=0)
+    sys.stdout.buffer.write(orjson.dumps(run.export()))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--shard-child"]:
+        shard_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:])
+        sys.exit(0)
     VerifyBench(parse_args()).main()

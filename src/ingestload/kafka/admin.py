@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -97,6 +98,14 @@ def reader(config: Mapping[str, str], purpose: str, **extra: Any) -> Any:
             **extra,
         }
     )
+
+
+def _know_leaders(consumer: Any, timeout: float) -> None:
+    """Fetch the cluster's metadata before ``assign``: a new consumer that is assigned partitions
+    first learns their leaders ~0.5 s later (measured with librdkafka 2.x), which every short read
+    at the end of a verification paid once or twice. Kafka's not answering is found out later."""
+    with contextlib.suppress(Exception):
+        consumer.list_topics(timeout=timeout)
 
 
 def topic_partitions(client: Any, topics: Iterable[str], timeout: float) -> list[tuple[str, int]]:
@@ -210,6 +219,7 @@ def read_partitions(
         return
     consumer = reader(config, "readback")
     try:
+        _know_leaders(consumer, idle_timeout)
         consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in sorted(where.items())])
         pending = set(where)
         last_progress = time.monotonic()
@@ -265,6 +275,7 @@ def end_offsets(
         config, "ends", **{"fetch.min.bytes": "1", "fetch.wait.max.ms": "10", "isolation.level": isolation}
     )
     try:
+        _know_leaders(consumer, timeout)
         consumer.assign([TopicPartition(t, p, OFFSET_END) for t, p in wanted])
         deadline = time.monotonic() + timeout
         while len(ends) < len(wanted):
@@ -311,6 +322,7 @@ def records_at(
     consumer = reader(config, "check", **{"fetch.min.bytes": "1", "fetch.wait.max.ms": "10"})
     deadline = time.monotonic() + timeout
     try:
+        _know_leaders(consumer, timeout)
         for where in rounds:
             consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in sorted(where.items())])
             decided: set[tuple[str, int]] = set()
@@ -318,7 +330,10 @@ def records_at(
                 if time.monotonic() > deadline:
                     undecided = ", ".join(f"{t}[{p}]" for t, p in sorted(set(where) - decided))
                     raise IngestloadError(f"no answer within {timeout:g}s when reading back {undecided}")
-                for message in consumer.consume(100, 0.1):
+                # The first answer waited for, the rest taken as they are: consume(n, timeout) would
+                # wait the whole timeout for n records that a round of single records never has.
+                answers = consumer.consume(1, 0.1)
+                for message in answers + consumer.consume(100, 0) if answers else ():
                     key = (message.topic(), message.partition())
                     if key in decided or key not in where:
                         continue

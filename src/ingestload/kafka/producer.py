@@ -224,7 +224,7 @@ class KafkaProducerClient(EnvelopeSender):
             return self._send_body_enveloped(count)
         produce = self.producer.produce
         next_message = self.factory.next
-        prefix, pack_tail = writer.prefix, writer.pack_tail
+        prefix, pack = writer.prefix, writer.pack_header
         report = self.outcomes.report
         tags = self.tags
         crc = checksum
@@ -237,7 +237,7 @@ class KafkaProducerClient(EnvelopeSender):
                 produce(
                     topic,
                     value,
-                    headers=[(HEADER, prefix + pack_tail(seq, now_ns // 1000, crc(value), tags[topic]))],
+                    headers=[(HEADER, pack(prefix, seq, now_ns // 1000, crc(value), tags[topic]))],
                     on_delivery=partial(report, seq),
                 )
                 seq += 1

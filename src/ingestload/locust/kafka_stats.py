@@ -29,6 +29,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import locust.stats
@@ -125,25 +126,36 @@ class AckStats:
 
     def _entry(self, stats: Any, topic: str, messages: list[Any], now: float) -> StatsEntry:
         """A StatsEntry holding what one request event per message would have logged at ``now``."""
-        latencies = map(Message.latency, messages)
-        times: list[Any] = [latency * 1000.0 if latency is not None else 0.0 for latency in latencies]
-        return stats_entry(stats, topic, self.request_type, times, sum(map(len, messages)), now)
+        return stats_entry(
+            stats, topic, self.request_type, response_times(messages), sum(map(len, messages)), now
+        )
 
     def _call_each(self, listeners: list[Callable[..., Any]], pending: dict[str, list[Any]]) -> None:
         """Call ``listeners`` once per message, with what a request event carries."""
         request_type = self.request_type
+        # One listener (an exporter, a counter) is called directly: a call and a keyword dict less
+        # per message. Several go through call_listeners, which shields each from the others.
+        call = listeners[0] if len(listeners) == 1 else partial(call_listeners, listeners)
         for topic, messages in pending.items():
-            for msg in messages:
-                latency = msg.latency()
-                call_listeners(
-                    listeners,
-                    request_type=request_type,
-                    name=topic,
-                    response_time=latency * 1000.0 if latency is not None else 0.0,
-                    response_length=len(msg),
-                    exception=None,
-                    context=_NO_CONTEXT,
-                )
+            for msg, time_ms in zip(messages, response_times(messages), strict=True):
+                try:
+                    call(
+                        request_type=request_type,
+                        name=topic,
+                        response_time=time_ms,
+                        response_length=len(msg),
+                        exception=None,
+                        context=_NO_CONTEXT,
+                    )
+                except _LOCUST_CONTROL_FLOW:
+                    raise
+                except Exception:
+                    _log.exception("Uncaught exception in request event listener %r", call)
+
+
+def response_times(messages: list[Any]) -> list[float]:
+    """Each acknowledged message's produce-to-ack time in ms (0.0 when librdkafka has none)."""
+    return [latency * 1000.0 if latency is not None else 0.0 for latency in map(Message.latency, messages)]
 
 
 def stats_entry(

@@ -62,6 +62,7 @@ from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger
 from ingestload.verify.body import BodySpec
 from ingestload.verify.explain import Explainer
+from ingestload.verify.shards import Shard, export_partitions, import_partitions, shard_of
 from ingestload.verify.verdict import Thresholds, Verdict, classify
 from ingestload.verify.verifier import Verifier
 
@@ -183,9 +184,14 @@ class Readback:
         thresholds: Thresholds | None = None,
         batch: int = 10_000,
         record_latency: bool = True,
+        shard: Shard | None = None,
     ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+        self.shard = shard
+        """Which of several readers this is: it reads only the partitions :func:`shard_of` gives it."""
+        self.reached_end = False
+        """Every partition of this reader was read to its end (set by :meth:`finish`)."""
         self.config = committed_only(config)
         self.topics = sorted(set(topics))
         self.run_id = run_id
@@ -221,6 +227,8 @@ class Readback:
         self.assigned: set[tuple[str, int]] = set()
         assignment = []
         for key in topic_partitions(self.consumer, self.topics, 10.0):
+            if not self._mine(key):
+                continue
             offset = self.start.get(key)
             if offset is None:  # created after the start offsets were taken: all of it is the run's
                 offset = self.start[key] = 0
@@ -232,28 +240,80 @@ class Readback:
             self.consumer.assign(assignment)
         self._next_refresh = time.monotonic() + REFRESH_INTERVAL
 
+    def _mine(self, key: tuple[str, int]) -> bool:
+        return self.shard is None or shard_of(*key, self.shard.of) == self.shard.number
+
+    # -- shards --------------------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """What this shard learnt, after :meth:`finish`, for :meth:`merge` (JSON-able)."""
+        return {
+            "partitions": export_partitions(self.verifier),
+            "seen_records": self.verifier.seen_records,
+            "reached_end": self.reached_end,
+            "errors": self.errors,
+            "replaced": [[t, p, why] for (t, p), why in sorted(self.replaced.items())],
+            "deleted": [[t, p, n] for (t, p), n in sorted(self.deleted.items())],
+            "not_visible": [[t, p, n] for (t, p), n in sorted(self.not_visible.items())],
+            "start": [[t, p, o] for (t, p), o in sorted(self.start.items()) if self._mine((t, p))],
+            "watched_s": self.watched_s,
+            "histograms": {topic: h.encode().decode() for topic, h in self.histograms.items()},
+        }
+
+    def merge(self, shard: Mapping[str, Any]) -> None:
+        """Take in another shard's :meth:`export` (its partitions are not this reader's): the verdict
+        then covers both, exactly as one reader of all their partitions would have judged them."""
+        from hdrh.histogram import HdrHistogram
+
+        import_partitions(self.verifier, shard["partitions"])
+        self.verifier.seen_records += int(shard["seen_records"])
+        self.reached_end = self.reached_end and bool(shard["reached_end"])
+        self.errors += [e for e in shard["errors"] if e not in self.errors]
+        self.replaced.update(((t, p), why) for t, p, why in shard["replaced"])
+        self.deleted.update(((t, p), n) for t, p, n in shard["deleted"])
+        self.not_visible.update(((t, p), n) for t, p, n in shard["not_visible"])
+        self.start.update(((t, p), o) for t, p, o in shard["start"])
+        self.assigned.update((t, p) for t, p, _ in shard["start"])
+        if shard["watched_s"] is not None:
+            self.watched_s = max(self.watched_s or 0.0, float(shard["watched_s"]))
+        for topic, encoded in shard["histograms"].items():
+            histogram = self.histograms.get(topic)
+            if histogram is None:
+                histogram = self.histograms[topic] = _histogram()
+            histogram.add(HdrHistogram.decode(encoded))
+
     # -- consuming ---------------------------------------------------------------------
 
     def poll_once(self, timeout: float = 0.02) -> int:
         """Consume and record one batch; returns how many messages (not events) it held.
 
-        ``consume`` returns when the batch is full *or* the timeout passes; the latency of a
-        message includes that wait, so it stays short (20 ms) for a truthful end-to-end figure.
+        It waits (up to ``timeout``) for the first message only, then takes what librdkafka has
+        already fetched, without waiting: a batch is whatever arrived meanwhile. Each message's
+        end-to-end latency is stamped when its batch is taken, so a wait to fill a batch
+        (``consume(n, timeout)`` waits for ``n`` messages or the timeout) would count in it: at a
+        few thousand msg/s, the whole timeout.
         """
         from confluent_kafka import KafkaError
 
         if time.monotonic() >= self._next_refresh:
             self.refresh()
-        messages = self.consumer.consume(self.batch, timeout)
-        good = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                good.append(message)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                self._fingerprints.pop((message.topic(), message.partition()), None)
-            else:
-                self.read_errors[(message.topic(), message.partition())] = scrub(str(error), self.config)
+        messages = self.consumer.consume(1, timeout)
+        if not messages:
+            return 0
+        messages += self.consumer.consume(self.batch - 1, 0)
+        good = messages
+        # Any event (end of partition, an error) among them? One pass in C; not list.count(None):
+        # confluent-kafka's KafkaError compared with None leaves an exception set.
+        if any(map(type(messages[0]).error, messages)):
+            good = []
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    good.append(message)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    self._fingerprints.pop((message.topic(), message.partition()), None)
+                else:
+                    self.read_errors[(message.topic(), message.partition())] = scrub(str(error), self.config)
         if good and self._fingerprints:
             good = self._take_fingerprints(good)
         if good:
@@ -292,7 +352,7 @@ class Readback:
         except Exception as e:  # Kafka unreachable: try again at the next refresh
             log.debug("metadata refresh failed: %s", scrub(str(e), self.config))
             return
-        new = [key for key in found if key not in self.assigned]
+        new = [key for key in found if key not in self.assigned and self._mine(key)]
         if not new:
             return
         self.consumer.incremental_assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in new])
@@ -373,6 +433,20 @@ class Readback:
         Called once every producer has drained (the ledger is final). Bounded by ``drain_timeout``
         seconds: when the end is not reached by then, what is missing is unseen, not lost.
         """
+        self.read_to_end(drain_timeout=drain_timeout, on_progress=on_progress, late_grace=late_grace)
+        return self.judge(ledger, missing_workers)
+
+    def read_to_end(
+        self,
+        *,
+        drain_timeout: float,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        late_grace: float = LATE_GRACE,
+    ) -> bool:
+        r""":meth:`finish` without the verdict: read on for ``late_grace`` seconds, then to the end offsets
+        of that moment, check the logs still hold what was read; True when the end was reached. A
+        shard of several stops here: its :meth:`export` goes to the reader that :meth:`merge`\ s
+        every shard and judges."""
         started = time.monotonic()
         deadline = started + drain_timeout
         grace_over = started + min(late_grace, drain_timeout)
@@ -425,6 +499,13 @@ class Readback:
         if on_progress is not None:
             on_progress(final)
         self.consumer.close()
+        self.reached_end = reached_end
+        return reached_end
+
+    def judge(self, ledger: AckLedger, missing_workers: Iterable[str] = ()) -> Verdict:
+        """The verdict on what was read (after :meth:`finish`, or after :meth:`merge` of every shard):
+        classified, and when messages look lost, the partitions of their topics read again first."""
+        reached_end = self.reached_end
         missing_workers = list(missing_workers)
         verdict = self._judge(ledger, reached_end, missing_workers)
         if reached_end and verdict.lost:
