@@ -194,6 +194,7 @@ class _Stopping:
     def close(self) -> None:
         self.process.stop()
         self.process.kill()
+        self.process.log_path.unlink(missing_ok=True)
 
 
 def profile_writer(dsn: str, bootstrap: str, prefix: str, topics: list[str], n: int) -> None:

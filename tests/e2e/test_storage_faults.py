@@ -46,7 +46,7 @@ from ingestload.kafka.admin import ensure_topics
 from ingestload.messages.catalogue import Catalogue
 from ingestload.messages.factory import MessageFactory
 from ingestload.sink.postgres import EmbeddedPostgres
-from ingestload.sink.running import SinkProcess, run_sink
+from ingestload.sink.running import SinkProcess
 from ingestload.testing import describe_output, locust_command
 from tests.oracle import read_copies
 
@@ -105,6 +105,16 @@ def finish_run(process, tmp_path, timeout=150):
     verdict_file = tmp_path / "verdict.json"
     assert verdict_file.exists(), describe_output(done)
     return done, json.loads(verdict_file.read_text())
+
+
+def sink_process(tmp_path, kafka, dsn, args):
+    """A reference sink (``ingestload sink``) whose log is in the test's own directory, not left
+    in /tmp."""
+    sink = SinkProcess(kafka, dsn, args)
+    sink.log_path.unlink()
+    sink.log_path = tmp_path / "sink.log"
+    sink.log_path.touch()
+    return sink
 
 
 def prepared_topics(kafka, prefix):
@@ -340,7 +350,8 @@ def test_reference_sink_killed_mid_run_and_restarted_loses_and_duplicates_nothin
     topics, run_id, group = prepared_topics(kafka, prefix), uuid.uuid4().hex[:16], f"{prefix}sink"
     application = f"ref-{prefix}"
     dsn = named(postgres, application)
-    sink = SinkProcess(
+    sink = sink_process(
+        tmp_path,
         kafka,
         dsn,
         [
@@ -393,7 +404,8 @@ def test_postgres_crashed_mid_run_and_restarted_the_sink_retries_and_loses_nothi
     retried; the verdict PASSes; the run's rows are exactly its records in Kafka, one row each."""
     topics, run_id, group = prepared_topics(kafka, prefix), uuid.uuid4().hex[:16], f"{prefix}sink"
     with EmbeddedPostgres() as db:
-        sink = SinkProcess(
+        sink = sink_process(
+            tmp_path,
             kafka,
             db.dsn,
             ["--topic-prefix", prefix, "--sink-group", group, "--sink-topics", ",".join(topics)],
@@ -490,7 +502,9 @@ def test_naive_sink_killed_mid_run_its_losses_and_duplicates_are_counted_exactly
     assert (verdict["status"], stored["status"], verdict["overall"]["status"]) == ("PASS", "FAIL", "FAIL")
 
 
-def test_records_postgresql_cannot_store_are_dead_lettered_not_retried_for_ever(kafka, postgres, prefix):
+def test_records_postgresql_cannot_store_are_dead_lettered_not_retried_for_ever(
+    kafka, postgres, prefix, tmp_path
+):
     """Two poison records among 50 good ones on one partition: a valid message holding U+0000 in a
     string (valid JSON that jsonb refuses) and a value that is not JSON and holds a NUL byte (which
     no PostgreSQL text holds). The reference sink writes the 50 and dead-letters exactly those two,
@@ -512,11 +526,16 @@ def test_records_postgresql_cannot_store_are_dead_lettered_not_retried_for_ever(
     producer.flush(30)
     table = "poison_" + prefix.replace("-", "_").strip("_")
     args = ["--topic-prefix", prefix, "--sink-topics", topic, "--sink-group", f"{prefix}sink"]
-    with run_sink(
-        kafka, postgres, *args, "--sink-table", table, "--sink-dead-letters", f"{table}_dead"
-    ) as sink:
+    sink = sink_process(
+        tmp_path, kafka, postgres, [*args, "--sink-table", table, "--sink-dead-letters", f"{table}_dead"]
+    )
+    sink.start()
+    try:
         wait_rows(postgres, f"SELECT count(*) FROM {table}_dead", (), 2)
         wait_rows(postgres, f"SELECT count(*) FROM {table}", (), 50)
+        sink.stop()
+    finally:
+        sink.kill()
     with psycopg.connect(postgres, autocommit=True) as conn:
         written = sorted(o for (o,) in conn.execute(f"SELECT kafka_offset FROM {table}"))
         dead = conn.execute(f"SELECT kafka_offset, reason FROM {table}_dead ORDER BY 1").fetchall()
