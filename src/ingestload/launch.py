@@ -415,6 +415,8 @@ def _sink_for(plan: RunPlan, bootstrap: str) -> Iterator[str | None]:
         finally:
             sink.stop()
             following.set()
+            time.sleep(0.6)  # the follower's last turn: the sink's closing line
+            sink.remove_log()
 
 
 def start(plan: RunPlan) -> int:

@@ -103,6 +103,10 @@ class SinkProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def remove_log(self) -> None:
+        """Delete its output file (once read: nothing of a run is left in /tmp)."""
+        self.log_path.unlink(missing_ok=True)
+
     def follow(self, on_line: Callable[[str], None], interval: float = 0.5) -> threading.Event:
         """Hand each new line of its output to ``on_line`` from a daemon thread (its status lines on
         the run's console) until the returned event is set."""
@@ -112,9 +116,12 @@ class SinkProcess:
             position = self.log_path.stat().st_size
             while True:
                 finished = stop.wait(interval)
-                with open(self.log_path, "rb") as log:
-                    log.seek(position)
-                    chunk = log.read()
+                try:
+                    with open(self.log_path, "rb") as log:
+                        log.seek(position)
+                        chunk = log.read()
+                except FileNotFoundError:  # removed after the run
+                    return
                 complete = chunk[: chunk.rfind(b"\n") + 1]
                 position += len(complete)
                 for line in complete.decode(errors="replace").splitlines():
@@ -138,3 +145,4 @@ def run_sink(
     finally:
         sink.stop()
         sink.kill()
+        sink.remove_log()
