@@ -251,7 +251,11 @@ def stopped_stats(log):
     """The counters of a reference sink's last "stopped" line (the restarted one's)."""
     line = [line for line in log.splitlines() if "ingestload sink: stopped;" in line][-1]
     words = (
-        line.split("sink: ", 2)[-1].replace("already there", "already_there").replace("dead letters", "dead")
+        line.split("stopped;", 1)[1]
+        .strip()
+        .removeprefix("sink: ")
+        .replace("already there", "already_there")
+        .replace("dead letters", "dead")
     )
     parts = words.split()
     return {parts[i]: int(parts[i + 1].replace(",", "")) for i in range(0, len(parts) - 1, 2)}
