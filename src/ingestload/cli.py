@@ -35,6 +35,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -221,7 +222,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _verify_sink(
     settings: Settings,
-    document: Mapping[str, object],
+    document: Mapping[str, Any],
     run_id: str,
     topics: Sequence[str],
     ledger: AckLedger,
@@ -235,7 +236,7 @@ def _verify_sink(
         raise IngestloadError("--sink: name the database (postgresql://…); a run's own ended with it")
     target = s.target()
     target.check()
-    spec = BodySpec.from_dict(document.get("body"), str(document.get("envelope_field") or "_ingestload"))  # type: ignore[arg-type]
+    spec = BodySpec.from_dict(document.get("body"), str(document.get("envelope_field") or "_ingestload"))
     print(f"ingestload: reading table {target.name} back…", flush=True)
     verdict = judge_table(
         target,
@@ -247,7 +248,7 @@ def _verify_sink(
         spec=spec,
         thresholds=thresholds,
         wait=s.wait,
-        missing_workers=list(document.get("missing_workers") or []),  # type: ignore[call-overload]
+        missing_workers=list(document.get("missing_workers") or []),
         on_wait=lambda line: print(f"ingestload: {line}", flush=True),
     )
     print(verdict.report(), flush=True)
