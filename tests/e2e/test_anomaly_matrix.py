@@ -104,7 +104,7 @@ def start_api(
 
 
 @pytest.mark.parametrize("path", ["kafka", "api"])
-@pytest.mark.parametrize("mode", ["local", "--processes 2", "master + 2 workers"])
+@pytest.mark.parametrize("mode", ["local", "--processes 2", "master + 2 workers", "3 verifier processes"])
 def test_every_anomaly_at_every_edge_is_counted_exactly(kafka, prefix, root, tmp_path, mode, path):
     """Lost, duplicated (at once and after the drain), corrupted and misrouted messages at every edge
     are counted exactly as injected, and as an independent reader finds them; nothing else is."""
@@ -113,7 +113,7 @@ def test_every_anomaly_at_every_edge_is_counted_exactly(kafka, prefix, root, tmp
     reused = [t for t in topics if t != newcomer]
     ensure_topics({"bootstrap.servers": kafka}, reused, partitions=3)
     prefill(kafka, reused)
-    producers = 1 if mode == "local" else 2
+    producers = 2 if mode in ("--processes 2", "master + 2 workers") else 1
     rate, seconds = PROFILES[path]
     n = rate * seconds // producers
     plan = {**plan_for(n), "misroute_to": newcomer}
@@ -164,6 +164,8 @@ def test_every_anomaly_at_every_edge_is_counted_exactly(kafka, prefix, root, tmp
                 done = run(locustfile, [*args, *master], env, root)
         else:
             extra = processes_args(2) if mode == "--processes 2" else []
+            if mode == "3 verifier processes":  # each reads a share of the partitions; one verdict
+                extra = ["--verifier-processes", "3"]
             done = run(locustfile, [*args, *extra], env, root)
     finally:
         if api is not None:
@@ -237,7 +239,7 @@ def test_records_acknowledged_before_their_commit_are_not_yet_visible_never_lost
     unseen. Before issue 18: FAIL, those messages lost."""
     topics = Catalogue.load().topics(prefix)
     ensure_topics({"bootstrap.servers": kafka}, topics, partitions=3)
-    producers = 1 if mode == "local" else 2
+    producers = 2 if mode in ("--processes 2", "master + 2 workers") else 1
     rate, seconds = 100, 6
     n = rate * seconds // producers
     profile = tmp_path / "profile.yaml"

@@ -36,8 +36,18 @@ def ingestload(root: Path, *args: str, timeout: float = 120) -> subprocess.Compl
         (["--locustfile", "no/such/locustfile.py"], "--locustfile: no such file"),
         (["--processes", "0"], "--processes: 0 is not allowed"),
         (["--min-offered-ratio", "2"], "--min-offered-ratio: '2' is not allowed"),
+        (["--verifier-processes", "0"], "--verifier-processes: '0' is not allowed"),
     ],
-    ids=["run-time", "kafka-config", "unreachable-kafka", "rate", "locustfile", "processes", "ratio"],
+    ids=[
+        "run-time",
+        "kafka-config",
+        "unreachable-kafka",
+        "rate",
+        "locustfile",
+        "processes",
+        "ratio",
+        "verifier-processes",
+    ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_anything_starts(root, tmp_path, args, message):
     """Every input `ingestload run` hands on is checked first: one line on stderr, exit 2, and no

@@ -62,6 +62,18 @@ def test_unseen_before_the_end_is_inconclusive_not_lost():
     assert "drain window ran out with 2 acknowledged messages unseen" in verdict.reasons[0]
 
 
+def test_unseen_after_a_read_error_names_the_error_not_the_drain_window():
+    """When the verifier could not read to the end (an error it gives), the unseen messages are put
+    down to that error, not to a drain window that did not run out."""
+    verdict = judge(
+        ledger(), seen(*[(1, s) for s in range(8)]), reached_end=False, errors=["process 2 of 2 gone"]
+    )
+    assert (verdict.status, verdict.lost, verdict.unseen) == ("INCONCLUSIVE", 0, 2)
+    assert verdict.reasons[0] == "verifier: process 2 of 2 gone"
+    assert verdict.reasons[1].startswith("2 acknowledged messages unseen: the verifier did not read")
+    assert not any("drain window" in r for r in verdict.reasons)
+
+
 def test_duplicates_and_corruption_fail():
     """Extra copies and checksum mismatches are counted exactly and fail the run."""
     summary = seen(*[(1, s) for s in range(10)], (1, 4), (1, 4), extra=[kafka_msg(1, 9, crc=1, partition=2)])

@@ -27,7 +27,7 @@ from ingestload.locust.publish import write_json
 from ingestload.messages.ledger import AckLedger
 from ingestload.settings import Settings
 from ingestload.verdicts import EXIT_CODES, INCONCLUSIVE, PASS
-from ingestload.verify.process import VerifierProcess
+from ingestload.verify.process import VerifierProcess, VerifierShards
 from ingestload.verify.verdict import Thresholds
 
 log = logging.getLogger("ingestload")
@@ -104,7 +104,7 @@ class LocustVerification:
         self.settings = settings
         self.topics = sorted(set(topics))
         self.run_id = run_id
-        self.process: VerifierProcess | None = None
+        self.process: VerifierProcess | VerifierShards | None = None
         self._follower: gevent.Greenlet | None = None
         self.live: dict[str, int] = {
             "records": 0,
@@ -123,16 +123,29 @@ class LocustVerification:
 
     def start(self) -> None:
         """Start the verifier and wait until it holds its start offsets (before load begins)."""
+        count = self.settings.verify.verifier_processes
         try:
-            self.process = VerifierProcess(
-                self.settings.kafka.consumer_config(),
-                self.topics,
-                self.run_id,
-                envelope_field=self.settings.messages.envelope_field,
-                body=self.settings.body_spec().to_dict(),
-                thresholds=self.thresholds,
-                on_progress=self._on_progress,
-            )
+            if count > 1:
+                self.process = VerifierShards(
+                    count,
+                    self.settings.kafka.consumer_config(),
+                    self.topics,
+                    self.run_id,
+                    envelope_field=self.settings.messages.envelope_field,
+                    body=self.settings.body_spec().to_dict(),
+                    thresholds=self.thresholds,
+                    on_progress=self._on_progress,
+                )
+            else:
+                self.process = VerifierProcess(
+                    self.settings.kafka.consumer_config(),
+                    self.topics,
+                    self.run_id,
+                    envelope_field=self.settings.messages.envelope_field,
+                    body=self.settings.body_spec().to_dict(),
+                    thresholds=self.thresholds,
+                    on_progress=self._on_progress,
+                )
             ready = self.process.wait_ready()
         except OSError as e:
             self.error = f"cannot start the verifier process: {e}"

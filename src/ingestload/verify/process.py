@@ -7,6 +7,12 @@ configures it (secrets travel there, never in argv), then ``{"cmd": "finish", â€
 answers ``ready``, periodic ``progress`` and a final ``verdict``. :class:`VerifierProcess` is the
 master's side.
 
+With ``--verifier-processes N`` (:class:`VerifierShards`) there are N such processes, each reading
+the partitions :func:`~ingestload.verify.shards.shard_of` gives it. At the end each reads its
+partitions to their end; the others answer ``shard`` (their state, :meth:`Readback.export`), and the
+first takes them in (``{"cmd": "judge", "shards": â€¦}``, :meth:`Readback.merge`) and answers the one
+``verdict``: the same verdict one process reading every partition would give.
+
 Example::
 
     process = VerifierProcess(config, topics, run_id, envelope_field="_ingestload",
@@ -20,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -38,6 +45,7 @@ from ingestload.kafka.admin import Offsets
 from ingestload.kafka.config import scrub
 from ingestload.messages.ledger import AckLedger
 from ingestload.verify.readback import LATE_GRACE, Readback
+from ingestload.verify.shards import Shard, shard_of
 from ingestload.verify.verdict import Thresholds
 
 #: The verifier process's generation-0 GC threshold: every consumed record is a GC-tracked
@@ -61,6 +69,7 @@ def main() -> int:
     if not first:
         return 2
     setup = orjson.loads(first)
+    shard = Shard(*setup["shard"]) if setup.get("shard") else None
     try:
         run = Readback(
             setup["config"],
@@ -69,6 +78,7 @@ def main() -> int:
             envelope_field=setup.get("envelope_field", "_ingestload"),
             body=setup.get("body"),
             thresholds=Thresholds(**setup.get("thresholds", {})),
+            shard=shard,
         )
     except Exception as e:
         _emit(out, {"type": "error", "message": scrub(str(e), setup.get("config", {}))})
@@ -96,12 +106,18 @@ def main() -> int:
         if command is None or command.get("cmd") == "stop":
             return 0
         if command.get("cmd") == "finish":
-            verdict = run.finish(
-                AckLedger.from_json(command["ledger"]),
+            run.read_to_end(
                 drain_timeout=float(command["drain_timeout"]),
                 late_grace=float(command.get("late_grace", LATE_GRACE)),
-                missing_workers=command.get("missing_workers", []),
                 on_progress=lambda p: _emit(out, {"type": "progress", **p}),
+            )
+            if shard is not None and shard.number > 0:  # the first process judges
+                _emit(out, {"type": "shard", "state": run.export()})
+                return 0
+            if shard is not None and not _merge_shards(run, commands, shard):
+                return 0
+            verdict = run.judge(
+                AckLedger.from_json(command["ledger"]), missing_workers=command.get("missing_workers", [])
             )
             _emit(out, {"type": "verdict", "verdict": verdict.to_dict(), "report": verdict.report()})
             return 0
@@ -113,6 +129,31 @@ def main() -> int:
         if time.monotonic() >= next_report:
             next_report = time.monotonic() + interval
             _emit(out, {"type": "progress", **run.take_progress()})
+
+
+def _merge_shards(run: Readback, commands: queue.Queue[dict[str, Any] | None], shard: Shard) -> bool:
+    """The first of several processes, its own partitions read: wait for the others' states and take
+    them in. A process that sent none (it failed, or did not end in time) leaves its partitions
+    unjudged: an error, so the verdict is INCONCLUSIVE. False when the master went away."""
+    while True:
+        command = commands.get()
+        if command is None or command.get("cmd") == "stop":
+            return False
+        if command.get("cmd") == "judge":
+            break
+    states = list(command.get("shards") or ())
+    for number in range(1, shard.of):
+        state = states[number - 1] if number - 1 < len(states) else None
+        if isinstance(state, Mapping) and "partitions" in state:
+            run.merge(state)
+        else:
+            why = state.get("error") if isinstance(state, Mapping) else None
+            run.errors.append(
+                f"verifier process {number + 1} of {shard.of} gave no account of its partitions"
+                + (f" ({why})" if why else "")
+            )
+            run.reached_end = False
+    return True
 
 
 class VerifierProcess:
@@ -129,8 +170,10 @@ class VerifierProcess:
         body: Mapping[str, Any] | None = None,
         on_progress: Callable[[dict[str, Any]], None],
         interval: float = 1.0,
+        shard: Shard | None = None,
     ) -> None:
         self.run_id = run_id
+        self.shard = shard
         self.on_progress = on_progress
         self.start: Offsets = {}
         self.cluster_id: str | None = None
@@ -138,6 +181,8 @@ class VerifierProcess:
         self.error: str | None = None
         self.verdict: dict[str, Any] | None = None
         self.report: str | None = None
+        self.state: dict[str, Any] | None = None
+        """A process of several but the first: its partitions' state at the end (``shard``)."""
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "ingestload.verify.process"],
             stdin=subprocess.PIPE,
@@ -151,6 +196,7 @@ class VerifierProcess:
             "body": dict(body) if body else None,
             "thresholds": thresholds.__dict__,
             "interval": interval,
+            "shard": list(shard) if shard is not None else None,
         }
         self._send(setup)
         self._reader: Any = None
@@ -188,6 +234,9 @@ class VerifierProcess:
             elif message.get("type") == "verdict":
                 self.verdict, self.report = message["verdict"], message["report"]
                 return
+            elif message.get("type") == "shard":
+                self.state = message["state"]
+                return
             elif message.get("type") == "error":
                 self.error = message.get("message")
 
@@ -219,6 +268,130 @@ class VerifierProcess:
             self._proc.wait(5)
         if self._proc.poll() is None:
             self._proc.kill()
+
+
+class VerifierShards:
+    """N verifier processes sharing the partitions, behind :class:`VerifierProcess`'s interface:
+    ready when all are, progress summed, one verdict (the first process judges with the others'
+    states: see the module doc)."""
+
+    def __init__(
+        self,
+        count: int,
+        config: Mapping[str, str],
+        topics: Iterable[str],
+        run_id: str,
+        *,
+        envelope_field: str,
+        thresholds: Thresholds,
+        body: Mapping[str, Any] | None = None,
+        on_progress: Callable[[dict[str, Any]], None],
+        interval: float = 1.0,
+    ) -> None:
+        self.run_id = run_id
+        self.on_progress = on_progress
+        self.start: Offsets = {}
+        self.cluster_id: str | None = None
+        self.error: str | None = None
+        self._totals: list[dict[str, int]] = [{} for _ in range(count)]
+        self._finishing = threading.Event()
+        self.processes: list[VerifierProcess] = []
+        try:
+            for number in range(count):
+                self.processes.append(
+                    VerifierProcess(
+                        config,
+                        topics,
+                        run_id,
+                        envelope_field=envelope_field,
+                        thresholds=thresholds,
+                        body=body,
+                        on_progress=functools.partial(self._progress, number),
+                        interval=interval,
+                        shard=Shard(number, count),
+                    )
+                )
+        except OSError:
+            self.stop()
+            raise
+
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        return self.processes[0].verdict
+
+    @property
+    def report(self) -> str | None:
+        return self.processes[0].report
+
+    def _progress(self, number: int, progress: Mapping[str, Any]) -> None:
+        """One process's totals (kept) and latency since its last report (passed on as it is)."""
+        self._totals[number] = {k: v for k, v in progress.items() if isinstance(v, int)}
+        summed: dict[str, Any] = {}
+        for totals in self._totals:
+            for key, value in totals.items():
+                summed[key] = summed.get(key, 0) + value
+        summed["latency"] = progress.get("latency") or {}
+        self.on_progress(summed)
+
+    def wait_ready(self) -> bool:
+        """Every process holds its start offsets; the start of a partition is its owner's."""
+        for number, process in enumerate(self.processes):
+            if not process.wait_ready():
+                self.error = f"verifier process {number + 1} of {len(self.processes)}: {process.error}"
+                return False
+        for process in self.processes:
+            assert process.shard is not None
+            self.start.update(
+                (key, offset)
+                for key, offset in process.start.items()
+                if shard_of(*key, process.shard.of) == process.shard.number
+            )
+        self.cluster_id = self.processes[0].cluster_id
+        return True
+
+    def follow(self) -> None:
+        """Read every process until the verdict: once the others have sent their states (or ended),
+        hand them to the first (run it in a greenlet)."""
+        others = [threading.Thread(target=p.follow, daemon=True) for p in self.processes[1:]]
+        first = threading.Thread(target=self.processes[0].follow, daemon=True)
+        for thread in [first, *others]:
+            thread.start()
+        for thread in others:
+            thread.join()
+        # A process that ended early (it failed) is no reason to judge before the end.
+        while not self._finishing.wait(0.5) and first.is_alive():
+            pass
+        if self._finishing.is_set():
+            states: list[dict[str, Any]] = []
+            for process in self.processes[1:]:
+                state = process.state
+                if state is None:
+                    state = {"error": process.error or "it ended without one"}
+                states.append(state)
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.processes[0]._send({"cmd": "judge", "shards": states})
+        first.join()
+        self.error = self.processes[0].error
+
+    def finish(
+        self,
+        ledger: AckLedger,
+        drain_timeout: float,
+        missing_workers: Iterable[str],
+        late_grace: float = LATE_GRACE,
+    ) -> None:
+        """Hand every process the end: the first gets the final ledger, the others read to their ends."""
+        self._finishing.set()
+        missing = sorted(missing_workers)
+        self.processes[0].finish(ledger, drain_timeout, missing, late_grace)
+        empty = AckLedger([])
+        for process in self.processes[1:]:
+            process.finish(empty, drain_timeout, missing, late_grace)
+        self.error = self.processes[0].error
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
 
 
 if __name__ == "__main__":

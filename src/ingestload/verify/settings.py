@@ -82,6 +82,16 @@ class VerifySettings:
         "DURATION",
     )
     """Seconds the verifier reads on after the drain before it takes the end offsets."""
+    verifier_processes: int = option(
+        "--verifier-processes",
+        "1",
+        number(int, minimum=1, maximum=64, what="an integer from 1 to 64"),
+        "Verifier processes beside the master (or the local process), each reading its share of the "
+        "topics' partitions; one verdict. More than 1 where one cannot keep up with the load and "
+        "the master has cores to spare.",
+        "N",
+    )
+    """How many processes verify the run, each owning the partitions ``shard_of`` gives it."""
     verdict_file: str | None = option(
         "--verdict-file",
         None,

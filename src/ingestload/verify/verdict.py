@@ -395,6 +395,7 @@ def classify(
     ``compacted`` names compacted topics: messages missing there are unseen too.
     """
     thresholds = thresholds or Thresholds()
+    errors = list(errors)
     gone = {f"{t}[{p}]": n for (t, p), n in (deleted or {}).items()}
     hidden = {f"{t}[{p}]": n for (t, p), n in (not_visible or {}).items()}
     compacted = sorted(set(compacted))
@@ -407,7 +408,12 @@ def classify(
 
     lost = t.lost if reached_end else 0
     unseen = (0 if reached_end else t.lost) + t.unseen_unreadable
-    if unseen and not reached_end:
+    if unseen and not reached_end and errors:
+        reasons.append(
+            f"{unseen:,} acknowledged messages unseen: the verifier did not read every partition to "
+            "its end (the verifier's reason above)"
+        )
+    elif unseen and not reached_end:
         reasons.append(
             f"the drain window ran out with {unseen:,} acknowledged messages unseen before the verifier "
             "reached the end of the topics (raise --drain-timeout, or check the verifier can keep up)"
