@@ -116,3 +116,22 @@ def test_injected_anomalies_are_counted_exactly_around_clean_runs():
     assert (summary.duplicated, summary.corrupted, summary.misrouted) == (1, 1, 1)
     assert len(summary.seen[1]) == 2000
     assert v.latency["t"][1000] == 1000  # the clean run: 1 s each, in the 1,000 ms bucket
+
+
+def test_latency_counts_match_a_count_per_message_whatever_the_spread():
+    """Latency buckets (ms old at a moment) equal a plain per-message count, for batches whose send
+    times span a few milliseconds (counted by bisection) and many (counted one by one), unordered."""
+    from array import array
+
+    from ingestload.verify.verifier import _latencies
+
+    rng = random.Random(7)
+    now = 1_800_000_000_000_000
+    for spread_us in (0, 999, 1_000, 40_000, 5_000_000):
+        sent = [now - rng.randint(0, spread_us) for _ in range(5_000)]
+        expected: dict[int, int] = {}
+        for t in sent:
+            expected[(now - t) // 1000] = expected.get((now - t) // 1000, 0) + 1
+        counted = dict(_latencies(now, array("q", sent)))
+        assert counted == expected, spread_us
+        assert sum(counted.values()) == len(sent)
