@@ -14,7 +14,8 @@ partition as a fetch delivers them) — the memory of a 10-million-message run (
 state and the ack ledger) is measured on the same feed.
 
 Goals (issue 20): (b) ≥ 0.8 × (a) end to end; fixed end cost ≤ 0.3 s; core ≥ 1,000,000 msg/s;
-memory in tens of MB. Then 1 and 2 verifier processes sharing the partitions (the 1 → 2 scaling).
+memory in tens of MB. Then `--verifier-processes` 1 and 2: the live verifier processes sharing
+the partitions, from ready to verdict (the 1 → 2 scaling).
 
     python bench/verify_throughput.py [--messages 2000000] [--memory-messages 10000000] [--repeat 3]
 """
@@ -25,10 +26,10 @@ import argparse
 import contextlib
 import gc
 import statistics
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
@@ -42,9 +43,9 @@ from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, check
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
-from ingestload.verify.process import GC_THRESHOLD
+from ingestload.verify.process import GC_THRESHOLD, VerifierProcess, VerifierShards
 from ingestload.verify.readback import Readback
-from ingestload.verify.shards import Shard
+from ingestload.verify.verdict import Thresholds
 
 RUN = "b30cb30cb30cb30c"
 
@@ -201,39 +202,37 @@ class VerifyBench:
         return self.verify(bootstrap, topics, n)[1]
 
     def sharded(self, bootstrap: str, topics: list[str], n: int, readers: int) -> tuple[int, float, str]:
-        """(seen, seconds, status) for ``readers`` verifier processes, each reading the partitions it
-        owns (verify/shards.py) to their end, timed from a common start to the last one's end, then
-        their states merged and judged here (the merge and the verdict are in the time)."""
-        children = [
-            subprocess.Popen(
-                [sys.executable, __file__, "--shard-child", bootstrap, str(number), str(readers), *topics],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-            )
-            for number in range(readers)
-        ]
-        for child in children:
-            assert child.stdout is not None
-            child.stdout.readline()  # assigned: ready to read
-        start = time.perf_counter()
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
-            child.stdin.flush()
-        exports = [orjson.loads(child.communicate()[0]) for child in children]
-        judge = Readback(
-            {"bootstrap.servers": bootstrap},
-            topics,
-            RUN,
-            start={(t, p): 0 for t in topics for p in range(3)},
-            shard=Shard(0, readers + 1),
-        )
-        judge.reached_end = True
-        for state in exports:
-            judge.merge(state)
-        verdict = judge.judge(AckLedger([ProducerLedger(1, sent=n, acked_count=n)]))
-        judge.consumer.close()
-        return verdict.seen, time.perf_counter() - start, verdict.status
+        """(seen, seconds, status) for ``readers`` live verifier processes, as ``--verifier-processes``
+        runs them (:class:`VerifierProcess` for 1, :class:`VerifierShards` for more): timed from the
+        moment every process holds its partitions to the verdict (the others' states handed to the
+        first, merged and judged, are in the time)."""
+        zeros = {(t, p): 0 for t in topics for p in range(3)}
+        common: dict[str, Any] = {
+            "envelope_field": "_ingestload",
+            "thresholds": Thresholds(),
+            "on_progress": lambda _: None,
+            "start": zeros,
+        }
+        config = {"bootstrap.servers": bootstrap}
+        process: VerifierProcess | VerifierShards
+        if readers == 1:
+            process = VerifierProcess(config, topics, RUN, **common)
+        else:
+            process = VerifierShards(readers, config, topics, RUN, **common)
+        try:
+            if not process.wait_ready():
+                raise SystemExit(f"the verifier processes did not start: {process.error}")
+            start = time.perf_counter()
+            follower = threading.Thread(target=process.follow)
+            follower.start()
+            ledger = AckLedger([ProducerLedger(1, sent=n, acked_count=n)])
+            process.finish(ledger, drain_timeout=600, missing_workers=(), late_grace=0)
+            follower.join()
+            elapsed = time.perf_counter() - start
+        finally:
+            process.stop()
+        verdict = process.verdict or {}
+        return int(verdict.get("seen", 0)), elapsed, str(verdict.get("status", process.error))
 
     def main(self) -> None:
         a = self.args
@@ -294,7 +293,7 @@ class VerifyBench:
             f"  verifier seen-sets (roaring bitmaps): {state_mb:,.1f} MB; process RSS growth {grown:,.1f} MB"
         )
         print(f"  ack ledger, serialized: {ledger_bytes:,} bytes")
-        print("\nverifier processes sharing the partitions (each its own process; merged and judged here):")
+        print("\n--verifier-processes 1 and 2 (the live verifier processes, from ready to verdict):")
         print(f"{'processes':>10} {'messages':>11} {'seconds':>8} {'msg/s':>10} {'vs 1':>6}")
         for i in range(0, len(scaling), 2):
             one = scaling[i][1] / scaling[i][2]
@@ -332,24 +331,5 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def shard_child(bootstrap: str, number: int, readers: int, topics: list[str]) -> None:
-    """``--shard-child``: one verifier process of ``readers``; its export on stdout."""
-    gctune.tune(GC_THRESHOLD)
-    run = Readback(
-        {"bootstrap.servers": bootstrap},
-        topics,
-        RUN,
-        start={(t, p): 0 for t in topics for p in range(3)},
-        shard=Shard(number, readers),
-    )
-    print("ready", flush=True)
-    sys.stdin.readline()
-    run.read_to_end(drain_timeout=600, late_grace=0)
-    sys.stdout.buffer.write(orjson.dumps(run.export()))
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--shard-child"]:
-        shard_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:])
-        sys.exit(0)
     VerifyBench(parse_args()).main()

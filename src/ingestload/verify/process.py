@@ -79,6 +79,7 @@ def main() -> int:
             body=setup.get("body"),
             thresholds=Thresholds(**setup.get("thresholds", {})),
             shard=shard,
+            start={(t, p): o for t, p, o in setup["start"]} if setup.get("start") else None,
         )
     except Exception as e:
         _emit(out, {"type": "error", "message": scrub(str(e), setup.get("config", {}))})
@@ -171,6 +172,7 @@ class VerifierProcess:
         on_progress: Callable[[dict[str, Any]], None],
         interval: float = 1.0,
         shard: Shard | None = None,
+        start: Offsets | None = None,
     ) -> None:
         self.run_id = run_id
         self.shard = shard
@@ -197,6 +199,8 @@ class VerifierProcess:
             "thresholds": thresholds.__dict__,
             "interval": interval,
             "shard": list(shard) if shard is not None else None,
+            # Where to begin (a run's are Kafka's ends when the verifier starts; a bench gives 0).
+            "start": [[t, p, o] for (t, p), o in sorted(start.items())] if start is not None else None,
         }
         self._send(setup)
         self._reader: Any = None
@@ -287,6 +291,7 @@ class VerifierShards:
         body: Mapping[str, Any] | None = None,
         on_progress: Callable[[dict[str, Any]], None],
         interval: float = 1.0,
+        start: Offsets | None = None,
     ) -> None:
         self.run_id = run_id
         self.on_progress = on_progress
@@ -309,6 +314,7 @@ class VerifierShards:
                         on_progress=functools.partial(self._progress, number),
                         interval=interval,
                         shard=Shard(number, count),
+                        start=start,
                     )
                 )
         except OSError:

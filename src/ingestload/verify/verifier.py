@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import struct
 import sys
-from bisect import bisect_right
 import time
 from array import array
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
