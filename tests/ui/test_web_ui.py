@@ -66,8 +66,11 @@ def wait_for_rows(page: Any, check: Any, timeout_s: float = 60) -> list[list[str
     last: list[list[str]] = []
     for _ in range(int(timeout_s * 2)):
         last = tab_rows(page)
-        if check(last):
-            return last
+        try:
+            if check(last):
+                return last
+        except (KeyError, IndexError, ValueError):  # a row or section not there (yet)
+            pass
         page.wait_for_timeout(500)
     raise AssertionError(f"the ingestload tab never showed what was expected; last rows: {last}")
 
