@@ -124,28 +124,18 @@ class LocustVerification:
     def start(self) -> None:
         """Start the verifier and wait until it holds its start offsets (before load begins)."""
         count = self.settings.verify.verifier_processes
+        where = (self.settings.kafka.consumer_config(), self.topics, self.run_id)
+        how: dict[str, Any] = {
+            "envelope_field": self.settings.messages.envelope_field,
+            "body": self.settings.body_spec().to_dict(),
+            "thresholds": self.thresholds,
+            "on_progress": self._on_progress,
+        }
         try:
-            if count > 1:
-                self.process = VerifierShards(
-                    count,
-                    self.settings.kafka.consumer_config(),
-                    self.topics,
-                    self.run_id,
-                    envelope_field=self.settings.messages.envelope_field,
-                    body=self.settings.body_spec().to_dict(),
-                    thresholds=self.thresholds,
-                    on_progress=self._on_progress,
-                )
+            if count > 1:  # several share the partitions (--verifier-processes)
+                self.process = VerifierShards(count, *where, **how)
             else:
-                self.process = VerifierProcess(
-                    self.settings.kafka.consumer_config(),
-                    self.topics,
-                    self.run_id,
-                    envelope_field=self.settings.messages.envelope_field,
-                    body=self.settings.body_spec().to_dict(),
-                    thresholds=self.thresholds,
-                    on_progress=self._on_progress,
-                )
+                self.process = VerifierProcess(*where, **how)
             ready = self.process.wait_ready()
         except OSError as e:
             self.error = f"cannot start the verifier process: {e}"
