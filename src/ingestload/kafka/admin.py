@@ -253,10 +253,12 @@ def end_offsets(
     timeout: float = 10.0,
     *,
     committed: bool = True,
+    highs: dict[tuple[str, int], int] | None = None,
 ) -> Offsets:
     """The end of each partition now, as a fetch at its end reports it: for a committed reader its
     last stable offset (the high watermark unless a transaction is open), with ``committed=False``
-    its high watermark.
+    its high watermark. ``highs``, when given, gets each partition's high watermark as the same
+    consumer last saw it, at or after its end was reported (``-1`` where not known).
 
     A ListOffsets answer is not enough (the embedded broker answers it with the start of its last
     record batch), and a busy consumer's last fetch response may be old. So a consumer of its own
@@ -289,6 +291,9 @@ def end_offsets(
                 key = (message.topic(), message.partition())
                 if error.code() == KafkaError._PARTITION_EOF:
                     ends[key] = int(message.offset())
+                    if highs is not None:
+                        high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)[1]
+                        highs[key] = int(high) if high is not None and high >= 0 else -1
                 else:
                     raise IngestloadError(
                         f"reading the end of {key[0]}[{key[1]}]: {scrub(str(error), config)}"
