@@ -13,7 +13,7 @@ UPLOT  := $(VENDOR)/uPlot.iife.min.js
 
 install: $(STAMP) $(UPLOT)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml hatch_build.py src/ingestload/verify/_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -3,9 +3,11 @@
   (a) a bare confluent-kafka consume loop that only counts messages (same fetch settings, batches
       taken the same way: the first message waited for, then what is already fetched);
   (b) ingestload's Readback — what the live verifier process runs — reading the same
-      topics: envelope, seen sets, duplicates, CRC-32 of every value, ordering, latency.
+      topics: envelope, seen sets, duplicates, CRC-32 of every value, ordering, latency;
+  (c) the same Readback with its native reader switched off (every record through confluent-kafka's
+      Message methods): what the native reader (ingestload.verify._scan) brings.
 
-Rounds alternate (a) and (b); each row gives wall-clock msg/s and CPU µs per message (CPU time
+Rounds alternate (a), (b) and (c); each row gives wall-clock msg/s and CPU µs per message (CPU time
 of the process, librdkafka's threads included: steadier than wall time on a shared machine).
 Then the fixed cost at the end of a verification (end offsets, log checks: Readback.finish on a
 run of 1,000 messages), and the verifier core without Kafka: 10 M envelopes in real
@@ -43,6 +45,7 @@ from ingestload.messages.envelope import HEADER, Envelope, EnvelopeWriter, check
 from ingestload.messages.factory import MessageFactory
 from ingestload.messages.ledger import AckLedger, ProducerLedger
 from ingestload.testing import unique_prefix
+from ingestload.verify import scan
 from ingestload.verify.process import GC_THRESHOLD, VerifierProcess, VerifierShards
 from ingestload.verify.readback import Readback
 from ingestload.verify.verdict import Thresholds
@@ -121,7 +124,12 @@ class VerifyBench:
         consumer.close()
         return count, elapsed, cpu
 
-    def verify(self, bootstrap: str, topics: list[str], n: int) -> tuple[int, float, float, str]:
+    def verify(
+        self, bootstrap: str, topics: list[str], n: int, native: bool = True
+    ) -> tuple[int, float, float, str]:
+        if not native:
+            with scan.methods_only():
+                return self.verify(bootstrap, topics, n)
         run = Readback(
             {"bootstrap.servers": bootstrap}, topics, RUN, start={(t, p): 0 for t in topics for p in range(3)}
         )
@@ -260,6 +268,9 @@ class VerifyBench:
                 seen, elapsed, cpu, status = self.verify(bootstrap, topics, n)
                 rows.append(("ingestload Readback (full checks)", seen, elapsed, cpu, status))
                 print(f"  verify: {seen / elapsed:,.0f} msg/s ({status})", flush=True)
+                seen, elapsed, cpu, status = self.verify(bootstrap, topics, n, native=False)
+                rows.append(("  same, Message methods only", seen, elapsed, cpu, status))
+                print(f"  verify, methods only: {seen / elapsed:,.0f} msg/s ({status})", flush=True)
             end = min(self.end_cost(bootstrap) for _ in range(2))
             scaling = []
             for _ in range(a.repeat):
@@ -276,9 +287,9 @@ class VerifyBench:
             f"{'CPU µs/msg':>11} {'CPU vs bare':>12}"
         )
         ratios, cpu_ratios = [], []
-        for i in range(0, len(rows), 2):
+        for i in range(0, len(rows), 3):
             bare_rate, bare_cpu = rows[i][1] / rows[i][2], rows[i][3] / rows[i][1]
-            for label, count, elapsed, cpu, status in rows[i : i + 2]:
+            for label, count, elapsed, cpu, status in rows[i : i + 3]:
                 rate, per = count / elapsed, cpu / count
                 print(
                     f"{label:<36} {count:>11,} {elapsed:>8.2f} {rate:>10,.0f} {rate / bare_rate:>7.2f}× "
@@ -306,6 +317,7 @@ class VerifyBench:
         print("\ngoals (issue 20):")
         print(goal_line("verified ≥ 0.8× the bare loop (median of rounds)", ratio >= 0.8, f"{ratio:.2f}×"))
         print(f"    (CPU per message vs bare, median: {statistics.median(cpu_ratios):.2f}×)")
+        print(f"    (native reader: {scan.unavailable() or 'used'})")
         print(goal_line("fixed end cost ≤ 0.3 s", end <= 0.3, f"{end:.2f} s"))
         print(goal_line("verifier core ≥ 1,000,000 msg/s", core >= 1_000_000, f"{core:,.0f} msg/s"))
         print(goal_line("memory in tens of MB", grown < 100, f"{grown:,.0f} MB"))

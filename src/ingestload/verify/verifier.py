@@ -60,6 +60,7 @@ from pyroaring import BitMap64
 
 from ingestload.messages.envelope import HEADER, RUN_ID, SIZE, checksum, header_of, topic_tag
 from ingestload.verify.body import BodyReader, BodySpec, Found
+from ingestload.verify.scan import Scanned, distrust, scanner
 
 #: producer, seq, sent_at_us, crc, topic tag — at offset 9 of the header value.
 _BODY = struct.Struct(">QQqII")
@@ -291,6 +292,20 @@ class Verifier:
         if len(set(map(type, batch))) != 1:  # mixed message types: no shared methods to map over
             self._file_each(batch, record_latency, now_us)
             return
+        stamp = now_us if record_latency else -1  # the native reader's "no latency"
+        scanned = self._scan(batch, kind, stamp)
+        if scanned is not None:
+            for topic, partition, start, end, clean, ordered, latency in scanned.runs:
+                run = batch[start:end]
+                if clean:
+                    filed = self._file_scanned_run(
+                        kind, run, topic, partition, scanned, start, ordered, latency, stamp
+                    )
+                else:  # the methods tell whether it is clean after all (headers already converted)
+                    filed = self._file_clean_run(kind, run, topic, partition, record_latency, now_us)
+                if not filed:
+                    self._file_each(run, record_latency, now_us)
+            return
         topics = list(map(kind.topic, batch))
         start = 0
         for partition, same in groupby(map(kind.partition, batch)):
@@ -304,51 +319,98 @@ class Verifier:
                     self._file_each(run, record_latency, now_us)
             start = end
 
-    def _file_clean_run(
-        self, kind: Any, run: list[Any], topic: str, partition: int, record_latency: bool, now_us: int
+    def _scan(self, batch: list[Any], kind: Any, now_us: int) -> Scanned | None:
+        """The batch read natively (:mod:`.scan`) — its last record read again through the ``Message``
+        methods, which must agree — or None."""
+        scan = scanner()
+        if scan is None:
+            return None
+        try:
+            scanned = scan(batch, kind, self._run, now_us)
+        except ValueError:  # a record without a topic: the methods' way files it
+            return None
+        if scanned is None:
+            return None
+        last = batch[-1]
+        topic, partition, _, end, clean, _, _ = scanned.runs[-1]
+        agrees = kind.topic(last) == topic and kind.partition(last) == partition and end == len(batch)
+        if agrees and clean:
+            headers = kind.headers(last)
+            envelope = scanned.envelopes[-SIZE:]
+            agrees = bool(headers) and headers[0] == (HEADER, envelope)
+            agrees = agrees and _BODY.unpack_from(envelope, 9)[:3] == (
+                scanned.producers[-1],
+                scanned.seqs[-1],
+                scanned.sent[-1],
+            )
+        if not agrees:
+            distrust(f"it read {topic}[{partition}] where the Message methods read otherwise")
+            return None
+        return scanned
+
+    def _file_scanned_run(
+        self,
+        kind: Any,
+        run: list[Any],
+        topic: str,
+        partition: int,
+        scanned: Scanned,
+        start: int,
+        ordered: bool,
+        latency: dict[int, int] | None,
+        now_us: int,
     ) -> bool:
-        """File ``run`` (records of one partition, in order) in bulk if it is clean (see the module
-        docstring) and return True; otherwise change nothing and return False."""
-        n = len(run)
-        try:
-            names, headers = zip(*map(_FIRST, map(kind.headers, run)), strict=True)
-            joined = b"".join(headers)
-        except (TypeError, IndexError, ValueError):  # no headers, an empty list, a value of None
-            return False
-        if names.count(HEADER) != n or len(joined) != SIZE * n or set(map(len, headers)) != {SIZE}:
-            return False
+        """File ``run``, a clean run as the native reader found it, in bulk — unless it repeats or
+        reorders what was filed before; False then, and nothing changed. ``now_us`` < 0: no latency."""
         state = self._partition(topic, partition)
-        if _column(joined, RUN_ID.start, 8) != self._run * n:
+        if kind.offset(run[0]) <= state.last_offset:
             return False
-        if _column(joined, _TAG_AT, 4) != state.tag.to_bytes(4, "big") * n:
-            return False
-        try:
-            crcs = _array("I", map(checksum, map(kind.value, run)))
-        except TypeError:  # a value of None
-            return False
-        if crcs != _column(joined, _CRC_AT, 4):
-            return False
-        offsets = list(map(kind.offset, run))
-        if offsets[0] <= state.last_offset or not all(map(lt, offsets, islice(offsets, 1, None))):
-            return False
-        producers = _column(joined, _PRODUCER_AT, 8)
-        seqs = _numbers("Q", _column(joined, _SEQ_AT, 8))
-        if producers == producers[:8] * n:
-            groups: list[tuple[int, Any]] = [(int.from_bytes(producers[:8], "big"), seqs)]
+        end = start + len(run)
+        seqs = scanned.seqs[start:end]
+        groups: list[tuple[int, Any]]
+        if ordered:
+            groups = [(scanned.producers[start], seqs)]
         else:
-            ids = _numbers("Q", producers)
+            ids = scanned.producers[start:end]
             distinct = set(ids)
             if len(distinct) > _BULK_PRODUCERS:
                 return False
-            groups = [(p, list(compress(seqs, map(eq, ids, repeat(p))))) for p in distinct]
+            if len(distinct) == 1:
+                groups = [(ids[0], seqs)]
+            else:
+                groups = [(p, list(compress(seqs, map(eq, ids, repeat(p))))) for p in distinct]
+        if not self._in_order(state, groups, ordered):
+            return False
+        if now_us < 0 or latency is not None:
+            ages: Iterable[tuple[int, int]] = latency.items() if latency is not None else ()
+        else:
+            ages = _latencies(now_us, scanned.sent[start:end])
+        self._file_groups(state, kind, run, groups, ages)
+        return True
+
+    @staticmethod
+    def _in_order(state: PartitionState, groups: list[tuple[int, Any]], ordered: bool) -> bool:
+        """Each producer's seqs in ``groups`` rise, past all it had in the partition (``ordered``: the
+        first is known already)."""
         entries = state.producers
         for producer, mine in groups:
             entry = entries.get(producer)
             if entry is not None and len(entry.seen) and mine[0] <= entry.seen.max():
                 return False  # a duplicate or a reordering, maybe: the loop tells which
-            if not all(map(lt, mine, islice(mine, 1, None))):
+            if not ordered and not all(map(lt, mine, islice(mine, 1, None))):
                 return False
-        # Clean: file it all.
+        return True
+
+    def _file_groups(
+        self,
+        state: PartitionState,
+        kind: Any,
+        run: list[Any],
+        groups: list[tuple[int, Any]],
+        ages: Iterable[tuple[int, int]],
+    ) -> None:
+        """File a clean run: each producer's seqs, the partition's counts, the latency buckets."""
+        entries = state.producers
         for producer, mine in groups:
             entry = entries.get(producer)
             if entry is None:
@@ -358,14 +420,69 @@ class Verifier:
         if state.first_message is None:
             state.first_message = run[0]
         state.last_message = run[-1]
-        state.last_offset = offsets[-1]
-        state.records += n
-        self.seen_records += n
-        latency = self.latency.setdefault(topic, {})
-        if record_latency:
-            for ms, count in _latencies(now_us, _numbers("q", _column(joined, _SENT_AT, 8))):
-                latency[ms] = latency.get(ms, 0) + count
+        state.last_offset = kind.offset(run[-1])
+        state.records += len(run)
+        self.seen_records += len(run)
+        latency = self.latency.setdefault(state.topic, {})
+        for ms, count in ages:
+            latency[ms] = latency.get(ms, 0) + count
+
+    def _file_clean_run(
+        self, kind: Any, run: list[Any], topic: str, partition: int, record_latency: bool, now_us: int
+    ) -> bool:
+        """File ``run`` (records of one partition, in order) in bulk if it is clean (see the module
+        docstring), read through the ``Message`` methods, and return True; otherwise change nothing and
+        return False."""
+        n = len(run)
+        joined = self._envelopes(kind, run)
+        if joined is None:
+            return False
+        state = self._partition(topic, partition)
+        if _column(joined, RUN_ID.start, 8) != self._run * n:
+            return False
+        if _column(joined, _TAG_AT, 4) != state.tag.to_bytes(4, "big") * n:
+            return False
+        if kind.offset(run[0]) <= state.last_offset:
+            return False
+        producers = _column(joined, _PRODUCER_AT, 8)
+        seqs = _numbers("Q", _column(joined, _SEQ_AT, 8))
+        groups: list[tuple[int, Any]]
+        if producers == producers[:8] * n:
+            groups = [(int.from_bytes(producers[:8], "big"), seqs)]
+        else:
+            ids = _numbers("Q", producers)
+            distinct = set(ids)
+            if len(distinct) > _BULK_PRODUCERS:
+                return False
+            groups = [(p, list(compress(seqs, map(eq, ids, repeat(p))))) for p in distinct]
+        if not self._in_order(state, groups, False):
+            return False
+        ages = _latencies(now_us, _numbers("q", _column(joined, _SENT_AT, 8))) if record_latency else ()
+        self._file_groups(state, kind, run, groups, ages)
         return True
+
+    @staticmethod
+    def _envelopes(kind: Any, run: list[Any]) -> bytes | None:
+        """The envelope headers of ``run`` end to end, through the ``Message`` methods — if every record
+        has its envelope first, its value intact and its offset rising; else None."""
+        n = len(run)
+        try:
+            names, headers = zip(*map(_FIRST, map(kind.headers, run)), strict=True)
+            joined = b"".join(headers)
+        except (TypeError, IndexError, ValueError):  # no headers, an empty list, a value of None
+            return None
+        if names.count(HEADER) != n or len(joined) != SIZE * n or set(map(len, headers)) != {SIZE}:
+            return None
+        try:
+            crcs = _array("I", map(checksum, map(kind.value, run)))
+        except TypeError:  # a value of None
+            return None
+        if crcs != _column(joined, _CRC_AT, 4):
+            return None
+        offsets = list(map(kind.offset, run))
+        if not all(map(lt, offsets, islice(offsets, 1, None))):
+            return None
+        return joined
 
     def _file_each(self, messages: list[Any], record_latency: bool, now_us: int) -> None:
         """File ``messages`` one by one: every anomaly found, counted and sampled."""
