@@ -88,5 +88,7 @@ def test_a_verifier_process_killed_mid_run_makes_the_verdict_inconclusive_never_
     assert in_kafka == verdict["acked"] > 0  # nothing was lost: the verdict must not say so
     assert verdict["status"] == "INCONCLUSIVE", verdict["reasons"]
     assert verdict["lost"] == 0, verdict["reasons"]
-    assert any("verifier process 2 of 2" in r for r in verdict["reasons"]), verdict["reasons"]
+    said = [r for r in verdict["reasons"] if "verifier process 2 of 2" in r]
+    assert said, verdict["reasons"]
+    assert "killed by SIGKILL" in said[0], said  # what the test did to it
     print(f"killed verifier process {pids[1]}; verdict {verdict['status']}: {verdict['reasons']}")

@@ -231,7 +231,10 @@ class VerifierProcess:
             message = self._read()
             if message is None:
                 if self.verdict is None and self.error is None:
-                    self.error = "the verifier process ended without a verdict"
+                    if self.shard is not None and self.shard.number > 0:  # it owed its state
+                        self.error = f"it ended: {self._exit()}"
+                    else:
+                        self.error = f"the verifier process ended without a verdict ({self._exit()})"
                 return
             if message.get("type") == "progress":
                 self.on_progress(message)
@@ -263,7 +266,20 @@ class VerifierProcess:
                 }
             )
         except (BrokenPipeError, OSError) as e:
-            self.error = f"the verifier process is gone ({e})"
+            self.error = self.error or f"the verifier process is gone ({self._exit(e)})"
+
+    def _exit(self, error: Exception | None = None) -> str:
+        """How the process ended, in words (``killed by SIGKILL``), as far as is known yet."""
+        with contextlib.suppress(Exception):
+            self._proc.wait(1)
+        code = self._proc.poll()
+        if code is None:
+            return str(error) if error is not None else "still running"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(-code).name}"
+            return f"killed by signal {-code}"
+        return f"exit code {code}"
 
     def stop(self) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):
