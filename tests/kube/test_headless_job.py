@@ -75,6 +75,16 @@ def test_clean_run_succeeds_with_pass_and_acked_equals_what_the_broker_holds(cle
         assert held["per_path"].get(path, 0) >= 0.4 * acked, held["per_path"]
 
 
+def test_the_image_verifies_with_its_native_reader(kube: Kube, clean_run: Run) -> None:
+    """The image's verifier has its native reader (built in the Containerfile's build stage) and trusts
+    it against the image's confluent-kafka: asked in a running pod of the same image."""
+    answer = kube.run(
+        "exec", "-n", clean_run.namespace, "deploy/ingestload-api", "--", "python", "-c",
+        "from ingestload.verify import scan; print(scan.unavailable() or 'native reader in use')",
+    )  # fmt: skip
+    assert answer.strip().splitlines()[-1] == "native reader in use", answer
+
+
 def test_clean_run_used_three_worker_pods_and_ends_them(kube: Kube, clean_run: Run) -> None:
     """The load came from three worker pods (each message's producer was in one of them), and
     when the Job ended its workers were scaled to 0: every worker pod is going away."""

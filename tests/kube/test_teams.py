@@ -404,4 +404,5 @@ def test_a_rerun_of_the_same_name_runs_again_and_keeps_the_first_reports(kube: K
     )
     latest = kube.run("exec", "-n", namespace, STORE, "--", "cat", f"/reports/{instance('team-a')}/latest")
     assert latest.strip() == again.run_id
-    FACTS.append(f"rerun of team-a: {first.run_id} then {again.run_id}, both PASS, both kept")
+    load = next((line.strip() for line in again.log.splitlines() if line.strip().startswith("LOAD:")), "")
+    FACTS.append(f"rerun of team-a: {first.run_id} then {again.run_id}, both PASS, both kept; {load}")

@@ -7,7 +7,8 @@ default cannot be pulled. Instead:
 
 * the base is a Debian bookworm root file system made by ``mmdebstrap`` (``minbase`` + python3,
   python3-venv, ca-certificates) from the mirror the system already uses, imported into podman
-  as ``localhost/ingestload-base:bookworm`` and passed as ``--build-arg BASE=…``;
+  as ``localhost/ingestload-base:bookworm`` and passed as ``--build-arg BASE=…``; the build stage's
+  (``BUILD_BASE``) is the same plus gcc and Python's headers, for the verifier's native reader;
 * the Python dependencies are fetched as wheels by the host's pip into ``kube/wheels/`` and the
   build installs only from there (``WHEELS_ONLY=1``);
 * ``podman build`` runs with ``runc`` and cgroupfs, host networking (podman's default CNI network
@@ -37,6 +38,10 @@ TEST_IMAGE = "localhost/ingestload:kube-test"
 IMAGE_PACKAGES = ("podman", "buildah", "mmdebstrap", "uidmap")
 #: PostgreSQL's server binaries for kube/components/sink-postgres (the Containerfile's POSTGRES=1).
 BASE_PACKAGES = "python3,python3-venv,ca-certificates,postgresql-15"
+#: The Containerfile's BUILD_BASE: the same Python, with a C compiler and Python's headers for the
+#: verifier's native reader (only the build stage has them; the image is BASE).
+BUILD_IMAGE = "localhost/ingestload-build:bookworm-cc"
+BUILD_PACKAGES = "python3,python3-venv,ca-certificates,gcc,libc6-dev,python3-dev"
 
 
 def image_dir() -> Path:
@@ -86,23 +91,23 @@ def _has_image(name: str) -> bool:
     return subprocess.run(["podman", "image", "exists", name], env=podman_env(), check=False).returncode == 0
 
 
-def base_image(log: Path) -> str:
+def base_image(log: Path, image: str = BASE_IMAGE, packages: str = BASE_PACKAGES) -> str:
     """The Debian bookworm + Python base, made once with mmdebstrap and kept in our podman store."""
-    if _has_image(BASE_IMAGE):
-        return BASE_IMAGE
-    rootfs = image_dir() / "bookworm-python-pg15.tar"
+    if _has_image(image):
+        return image
+    rootfs = image_dir() / f"{image.rsplit('/', 1)[-1].replace(':', '-')}.tar"
     if not rootfs.exists():
         partial = rootfs.with_name("partial-" + rootfs.name)  # mmdebstrap picks its format by ".tar"
         with log.open("a") as f:
             subprocess.run(
-                ["mmdebstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
+                ["mmdebstrap", "--variant=minbase", f"--include={packages}",
                  *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "locale", "info")),
                  "bookworm", str(partial), build.debian_mirror()],
                 stdout=f, stderr=subprocess.STDOUT, check=True,
             )  # fmt: skip
         partial.rename(rootfs)
-    podman("import", "--change", "CMD=/bin/bash", str(rootfs), BASE_IMAGE, log=log)
-    return BASE_IMAGE
+    podman("import", "--change", "CMD=/bin/bash", str(rootfs), image, log=log)
+    return image
 
 
 def pause_archive(log: Path) -> Path:
@@ -133,9 +138,11 @@ def wheelhouse(log: Path) -> Path:
 def project_archive(log: Path, tag: str = TEST_IMAGE) -> Path:
     """Build ``kube/Containerfile`` on the Debian base, offline from the wheelhouse; save it."""
     base = base_image(log)
+    builder = base_image(log, BUILD_IMAGE, BUILD_PACKAGES)
     wheelhouse(log)
     podman(
-        "build", "--network=host", "--build-arg", f"BASE={base}", "--build-arg", "WHEELS_ONLY=1",
+        "build", "--network=host", "--build-arg", f"BASE={base}", "--build-arg", f"BUILD_BASE={builder}",
+        "--build-arg", "WHEELS_ONLY=1",
         "-f", str(ROOT / "kube" / "Containerfile"), "-t", tag, str(ROOT), log=log,
     )  # fmt: skip
     archive = image_dir() / "ingestload.tar"
