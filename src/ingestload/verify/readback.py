@@ -42,6 +42,7 @@ Example (post-hoc, in-process)::
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -375,12 +376,13 @@ class Readback:
             for tp in positions
         }
 
-    def end_offsets(self) -> Offsets | None:
+    def end_offsets(self, partitions: Iterable[tuple[str, int]] | None = None) -> Offsets | None:
         """Each assigned partition's end now (see :func:`~ingestload.kafka.admin.end_offsets`: a
-        fetch at the end, made now), or ``None`` when Kafka did not tell (the next look will)."""
+        fetch at the end, made now), or ``None`` when Kafka did not tell (the next look will).
+        ``partitions``: those instead (a copy of the assigned ones, for a look from another thread)."""
         highs: dict[tuple[str, int], int] = {}
         try:
-            ends = end_offsets(self.config, self.assigned, highs=highs)
+            ends = end_offsets(self.config, self.assigned if partitions is None else partitions, highs=highs)
         except IngestloadError as e:
             log.debug("end offsets not known yet: %s", e)
             return None
@@ -462,6 +464,10 @@ class Readback:
         ends: Offsets | None = None
         reached_end = False
         next_check = started
+        # The first look at the end offsets runs beside the reading (a consumer of its own: ~0.15 s
+        # that the reader would otherwise stand still for).
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="end-offsets")
+        looking: concurrent.futures.Future[Offsets | None] | None = None
         while True:
             try:
                 got = self.poll_once()
@@ -474,11 +480,13 @@ class Readback:
                 next_check = now + 0.5
                 if on_progress is not None:
                     on_progress(self.take_progress())
-                if ends is None and now >= grace_over:
+                if ends is None and looking is None and now >= grace_over:
                     self.refresh()  # partitions that appeared until now are part of the end
-                    ends = self.end_offsets()
-                    if ends is not None:
-                        self.watched_s = time.monotonic() - started
+                    looking = pool.submit(self.end_offsets, sorted(self.assigned))
+            if looking is not None and looking.done():
+                ends, looking = looking.result(), None  # None: Kafka did not tell, the next tick asks
+                if ends is not None:
+                    self.watched_s = time.monotonic() - started
             # Caught up (a short batch) or on the tick: are we there?
             if ends is not None and (tick or got < self.batch) and self.reached(ends) and now >= next_look:
                 behind = self._not_visible(ends)
@@ -493,6 +501,7 @@ class Readback:
                 self.watched_s = time.monotonic() - started
             if now >= deadline:
                 break
+        pool.shutdown(wait=False, cancel_futures=True)
         if reached_end:
             reached_end = self._check_logs()
             self.deleted = self._deleted()
