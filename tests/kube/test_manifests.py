@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,29 @@ def test_the_job_waits_for_every_address_each_component_names() -> None:
     }
     assert job.wait_addresses(environ) == ["tcp://b:9092", "http://a:8080/readyz", "http://g:8765/readyz"]
     assert job.wait_addresses({}) == []
+
+
+def test_the_job_starts_only_once_every_address_kept_answering() -> None:
+    """ingestload-job's wait: an address that answers and then stops (an old pod going away) does not
+    start the run; one that keeps answering for the settle time does."""
+    job = image_script("ingestload-job")
+    with socket.create_server(("127.0.0.1", 0)) as steady:
+        address = f"tcp://127.0.0.1:{steady.getsockname()[1]}"
+        assert job.wait_for([address], timeout=10, settle=1)
+    flapping = socket.create_server(("127.0.0.1", 0))
+    address = f"tcp://127.0.0.1:{flapping.getsockname()[1]}"
+    looks = 0
+
+    def answers(a: str) -> bool:
+        nonlocal looks
+        looks += 1
+        if looks == 2:  # answered once: now it goes away for good
+            flapping.close()
+        return job_answers(a)
+
+    job_answers, job.answers = job.answers, answers
+    assert not job.wait_for([address], timeout=2, settle=1)
+    assert looks >= 3
 
 
 def named_run(name: str) -> dict[tuple[str, str], dict]:
