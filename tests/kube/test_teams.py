@@ -385,9 +385,9 @@ def test_a_rerun_of_the_same_name_runs_again_and_keeps_the_first_reports(kube: K
     """team-a again with `kubectl replace --force` (nothing deleted by hand): a new run id, PASS,
     and the store holds both runs' reports, the latest pointing at the new one."""
     namespace, first = runs.namespace, runs.outcomes["team-a"]
-    # Two CI runs saw ~60 API sends (1.0-1.1 %) refused early in the rerun, while the replaced
-    # objects start beside the old ones terminating on the 2-core node: above the default 1 %.
-    # This test is about names and reports; the refusals are a known open problem (next step).
+    # A known open problem: some reruns see ~60 API sends (1 %) fail early on, with a ~3 s stall on
+    # both paths (2 CI runs in 3 before the master's settle wait, 1 local run in 5 after it). This
+    # test is about names and reports: it allows 5 %, and its facts line records the failures.
     rerun_settings = {"INGESTLOAD_RATE": str(RATE), "INGESTLOAD_MAX_FAILED_RATIO": "0.05"}
     apply(kube, namespace, "local", workers=1, name="team-a", rerun=True, cpu_request=CPU,
           settings=rerun_settings, master_env=SMALL)  # fmt: skip
@@ -405,4 +405,9 @@ def test_a_rerun_of_the_same_name_runs_again_and_keeps_the_first_reports(kube: K
     latest = kube.run("exec", "-n", namespace, STORE, "--", "cat", f"/reports/{instance('team-a')}/latest")
     assert latest.strip() == again.run_id
     load = next((line.strip() for line in again.log.splitlines() if line.strip().startswith("LOAD:")), "")
+    failures = reports(kube, namespace, again.run_id, instance("team-a")).get("locust_failures.csv", b"")
+    load += " | failures: " + " / ".join(failures.decode().strip().splitlines()[1:4])
+    api_log = kube.run("logs", "-n", namespace, f"deploy/{instance('team-a')}-api", check=False)
+    warnings = [line for line in api_log.splitlines() if "WARNING" in line or "ERROR" in line]
+    load += " | api warnings: " + " // ".join(warnings[:5])
     FACTS.append(f"rerun of team-a: {first.run_id} then {again.run_id}, both PASS, both kept; {load}")
