@@ -181,3 +181,21 @@ def test_another_message_type_is_never_read_natively(native: Any) -> None:
         pass
 
     assert native([StandIn()], StandIn, bytes.fromhex(RUN), -1) is None
+
+
+def test_a_send_time_far_outside_any_clock_is_counted_as_python_counts_it(
+    kafka: str, prefix: str, native: Any
+) -> None:
+    topic = f"{prefix}-far"
+    ensure_topics({"bootstrap.servers": kafka}, [topic], partitions=1)
+    writer = EnvelopeWriter(RUN, 11)
+    producer = Producer({"bootstrap.servers": kafka})
+    far = 2**62  # µs: a corrupted or hostile send time, not a clock
+    envelope = writer.pack(0, far, checksum(VALUE), topic_tag(topic))
+    producer.produce(topic, VALUE, partition=0, headers=[(HEADER, envelope)])
+    producer.flush(10)
+    batch = consumed(kafka, {(topic, 0): [envelope]})
+    assert scanned(native, batch, now_us=SENT_AT).runs == [(topic, 0, 0, 1, True, True, None)]
+    verifier = Verifier(RUN)
+    verifier.process(batch, now_us=SENT_AT)
+    assert verifier.take_latency() == {topic: {(SENT_AT - far) // 1000: 1}}

@@ -212,6 +212,8 @@ age_ms(int64_t now_us, int64_t sent_us)
 }
 
 #define SPAN 4096
+/* Send times beyond ±2^61 µs (73,000 years) are left to Python: their ages would overflow here. */
+#define LIMIT_US ((int64_t)1 << 61)
 
 /* {ms: count} of the ages of sent[start:end], or None when they span SPAN ms or more. */
 static PyObject *
@@ -222,6 +224,9 @@ latency_of(const int64_t *sent, Py_ssize_t start, Py_ssize_t end, int64_t now_us
     Py_ssize_t i;
     PyObject *found;
     for (i = start; i < end; i++) {
+        if (sent[i] < -LIMIT_US || sent[i] > LIMIT_US) {  /* far outside any clock: Python counts */
+            Py_RETURN_NONE;
+        }
         ms = age_ms(now_us, sent[i]);
         if (ms < low) {
             low = ms;
