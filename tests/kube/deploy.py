@@ -167,12 +167,12 @@ def apply(
     **options: Any,
 ) -> None:
     """Render ``kube/overlays/<overlay>`` for this cluster and apply it in ``namespace`` (a rerun:
-    ``kubectl replace --force``, as the README says to run a finished run again)."""
+    ``kubectl replace --force --cascade=foreground``, as the README says to run a finished run again)."""
     rendered = render(
         kube, namespace, ROOT / "kube" / "overlays" / overlay, workers=workers, api_env=api_env, **options
     )
     if rerun:
-        kube.run("replace", "--force", "-f", "-", input=rendered, timeout=300)
+        kube.run("replace", "--force", "--cascade=foreground", "-f", "-", input=rendered, timeout=300)
     else:
         kube.run("apply", "-f", "-", input=rendered)
 
