@@ -50,7 +50,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, groupby, islice, repeat
 from operator import eq, floordiv, itemgetter, lt, sub
@@ -134,6 +134,23 @@ def _latencies(now_us: int, sent: array[int]) -> Iterable[tuple[int, int]]:
 
 #: A run with more producers than this is filed message by message (grouping costs a pass each).
 _BULK_PRODUCERS = 8
+
+
+def _groups(ids: Sequence[int], seqs: Sequence[int]) -> list[tuple[int, Any]] | None:
+    """``seqs`` split by producer (``ids``, one per seq): ``[(producer, its seqs in order)]``, or None
+    when there are more than :data:`_BULK_PRODUCERS` producers.
+
+    Example::
+
+        >>> _groups([7, 7, 9], [1, 2, 3])
+        [(7, [1, 2]), (9, [3])]
+    """
+    distinct = set(ids)
+    if len(distinct) > _BULK_PRODUCERS:
+        return None
+    if len(distinct) == 1:
+        return [(ids[0], seqs)]
+    return [(p, list(compress(seqs, map(eq, ids, repeat(p))))) for p in sorted(distinct)]
 
 
 class MessageId(NamedTuple):
@@ -367,19 +384,10 @@ class Verifier:
             return False
         end = start + len(run)
         seqs = scanned.seqs[start:end]
-        groups: list[tuple[int, Any]]
-        if ordered:
-            groups = [(scanned.producers[start], seqs)]
-        else:
-            ids = scanned.producers[start:end]
-            distinct = set(ids)
-            if len(distinct) > _BULK_PRODUCERS:
-                return False
-            if len(distinct) == 1:
-                groups = [(ids[0], seqs)]
-            else:
-                groups = [(p, list(compress(seqs, map(eq, ids, repeat(p))))) for p in distinct]
-        if not self._in_order(state, groups, ordered):
+        groups = (
+            [(scanned.producers[start], seqs)] if ordered else _groups(scanned.producers[start:end], seqs)
+        )
+        if groups is None or not self._in_order(state, groups, ordered):
             return False
         if now_us < 0 or latency is not None:
             ages: Iterable[tuple[int, int]] = latency.items() if latency is not None else ()
@@ -444,18 +452,10 @@ class Verifier:
             return False
         if kind.offset(run[0]) <= state.last_offset:
             return False
-        producers = _column(joined, _PRODUCER_AT, 8)
-        seqs = _numbers("Q", _column(joined, _SEQ_AT, 8))
-        groups: list[tuple[int, Any]]
-        if producers == producers[:8] * n:
-            groups = [(int.from_bytes(producers[:8], "big"), seqs)]
-        else:
-            ids = _numbers("Q", producers)
-            distinct = set(ids)
-            if len(distinct) > _BULK_PRODUCERS:
-                return False
-            groups = [(p, list(compress(seqs, map(eq, ids, repeat(p))))) for p in distinct]
-        if not self._in_order(state, groups, False):
+        groups = _groups(
+            _numbers("Q", _column(joined, _PRODUCER_AT, 8)), _numbers("Q", _column(joined, _SEQ_AT, 8))
+        )
+        if groups is None or not self._in_order(state, groups, False):
             return False
         ages = _latencies(now_us, _numbers("q", _column(joined, _SENT_AT, 8))) if record_latency else ()
         self._file_groups(state, kind, run, groups, ages)
