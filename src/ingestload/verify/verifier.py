@@ -23,12 +23,14 @@ still hold them (see :mod:`ingestload.verify.readback`).
 
 A batch is filed one run of a partition at a time, two ways that give the same result:
 
-* **in bulk** (:meth:`Verifier._file_clean_run`), when the whole run is what a healthy Kafka path
+* **in bulk**, when the whole run is what a healthy Kafka path
   gives — every record with our envelope as its first header, of this run, meant for this topic,
   intact, at rising offsets, each producer's seqs rising past everything it had here. Each check is
   one pass in C over the run (``map`` over the message type's own methods, ``struct.iter_unpack``
   over the joined headers, the CRC-32, ``tuple.count``), and the seqs go into the seen sets with
-  one ``update``: no Python bytecode per message;
+  one ``update``: no Python bytecode per message (:meth:`Verifier._file_clean_run`). Where the
+  native reader is there (:mod:`ingestload.verify.scan`), it makes those checks itself in one pass
+  over the batch and hands over the envelopes' numbers (:meth:`Verifier._file_scanned_run`);
 * **message by message** (:meth:`Verifier._file_each`), for any run that fails one of those checks
   (nothing of it was filed in bulk): duplicates, reordering, corruption, misrouting, foreign
   records, log resets and the HTTP path's JSON bodies are found and sampled there, exactly as
@@ -399,7 +401,7 @@ class Verifier:
     @staticmethod
     def _in_order(state: PartitionState, groups: list[tuple[int, Any]], ordered: bool) -> bool:
         """Each producer's seqs in ``groups`` rise, past all it had in the partition (``ordered``: the
-        first is known already)."""
+        native reader found them rising already; only the first is compared here)."""
         entries = state.producers
         for producer, mine in groups:
             entry = entries.get(producer)
