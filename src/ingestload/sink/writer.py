@@ -15,7 +15,10 @@ after whatever was already there. The reference sink:
   table, or, when a row is there already, ``COPY`` into a staging table and ``INSERT … ON CONFLICT
   DO NOTHING`` — so a batch written again after a crash adds nothing;
 * commits the batch's offsets to Kafka only after the database transaction committed; a database
-  that fails keeps the batch and retries it (backing off) until it is written — never skipped.
+  that fails keeps the batch and retries it (backing off) until it is written — never skipped;
+* never moves past a gap in a partition's offsets before it has read the gap again
+  (:mod:`~ingestload.kafka.gaps`): a broker that lets a later batch be fetched first would
+  otherwise have it commit past records it never saw.
 
 Example::
 
@@ -38,6 +41,7 @@ from typing import Any
 import orjson
 
 from ingestload.errors import DatabaseError
+from ingestload.kafka.gaps import GapGuard
 from ingestload.sink.records import Validator, message_key, split
 from ingestload.sink.table import DEAD_LETTERS, TABLE, connect, create_reference_tables, quoted, shown_dsn
 
@@ -76,6 +80,8 @@ class SinkStats:
     lag: int = 0
     """Messages in the assigned partitions not yet written (high watermark − next offset)."""
     started: float = field(default_factory=time.monotonic)
+    gaps: str = ""
+    """Gaps in the offsets read again (:meth:`~ingestload.kafka.gaps.GapGuard.line`), if any."""
 
     def line(self, previous: SinkStats | None, interval: float) -> str:
         rate = (
@@ -87,11 +93,12 @@ class SinkStats:
             f"sink: rows {self.rows:,}{rate}  already there {self.repeats:,}  "
             f"dead letters {self.dead:,}  lag {self.lag:,}  batches {self.batches:,}"
             + (f"  retries {self.retries:,}" if self.retries else "")
+            + (f"  {self.gaps}" if self.gaps else "")
         )
 
     def copy(self) -> SinkStats:
         return SinkStats(
-            self.rows, self.repeats, self.dead, self.batches, self.retries, self.lag, self.started
+            self.rows, self.repeats, self.dead, self.batches, self.retries, self.lag, self.started, self.gaps
         )
 
 
@@ -119,6 +126,7 @@ class ReferenceSink:
         envelope_field: str = "_ingestload",
         on_status: Callable[[str], None] | None = None,
         status_interval: float = 5.0,
+        consumer_maker: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         quoted(table)
         quoted(dead_letters)
@@ -134,6 +142,10 @@ class ReferenceSink:
         self.on_status = on_status or log.info
         self.status_interval = status_interval
         self.stats = SinkStats()
+        self.consumer_maker = consumer_maker or _consumer
+        """Makes the Kafka consumer from its configuration (tests: one that jumps over records)."""
+        self.gaps: GapGuard | None = None
+        """The gap check of the running consumer (:mod:`ingestload.kafka.gaps`)."""
         self._conn: Any = None
         self._keyed_left = 0
         """Batches still to write by the keyed path (after a row was found there already)."""
@@ -273,15 +285,19 @@ class ReferenceSink:
 
     def run(self, stop: threading.Event) -> SinkStats:
         """Consume, write, commit, until ``stop`` is set; returns the stats."""
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
-        consumer = Consumer({**self.config, "logger": logging.getLogger("ingestload.librdkafka")})
-        consumer.subscribe(self.topics)
+        consumer = self.consumer_maker({**self.config, "logger": logging.getLogger("ingestload.librdkafka")})
+        guard = self.gaps = GapGuard(consumer.seek)
+        consumer.subscribe(
+            self.topics, on_assign=guard.on_assign, on_revoke=guard.on_revoke, on_lost=guard.on_revoke
+        )
         last_status, previous = time.monotonic(), self.stats.copy()
         try:
             while not stop.is_set():
                 records = consumer.consume(self.batch_size, timeout=0.05)
-                records = [r for r in records if r.error() is None]
+                # Never past a gap in a partition's offsets before it was read again (kafka.gaps).
+                records = guard.admit([r for r in records if r.error() is None])
                 if records:
                     if not self.write_until_done(records, stop):
                         break
@@ -298,10 +314,12 @@ class ReferenceSink:
                 now = time.monotonic()
                 if now - last_status >= self.status_interval:
                     self.stats.lag = _lag(consumer)
+                    self.stats.gaps = guard.line()
                     self.on_status(self.stats.line(previous, now - last_status))
                     last_status, previous = now, self.stats.copy()
         finally:
             self.stats.lag = _lag(consumer)
+            self.stats.gaps = guard.line()
             consumer.close()
             if self._conn is not None:
                 self._conn.close()
@@ -312,6 +330,12 @@ class ReferenceSink:
             f"reference sink: {', '.join(self.topics)} → {shown_dsn(self.dsn)} table {self.table} "
             f"(dead letters: {self.dead_letters}), group {self.group}"
         )
+
+
+def _consumer(config: dict[str, Any]) -> Any:
+    from confluent_kafka import Consumer
+
+    return Consumer(config)
 
 
 def _lag(consumer: Any) -> int:
